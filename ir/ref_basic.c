@@ -1,0 +1,98 @@
+/* ref_basic.c — CPU reference of the generic ops: leaves, embed, rmsnorm,
+ * matmul, add, slice, silu. Plain fp32 loops; shapes in comments. */
+#include <math.h>
+#include <string.h>
+
+#include "eval.h"
+
+/* Leaves are bound by eval_graph before any op runs. */
+void ref_input(EvalCtx *c, const Node *n) { (void)c, (void)n; }
+void ref_weight(EvalCtx *c, const Node *n) { (void)c, (void)n; }
+void ref_state(EvalCtx *c, const Node *n) { (void)c, (void)n; }
+
+float ref_silu_f(float x) { return x / (1.0f + expf(-x)); }
+
+void ref_embed(EvalCtx *c, const Node *n)
+{
+    const float *table = ev_src(c, n, 0); /* (V, D) */
+    const float *tok = ev_src(c, n, 1);   /* (B, S) token ids */
+    float *out = ev_out(c, n);            /* (B, S, D) */
+    int64_t V = ev_dim(c, n->src[0], 0), D = ev_dim(c, n->src[0], 1);
+    int64_t T = ev_numel(c, n->src[1]);
+    for (int64_t t = 0; t < T; t++) {
+        int64_t id = (int64_t)tok[t];
+        if (id < 0 || id >= V) { /* the runtime rejects these; keep the oracle defined */
+            memset(out + t * D, 0, sizeof(float) * (size_t)D);
+            continue;
+        }
+        memcpy(out + t * D, table + id * D, sizeof(float) * (size_t)D);
+    }
+}
+
+void ref_rmsnorm(EvalCtx *c, const Node *n)
+{
+    const float *x = ev_src(c, n, 0); /* (rows, D) */
+    const float *w = ev_src(c, n, 1); /* (D) */
+    float *out = ev_out(c, n);        /* (rows, D) */
+    int64_t D = ev_dim(c, n, n->ndim - 1), R = ev_rows(c, n);
+    float eps = (float)node_float(n, "eps", 1e-5);
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * D;
+        double ss = 0;
+        for (int64_t i = 0; i < D; i++)
+            ss += (double)xr[i] * xr[i];
+        float inv = 1.0f / sqrtf((float)(ss / (double)D) + eps);
+        for (int64_t i = 0; i < D; i++)
+            out[r * D + i] = xr[i] * inv * w[i];
+    }
+}
+
+void ref_matmul(EvalCtx *c, const Node *n)
+{
+    const float *x = ev_src(c, n, 0);                       /* (M, K) */
+    const float *w = ev_src(c, n, 1);                       /* (N, K) */
+    const float *res = n->nsrc > 2 ? ev_src(c, n, 2) : NULL; /* (M, N) or none */
+    float *out = ev_out(c, n);                              /* (M, N) */
+    int64_t K = ev_dim(c, n->src[1], 1), N = ev_dim(c, n->src[1], 0), M = ev_rows(c, n);
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * K;
+        for (int64_t j = 0; j < N; j++) {
+            const float *wj = w + j * K;
+            float acc[8] = {0}; /* 8 partial sums: the compiler can vectorise */
+            int64_t k = 0;
+            for (; k + 8 <= K; k += 8)
+                for (int u = 0; u < 8; u++)
+                    acc[u] += xm[k + u] * wj[k + u];
+            for (; k < K; k++)
+                acc[0] += xm[k] * wj[k];
+            float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            out[m * N + j] = res ? s + res[m * N + j] : s;
+        }
+    }
+}
+
+void ref_add(EvalCtx *c, const Node *n)
+{
+    const float *a = ev_src(c, n, 0), *b = ev_src(c, n, 1);
+    float *out = ev_out(c, n);
+    for (int64_t i = 0, e = ev_numel(c, n); i < e; i++)
+        out[i] = a[i] + b[i];
+}
+
+void ref_slice(EvalCtx *c, const Node *n)
+{
+    const float *x = ev_src(c, n, 0); /* (rows, C) */
+    float *out = ev_out(c, n);        /* (rows, end - begin) */
+    int64_t C = ev_dim(c, n->src[0], n->ndim - 1), R = ev_rows(c, n);
+    int64_t b = node_int(n, "begin", 0), w = node_int(n, "end", 0) - b;
+    for (int64_t r = 0; r < R; r++)
+        memcpy(out + r * w, x + r * C + b, sizeof(float) * (size_t)w);
+}
+
+void ref_silu(EvalCtx *c, const Node *n)
+{
+    const float *x = ev_src(c, n, 0);
+    float *out = ev_out(c, n);
+    for (int64_t i = 0, e = ev_numel(c, n); i < e; i++)
+        out[i] = ref_silu_f(x[i]);
+}
