@@ -151,6 +151,18 @@ void graph_replace_uses(Graph *g, Node *from, Node *to)
             g->outputs[i].node = to;
 }
 
+void graph_move_before(Graph *g, Node *n, Node *before)
+{
+    int from = n->id, to = before->id;
+    assert(g->nodes[from] == n && g->nodes[to] == before);
+    if (from < to)
+        return;
+    memmove(&g->nodes[to + 1], &g->nodes[to], sizeof(Node *) * (size_t)(from - to));
+    g->nodes[to] = n;
+    for (int i = to; i <= from; i++)
+        g->nodes[i]->id = i;
+}
+
 Node *graph_find(const Graph *g, const char *name)
 {
     for (int i = 0; i < g->nnodes; i++) {

@@ -131,6 +131,8 @@ Graph *graph_clone(Arena *a, const Graph *g);
 int graph_uses(const Graph *g, const Node *n);
 /* Replaces every use of `from` by `to` (srcs and outputs). */
 void graph_replace_uses(Graph *g, Node *from, Node *to);
+/* Moves n (already in g) to just before `before`, renumbering ids. */
+void graph_move_before(Graph *g, Node *n, Node *before);
 /* Finds a live node by value name, or NULL. */
 Node *graph_find(const Graph *g, const char *name);
 

@@ -1,0 +1,26 @@
+/* compile.h — libmsac's compile driver: YAML text → plan.
+ *
+ *   frontend (models/) → pass pipeline (passes/) → kernels (codegen/k_*.c)
+ *   → plan (runtime/plan_format.h)
+ *
+ * The plan carries the model's unfused graph as text, so the CPU reference
+ * can run any plan without the compiler. */
+#pragma once
+#include <stdio.h>
+
+#include "diag.h"
+#include "plan_format.h"
+
+typedef struct CompileOptions {
+    const char *target;       /* "sm_90a" (default) or "sm_80" */
+    const char *dump;         /* print the IR after this pass ("all": after every pass), or NULL */
+    FILE *dump_out;           /* where dumps go (default stdout) */
+    const char *emit_ptx_dir; /* write every kernel's PTX into this directory, or NULL */
+    bool progress;            /* one line per stage on stderr */
+} CompileOptions;
+
+void compile_options_init(CompileOptions *o);
+
+/* Compiles the model in `yaml` (contents of `file`). On success *out is a
+ * Plan to free with plan_free. Errors are positioned where they can be. */
+bool msac_compile(const char *yaml, const char *file, const CompileOptions *o, Plan **out, Diag *d);

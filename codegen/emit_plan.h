@@ -1,0 +1,7 @@
+/* emit_plan.h — lowered programs → Plan (see emit_plan.c). */
+#pragma once
+#include "compile.h"
+#include "passes.h"
+#include "target.h"
+
+bool emit_plan(Codegen *cg, const Programs *progs, const CompileOptions *o, Plan **out, Diag *d);

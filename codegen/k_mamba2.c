@@ -1,0 +1,453 @@
+/* k_mamba2.c — the fused Mamba2 mixer (op mamba2_mixer), two launches per
+ * call in prefill and in decode:
+ *
+ *   1. mamba2_scan (prefill) — one block per (head, sequence), walking the
+ *      sequence chunk by chunk with the state S (headdim × d_state, fp32) in
+ *      shared memory. Per chunk: causal conv1d + bias + SiLU of the chunk's
+ *      x, B, C channels (history from the conv ring state at the start),
+ *      dt = clamp(softplus(dt + dt_bias)), cum = cumsum(dt·A), then the SSD
+ *      chunk form
+ *          y_t = exp(cum_t) C_t·S + Σ_{s≤t} (C_t·B_s) exp(cum_t − cum_s) dt_s x_s + D x_t
+ *          S  ← exp(cum_T) S + Σ_s exp(cum_T − cum_s) dt_s x_s B_sᵀ
+ *      and y·silu(z) (or y, with norm_before_gate) stored as bf16.
+ *      mamba2_step (decode) — one block per (head, sequence): conv from the
+ *      ring, S ← exp(dt·A) S + dt x Bᵀ, y = S C + D x, read and written once.
+ *   2. mamba2_norm — the grouped RMSNorm over all heads of a token (needs
+ *      every head, hence a second launch), in place; its group-0 warps also
+ *      store the last d_conv−1 raw xBC inputs of each sequence into the conv
+ *      ring (after launch 1 has read the old history).
+ *
+ * Conv ring: state [B, conv_dim, d_conv], slot p mod d_conv holds the raw
+ * input of position p; decode reads slots pos−1.. and writes slot pos, which
+ * nobody reads in that step. The chunk math is SIMT fp32 in this version. */
+#include <string.h>
+
+#include "kernels.h"
+#include "nvvm.h"
+
+typedef struct Mx {
+    int64_t H, P, N, G, W;       /* heads, headdim, d_state, groups, conv width */
+    int64_t Di, GN, CD, Din, CP; /* d_inner, G*N, conv channels, zxbcdt width, channels per head (P + 2N) */
+    float eps, dt_min, dt_max;   /* norm epsilon and dt clamp */
+    bool nbg;                    /* norm_before_gate */
+} Mx;
+
+static Mx mx_of(const Node *n)
+{
+    Mx m = {.H = node_int(n, "heads", 0), .P = node_int(n, "headdim", 0), .N = node_int(n, "dstate", 0),
+            .G = node_int(n, "groups", 1), .W = node_int(n, "d_conv", 4),
+            .eps = (float)node_float(n, "eps", 1e-5), .dt_min = (float)node_float(n, "dt_min", 0),
+            .dt_max = (float)node_float(n, "dt_max", 3.0e38), .nbg = node_int(n, "norm_before_gate", 0)};
+    if (m.dt_max > 3.0e38f)
+        m.dt_max = 3.0e38f;
+    m.Di = m.H * m.P;
+    m.GN = m.G * m.N;
+    m.CD = m.Di + 2 * m.GN;
+    m.Din = m.Di + m.CD + m.H;
+    m.CP = m.P + 2 * m.N;
+    return m;
+}
+
+/* Channel (in xBC) of local channel ch of head h: x of the head, then B, C of its group. */
+static V head_channel(KB *kb, const Mx *m, V h, V ch)
+{
+    V g = kb_div(kb, h, kb_i32(kb, m->H / m->G));
+    V xc = kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->P)), ch);
+    V bc = kb_add(kb, kb_add(kb, kb_i32(kb, m->Di - m->P), kb_mul(kb, g, kb_i32(kb, m->N))), ch);
+    V cc = kb_add(kb, kb_add(kb, kb_i32(kb, m->Di + m->GN - m->P - m->N), kb_mul(kb, g, kb_i32(kb, m->N))), ch);
+    return kb_select(kb, kb_lt(kb, ch, kb_i32(kb, m->P)), xc,
+                     kb_select(kb, kb_lt(kb, ch, kb_i32(kb, m->P + m->N)), bc, cc));
+}
+
+/* Ring slot of position p (may be negative): ((p % W) + W) % W. */
+static V ring_slot(KB *kb, const Mx *m, V p)
+{
+    return kb_rem(kb, kb_add(kb, kb_rem(kb, p, kb_i32(kb, m->W)), kb_i32(kb, m->W)), kb_i32(kb, m->W));
+}
+
+/* silu(conv1d) of xBC channel gch at absolute row t (0-based within this call)
+ * of sequence b, rounded to bf16 (what the reference stores). */
+static V conv_silu(KB *kb, const Mx *m, V raw, V cw, V cb, V ring, V b, V pos, V seq, V t, V gch)
+{
+    V acc = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cb, gch));
+    for (int k = 0; k < m->W; k++) {
+        V u = kb_add(kb, t, kb_i32(kb, k - (m->W - 1)));
+        KVar v = kb_var(kb, kb->f32, NULL);
+        kb_if(kb, kb_ge(kb, u, kb_i32(kb, 0)));
+        {
+            V row = kb_add(kb, kb_mul(kb, b, seq), u);
+            V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, kb_add(kb, gch, kb_i32(kb, m->Di))));
+            kb_set(kb, v, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, off))));
+        }
+        kb_else(kb);
+        {
+            V slot = ring_slot(kb, m, kb_add(kb, pos, u));
+            V off = kb_add(kb, kb_mul(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), gch), kb_i32(kb, m->W)), slot);
+            kb_set(kb, v, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ring, off)));
+        }
+        kb_endif(kb);
+        V w = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cw, kb_add(kb, kb_mul(kb, gch, kb_i32(kb, m->W)), kb_i32(kb, k))));
+        acc = kb_fma(kb, w, kb_get(kb, v), acc);
+    }
+    return kb_bf16_to_f32(kb, kb_f32_to_bf16(kb, kb_silu(kb, acc)));
+}
+
+/* dt of head h at zxbcdt row `row`: clamp(softplus(raw + dt_bias[h])). */
+static V dt_value(KB *kb, const Mx *m, V raw, V dtb, V h, V row)
+{
+    V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, kb_add(kb, h, kb_i32(kb, m->Di + m->CD))));
+    V x = kb_add(kb, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, off))),
+                 kb_load(kb, kb->f32, kb_gep(kb, kb->f32, dtb, h)));
+    return kb_min(kb, kb_max(kb, kb_softplus(kb, x), kb_f32(kb, m->dt_min)), kb_f32(kb, m->dt_max));
+}
+
+/* Stores y (and gates it by silu(z) unless norm_before_gate) as bf16 at out[row, h*P + p]. */
+static void store_y(KB *kb, const Mx *m, V raw, V out, V row, V h, V p, V y)
+{
+    V col = kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->P)), p);
+    if (!m->nbg) {
+        V zoff = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, col));
+        V z = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, zoff)));
+        y = kb_mul(kb, y, kb_silu(kb, z));
+    }
+    V ooff = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Di)), kb_to_i64(kb, col));
+    kb_store(kb, kb_f32_to_bf16(kb, y), kb_gep(kb, kb->bf16, out, ooff));
+}
+
+static V smem_f32(KB *kb, int base_floats, V idx)
+{
+    return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, base_floats * 4)), idx);
+}
+
+/* ---- launch 1, prefill: the chunked scan ---- */
+static bool emit_scan(Codegen *cg, const Mx *m, int T, int threads, char **ptx, Diag *d)
+{
+    /* shared memory (floats): xbc[T][CP] | dts[T] | cum[T] | wdec[T] | S[P][N+1] | cb[T][T] */
+    int o_xbc = 0, o_dt = o_xbc + T * (int)m->CP, o_cum = o_dt + T, o_wd = o_cum + T, o_S = o_wd + T;
+    int NP = (int)m->N + 1, o_cb = o_S + (int)m->P * NP;
+    KB *kb = kb_new(cg->ctx, "mamba2_scan",
+                    (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32},
+                    11, threads);
+    V raw = kb_param(kb, 0), cw = kb_param(kb, 1), cbias = kb_param(kb, 2), dtb = kb_param(kb, 3);
+    V alog = kb_param(kb, 4), Dp = kb_param(kb, 5), ring = kb_param(kb, 6), ssm = kb_param(kb, 7);
+    V posp = kb_param(kb, 8), out = kb_param(kb, 9), seq = kb_param(kb, 10);
+    V tid = nvvm_tid_x(kb), h = nvvm_ctaid_x(kb), b = nvvm_ctaid_y(kb);
+    V pos = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b));
+    V A = kb_neg(kb, kb_exp(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, alog, h))));
+    V Dh = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, Dp, h));
+    V sbase = kb_mul(kb, kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->H)), h)), kb_i64(kb, m->P * m->N));
+    V PN = kb_i32(kb, m->P * m->N);
+
+    KVar i = kb_for(kb, tid, PN, kb_i32(kb, threads)); /* S ← initial state */
+    {
+        V iv = kb_get(kb, i), p = kb_div(kb, iv, kb_i32(kb, m->N)), nn = kb_rem(kb, iv, kb_i32(kb, m->N));
+        V s = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ssm, kb_add(kb, sbase, kb_to_i64(kb, iv))));
+        kb_store(kb, s, smem_f32(kb, o_S, kb_add(kb, kb_mul(kb, p, kb_i32(kb, NP)), nn)));
+    }
+    kb_endfor(kb);
+
+    KVar c0 = kb_for(kb, kb_i32(kb, 0), seq, kb_i32(kb, T));
+    {
+        V t0 = kb_get(kb, c0);
+        V tc = kb_min(kb, kb_i32(kb, T), kb_sub(kb, seq, t0)); /* valid rows in this chunk */
+        nvvm_bar_sync(kb);                                      /* previous chunk done with smem */
+        /* A: conv + silu of x, B, C for the chunk */
+        KVar e = kb_for(kb, tid, kb_i32(kb, T * m->CP), kb_i32(kb, threads));
+        {
+            V ev = kb_get(kb, e), t = kb_div(kb, ev, kb_i32(kb, m->CP)), ch = kb_rem(kb, ev, kb_i32(kb, m->CP));
+            KVar v = kb_var(kb, kb->f32, kb_f32(kb, 0));
+            kb_if(kb, kb_lt(kb, t, tc));
+            kb_set(kb, v, conv_silu(kb, m, raw, cw, cbias, ring, b, pos, seq, kb_add(kb, t0, t), head_channel(kb, m, h, ch)));
+            kb_endif(kb);
+            kb_store(kb, kb_get(kb, v), smem_f32(kb, o_xbc, ev));
+        }
+        kb_endfor(kb);
+        /* B: dt and dt*A per row */
+        kb_if(kb, kb_lt(kb, tid, kb_i32(kb, T)));
+        {
+            KVar v = kb_var(kb, kb->f32, kb_f32(kb, 0));
+            kb_if(kb, kb_lt(kb, tid, tc));
+            kb_set(kb, v, dt_value(kb, m, raw, dtb, h, kb_add(kb, kb_mul(kb, b, seq), kb_add(kb, t0, tid))));
+            kb_endif(kb);
+            kb_store(kb, kb_get(kb, v), smem_f32(kb, o_dt, tid));
+            kb_store(kb, kb_mul(kb, kb_get(kb, v), A), smem_f32(kb, o_cum, tid));
+        }
+        kb_endif(kb);
+        nvvm_bar_sync(kb);
+        kb_if(kb, kb_eq(kb, tid, kb_i32(kb, 0))); /* inclusive cumsum (T is small) */
+        {
+            KVar acc = kb_var(kb, kb->f32, kb_f32(kb, 0));
+            KVar t = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, T), kb_i32(kb, 1));
+            V p = smem_f32(kb, o_cum, kb_get(kb, t));
+            kb_set(kb, acc, kb_add(kb, kb_get(kb, acc), kb_load(kb, kb->f32, p)));
+            kb_store(kb, kb_get(kb, acc), p);
+            kb_endfor(kb);
+        }
+        kb_endif(kb);
+        nvvm_bar_sync(kb);
+        V cumT = kb_load(kb, kb->f32, smem_f32(kb, o_cum, kb_i32(kb, T - 1)));
+        kb_if(kb, kb_lt(kb, tid, kb_i32(kb, T))); /* wdec[s] = exp(cum_T - cum_s) dt_s */
+        kb_store(kb,
+                 kb_mul(kb, kb_exp(kb, kb_sub(kb, cumT, kb_load(kb, kb->f32, smem_f32(kb, o_cum, tid)))),
+                        kb_load(kb, kb->f32, smem_f32(kb, o_dt, tid))),
+                 smem_f32(kb, o_wd, tid));
+        kb_endif(kb);
+        /* C: cb[t][s] = (C_t·B_s) exp(cum_t - cum_s) dt_s for s <= t */
+        KVar q = kb_for(kb, tid, kb_i32(kb, T * T), kb_i32(kb, threads));
+        {
+            V qv = kb_get(kb, q), t = kb_div(kb, qv, kb_i32(kb, T)), s = kb_rem(kb, qv, kb_i32(kb, T));
+            KVar v = kb_var(kb, kb->f32, kb_f32(kb, 0));
+            kb_if(kb, kb_le(kb, s, t));
+            {
+                V cr = kb_add(kb, kb_mul(kb, t, kb_i32(kb, m->CP)), kb_i32(kb, m->P + m->N));
+                V br = kb_add(kb, kb_mul(kb, s, kb_i32(kb, m->CP)), kb_i32(kb, m->P));
+                KVar dot = kb_var(kb, kb->f32, kb_f32(kb, 0));
+                KVar k = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, m->N), kb_i32(kb, 1));
+                V kv = kb_get(kb, k);
+                kb_set(kb, dot, kb_fma(kb, kb_load(kb, kb->f32, smem_f32(kb, o_xbc, kb_add(kb, cr, kv))),
+                                       kb_load(kb, kb->f32, smem_f32(kb, o_xbc, kb_add(kb, br, kv))), kb_get(kb, dot)));
+                kb_endfor(kb);
+                V dec = kb_exp(kb, kb_sub(kb, kb_load(kb, kb->f32, smem_f32(kb, o_cum, t)),
+                                          kb_load(kb, kb->f32, smem_f32(kb, o_cum, s))));
+                kb_set(kb, v, kb_mul(kb, kb_mul(kb, kb_get(kb, dot), dec), kb_load(kb, kb->f32, smem_f32(kb, o_dt, s))));
+            }
+            kb_endif(kb);
+            kb_store(kb, kb_get(kb, v), smem_f32(kb, o_cb, qv));
+        }
+        kb_endfor(kb);
+        nvvm_bar_sync(kb);
+        /* D: y[t][p] = exp(cum_t) C_t·S_p + Σ_s cb[t][s] x[s][p] + D x[t][p] */
+        KVar r = kb_for(kb, tid, kb_i32(kb, T * m->P), kb_i32(kb, threads));
+        {
+            V rv = kb_get(kb, r), t = kb_div(kb, rv, kb_i32(kb, m->P)), p = kb_rem(kb, rv, kb_i32(kb, m->P));
+            kb_if(kb, kb_lt(kb, t, tc));
+            {
+                V cr = kb_add(kb, kb_mul(kb, t, kb_i32(kb, m->CP)), kb_i32(kb, m->P + m->N));
+                V sr = kb_mul(kb, p, kb_i32(kb, NP));
+                KVar a1 = kb_var(kb, kb->f32, kb_f32(kb, 0));
+                KVar k = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, m->N), kb_i32(kb, 1));
+                V kv = kb_get(kb, k);
+                kb_set(kb, a1, kb_fma(kb, kb_load(kb, kb->f32, smem_f32(kb, o_xbc, kb_add(kb, cr, kv))),
+                                      kb_load(kb, kb->f32, smem_f32(kb, o_S, kb_add(kb, sr, kv))), kb_get(kb, a1)));
+                kb_endfor(kb);
+                KVar a2 = kb_var(kb, kb->f32, kb_f32(kb, 0));
+                KVar s = kb_for(kb, kb_i32(kb, 0), kb_add(kb, t, kb_i32(kb, 1)), kb_i32(kb, 1));
+                V sv = kb_get(kb, s);
+                kb_set(kb, a2, kb_fma(kb, kb_load(kb, kb->f32, smem_f32(kb, o_cb, kb_add(kb, kb_mul(kb, t, kb_i32(kb, T)), sv))),
+                                      kb_load(kb, kb->f32, smem_f32(kb, o_xbc, kb_add(kb, kb_mul(kb, sv, kb_i32(kb, m->CP)), p))),
+                                      kb_get(kb, a2)));
+                kb_endfor(kb);
+                V xt = kb_load(kb, kb->f32, smem_f32(kb, o_xbc, kb_add(kb, kb_mul(kb, t, kb_i32(kb, m->CP)), p)));
+                V y = kb_add(kb, kb_mul(kb, kb_exp(kb, kb_load(kb, kb->f32, smem_f32(kb, o_cum, t))), kb_get(kb, a1)),
+                             kb_fma(kb, Dh, xt, kb_get(kb, a2)));
+                store_y(kb, m, raw, out, kb_add(kb, kb_mul(kb, b, seq), kb_add(kb, t0, t)), h, p, y);
+            }
+            kb_endif(kb);
+        }
+        kb_endfor(kb);
+        nvvm_bar_sync(kb);
+        /* E: S = exp(cum_T) S + Σ_s wdec[s] x[s][p] B[s][n] */
+        V decT = kb_exp(kb, cumT);
+        KVar u = kb_for(kb, tid, PN, kb_i32(kb, threads));
+        {
+            V uv = kb_get(kb, u), p = kb_div(kb, uv, kb_i32(kb, m->N)), nn = kb_rem(kb, uv, kb_i32(kb, m->N));
+            KVar acc = kb_var(kb, kb->f32, kb_f32(kb, 0));
+            KVar s = kb_for(kb, kb_i32(kb, 0), tc, kb_i32(kb, 1));
+            V sv = kb_get(kb, s), row = kb_mul(kb, sv, kb_i32(kb, m->CP));
+            V xw = kb_mul(kb, kb_load(kb, kb->f32, smem_f32(kb, o_wd, sv)),
+                          kb_load(kb, kb->f32, smem_f32(kb, o_xbc, kb_add(kb, row, p))));
+            kb_set(kb, acc, kb_fma(kb, xw, kb_load(kb, kb->f32, smem_f32(kb, o_xbc, kb_add(kb, row, kb_add(kb, nn, kb_i32(kb, m->P))))),
+                                   kb_get(kb, acc)));
+            kb_endfor(kb);
+            V sp = smem_f32(kb, o_S, kb_add(kb, kb_mul(kb, p, kb_i32(kb, NP)), nn));
+            kb_store(kb, kb_fma(kb, decT, kb_load(kb, kb->f32, sp), kb_get(kb, acc)), sp);
+        }
+        kb_endfor(kb);
+    }
+    kb_endfor(kb);
+    nvvm_bar_sync(kb);
+    KVar j = kb_for(kb, tid, PN, kb_i32(kb, threads)); /* final state out */
+    {
+        V jv = kb_get(kb, j), p = kb_div(kb, jv, kb_i32(kb, m->N)), nn = kb_rem(kb, jv, kb_i32(kb, m->N));
+        V s = kb_load(kb, kb->f32, smem_f32(kb, o_S, kb_add(kb, kb_mul(kb, p, kb_i32(kb, NP)), nn)));
+        kb_store(kb, s, kb_gep(kb, kb->f32, ssm, kb_add(kb, sbase, kb_to_i64(kb, jv))));
+    }
+    kb_endfor(kb);
+    (void)d;
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+/* ---- launch 1, decode: one state step ---- */
+static bool emit_step(Codegen *cg, const Mx *m, int threads, char **ptx, Diag *d)
+{
+    KB *kb = kb_new(cg->ctx, "mamba2_step",
+                    (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR},
+                    10, threads);
+    V raw = kb_param(kb, 0), cw = kb_param(kb, 1), cbias = kb_param(kb, 2), dtb = kb_param(kb, 3);
+    V alog = kb_param(kb, 4), Dp = kb_param(kb, 5), ring = kb_param(kb, 6), ssm = kb_param(kb, 7);
+    V posp = kb_param(kb, 8), out = kb_param(kb, 9);
+    V tid = nvvm_tid_x(kb), h = nvvm_ctaid_x(kb), b = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+    V pos = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b));
+    V one = kb_i32(kb, 1), zero = kb_i32(kb, 0);
+    KVar e = kb_for(kb, tid, kb_i32(kb, m->CP), kb_i32(kb, threads)); /* conv: x, B, C of this head */
+    kb_store(kb, conv_silu(kb, m, raw, cw, cbias, ring, b, pos, one, zero, head_channel(kb, m, h, kb_get(kb, e))),
+             smem_f32(kb, 0, kb_get(kb, e)));
+    kb_endfor(kb);
+    V dt = dt_value(kb, m, raw, dtb, h, b);
+    V dA = kb_exp(kb, kb_mul(kb, dt, kb_neg(kb, kb_exp(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, alog, h))))));
+    V Dh = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, Dp, h));
+    nvvm_bar_sync(kb);
+    V sbase = kb_mul(kb, kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->H)), h)), kb_i64(kb, m->P * m->N));
+    KVar p = kb_for(kb, warp, kb_i32(kb, m->P), kb_i32(kb, threads / 32)); /* a warp per state row */
+    {
+        V pv = kb_get(kb, p);
+        V x = kb_load(kb, kb->f32, smem_f32(kb, 0, pv));
+        V dtx = kb_mul(kb, dt, x);
+        V rowp = kb_add(kb, sbase, kb_to_i64(kb, kb_mul(kb, pv, kb_i32(kb, m->N))));
+        KVar acc = kb_var(kb, kb->f32, kb_f32(kb, 0));
+        KVar k = kb_for(kb, lane, kb_i32(kb, m->N), kb_i32(kb, 32));
+        {
+            V kv = kb_get(kb, k);
+            V sp = kb_gep(kb, kb->f32, ssm, kb_add(kb, rowp, kb_to_i64(kb, kv)));
+            V Bn = kb_load(kb, kb->f32, smem_f32(kb, 0, kb_add(kb, kv, kb_i32(kb, m->P))));
+            V Cn = kb_load(kb, kb->f32, smem_f32(kb, 0, kb_add(kb, kv, kb_i32(kb, m->P + m->N))));
+            V s = kb_fma(kb, kb_load(kb, kb->f32, sp), dA, kb_mul(kb, dtx, Bn));
+            kb_store(kb, s, sp);
+            kb_set(kb, acc, kb_fma(kb, s, Cn, kb_get(kb, acc)));
+        }
+        kb_endfor(kb);
+        V y = kb_fma(kb, Dh, x, nvvm_warp_sum(kb, kb_get(kb, acc)));
+        kb_if(kb, kb_eq(kb, lane, zero));
+        store_y(kb, m, raw, out, b, h, pv, y);
+        kb_endif(kb);
+    }
+    kb_endfor(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+/* ---- launch 2: grouped RMSNorm in place + conv ring update ---- */
+static bool emit_norm(Codegen *cg, const Mx *m, int rows_per_block, char **ptx, Diag *d)
+{
+    int64_t gs = m->Di / m->G;
+    KB *kb = kb_new(cg->ctx, "mamba2_norm",
+                    (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32}, 7, 32 * rows_per_block);
+    V out = kb_param(kb, 0), raw = kb_param(kb, 1), wp = kb_param(kb, 2), ring = kb_param(kb, 3);
+    V posp = kb_param(kb, 4), nrows = kb_param(kb, 5), seq = kb_param(kb, 6);
+    V lane = nvvm_lane(kb);
+    V gw = kb_add(kb, kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, rows_per_block)), nvvm_warp(kb));
+    V row = kb_div(kb, gw, kb_i32(kb, m->G)), grp = kb_rem(kb, gw, kb_i32(kb, m->G));
+    kb_if(kb, kb_lt(kb, row, nrows));
+    {
+        V c0 = kb_mul(kb, grp, kb_i32(kb, gs));
+        V obase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Di)), kb_to_i64(kb, c0));
+        V zbase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, c0));
+        KVar ss = kb_var(kb, kb->f32, kb_f32(kb, 0));
+        KVar i = kb_for(kb, lane, kb_i32(kb, gs), kb_i32(kb, 32));
+        V v = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, out, kb_add(kb, obase, kb_to_i64(kb, kb_get(kb, i))))));
+        kb_set(kb, ss, kb_fma(kb, v, v, kb_get(kb, ss)));
+        kb_endfor(kb);
+        V inv = kb_rsqrt(kb, kb_add(kb, kb_mul(kb, nvvm_warp_sum(kb, kb_get(kb, ss)), kb_f32(kb, 1.0 / (double)gs)),
+                                    kb_f32(kb, m->eps)));
+        KVar j = kb_for(kb, lane, kb_i32(kb, gs), kb_i32(kb, 32));
+        {
+            V jv = kb_get(kb, j);
+            V op = kb_gep(kb, kb->bf16, out, kb_add(kb, obase, kb_to_i64(kb, jv)));
+            V w = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, c0, jv)));
+            V r = kb_mul(kb, kb_mul(kb, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, op)), inv), w);
+            if (m->nbg) {
+                V z = kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, kb_add(kb, zbase, kb_to_i64(kb, jv))));
+                r = kb_mul(kb, r, kb_silu(kb, kb_bf16_to_f32(kb, z)));
+            }
+            kb_store(kb, kb_f32_to_bf16(kb, r), op);
+        }
+        kb_endfor(kb);
+        /* conv ring: the last W-1 raw inputs of each sequence */
+        V b = kb_div(kb, row, seq), t = kb_rem(kb, row, seq);
+        kb_if(kb, kb_and(kb, kb_eq(kb, grp, kb_i32(kb, 0)), kb_ge(kb, t, kb_sub(kb, seq, kb_i32(kb, m->W - 1)))));
+        {
+            V slot = ring_slot(kb, m, kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t));
+            V rbase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_i64(kb, m->Di));
+            KVar ch = kb_for(kb, lane, kb_i32(kb, m->CD), kb_i32(kb, 32));
+            V cv = kb_get(kb, ch);
+            V x = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, kb_add(kb, rbase, kb_to_i64(kb, cv)))));
+            V roff = kb_add(kb, kb_mul(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), cv), kb_i32(kb, m->W)), slot);
+            kb_store(kb, x, kb_gep(kb, kb->f32, ring, kb_to_i64(kb, roff)));
+            kb_endfor(kb);
+        }
+        kb_endif(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+/* The mixer's srcs: 0 zxbcdt, 1 conv_w, 2 conv_b, 3 dt_bias, 4 A_log, 5 D, 6 norm_w,
+ * 7 conv_state, 8 ssm_state, 9 pos. */
+static bool add_norm_launch(Codegen *cg, const Node *n, const Mx *m, KOut *out, Diag *d)
+{
+    enum { ROWS = 4 };
+    char name[96];
+    snprintf(name, sizeof name, "mamba2_norm_di%lld_g%lld%s", (long long)m->Di, (long long)m->G, m->nbg ? "_nbg" : "");
+    KLaunch *l = kout_add(out, name, 32 * ROWS, 0);
+    kl_param(l, "rows", ROWS);
+    SymExpr rows = node_rows_expr(n);
+    l->grid[0] = sym_ceildiv(sym_scale(rows, m->G), ROWS);
+    kl_arg_out(l);
+    kl_arg_src(l, 0);
+    kl_arg_src(l, 6);
+    kl_arg_src(l, 7);
+    kl_arg_src(l, 9);
+    kl_arg_i32(l, rows);
+    kl_arg_i32(l, n->dim[1].sym ? sym_mono(MONO_S, 1) : sym_const(n->dim[1].n));
+    return emit_norm(cg, m, ROWS, &l->ptx, d);
+}
+
+static void state_args(KLaunch *l)
+{
+    for (int s = 0; s <= 5; s++)
+        kl_arg_src(l, s);
+    kl_arg_src(l, 7);
+    kl_arg_src(l, 8);
+    kl_arg_src(l, 9);
+    kl_arg_out(l);
+}
+
+bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
+{
+    Mx m = mx_of(n);
+    int T = (int)node_int(n, "kchunk", 64), threads = (int)node_int(n, "threads", 256);
+    if (T < 1 || T > 256 || threads % 32 || threads < T)
+        return diag_fail(d, "mamba2_scan: invalid schedule kchunk=%d threads=%d", T, threads);
+    unsigned smem = (unsigned)(4 * (T * m.CP + 3 * T + m.P * (m.N + 1) + T * T));
+    char name[96];
+    snprintf(name, sizeof name, "mamba2_scan_h%lld_p%lld_n%lld_g%lld_c%d", (long long)m.H, (long long)m.P,
+             (long long)m.N, (long long)m.G, T);
+    KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
+    kl_param(l, "kchunk", T);
+    kl_param(l, "threads", threads);
+    l->grid[0] = sym_const(m.H);
+    l->grid[1] = sym_mono(MONO_B, 1);
+    state_args(l);
+    kl_arg_i32(l, sym_mono(MONO_S, 1));
+    if (!emit_scan(cg, &m, T, threads, &l->ptx, d))
+        return false;
+    return add_norm_launch(cg, n, &m, out, d);
+}
+
+bool k_mamba2_step(Codegen *cg, const Node *n, KOut *out, Diag *d)
+{
+    Mx m = mx_of(n);
+    int threads = (int)node_int(n, "threads", 128);
+    if (threads % 32 || threads < 32)
+        return diag_fail(d, "mamba2_step: invalid schedule threads=%d", threads);
+    char name[96];
+    snprintf(name, sizeof name, "mamba2_step_h%lld_p%lld_n%lld_g%lld", (long long)m.H, (long long)m.P, (long long)m.N,
+             (long long)m.G);
+    KLaunch *l = kout_add(out, name, (unsigned)threads, (unsigned)(4 * m.CP));
+    kl_param(l, "threads", threads);
+    l->grid[0] = sym_const(m.H);
+    l->grid[1] = sym_mono(MONO_B, 1);
+    state_args(l);
+    if (!emit_step(cg, &m, threads, &l->ptx, d))
+        return false;
+    return add_norm_launch(cg, n, &m, out, d);
+}

@@ -1,0 +1,87 @@
+/* kernels.c — the kernel template table and launch-building helpers. */
+#include "kernels.h"
+
+#include <assert.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    KernelEmitFn fn;
+} table[] = {
+#define KERNEL(name, fn) {#name, fn},
+#include "kernels.def"
+#undef KERNEL
+};
+
+KernelEmitFn kernel_lookup(const char *name)
+{
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(table[i].name, name))
+            return table[i].fn;
+    return NULL;
+}
+
+KLaunch *kout_add(KOut *o, const char *name, unsigned block, unsigned smem)
+{
+    assert(o->n < KL_MAX_LAUNCHES);
+    KLaunch *l = &o->l[o->n++];
+    memset(l, 0, sizeof *l);
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->block = block;
+    l->smem = smem;
+    for (int i = 0; i < 3; i++)
+        l->grid[i] = sym_const(1);
+    return l;
+}
+
+static KArg *next_arg(KLaunch *l)
+{
+    assert(l->nargs < KL_MAX_ARGS);
+    KArg *a = &l->args[l->nargs++];
+    memset(a, 0, sizeof *a);
+    a->val = sym_const(0);
+    return a;
+}
+
+void kl_arg_src(KLaunch *l, int src)
+{
+    KArg *a = next_arg(l);
+    a->kind = KA_SRC;
+    a->src = src;
+}
+
+void kl_arg_out(KLaunch *l) { next_arg(l)->kind = KA_OUT; }
+
+void kl_arg_i32(KLaunch *l, SymExpr v)
+{
+    KArg *a = next_arg(l);
+    a->kind = KA_I32;
+    a->val = v;
+}
+
+void kl_arg_f32(KLaunch *l, float f)
+{
+    KArg *a = next_arg(l);
+    a->kind = KA_F32;
+    a->f = f;
+}
+
+void kl_param(KLaunch *l, const char *key, int64_t v)
+{
+    assert(l->nparams < KL_MAX_PARAMS);
+    l->params[l->nparams].key = key;
+    l->params[l->nparams].value = v;
+    l->nparams++;
+}
+
+SymExpr node_rows_expr(const Node *n)
+{
+    SymExpr e = sym_const(1);
+    for (int i = 0; i + 1 < n->ndim; i++) {
+        if (n->dim[i].sym)
+            sym_mul_mono(&e, n->dim[i].sym);
+        else
+            e = sym_scale(e, n->dim[i].n);
+    }
+    return e;
+}

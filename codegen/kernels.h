@@ -1,0 +1,65 @@
+/* kernels.h — what a kernel template produces: launches of PTX kernels whose
+ * arguments refer to the IR node's operands and result.
+ *
+ * codegen/emit_plan.c maps KA_SRC / KA_OUT to plan buffers; grid sizes and
+ * integer arguments are symbolic in batch, seq, ctx. */
+#pragma once
+#include "ir.h"
+#include "target.h"
+
+enum { KL_MAX_ARGS = 32, KL_MAX_PARAMS = 16, KL_MAX_LAUNCHES = 4 };
+
+typedef enum {
+    KA_SRC, /* pointer to the value of node->src[src] (+ off bytes) */
+    KA_OUT, /* pointer to the node's own value (+ off bytes) */
+    KA_I32, /* 32-bit integer: the value of `val` */
+    KA_F32, /* float `f` */
+} KArgKind;
+
+typedef struct KArg {
+    KArgKind kind; /* what it is */
+    int src;       /* operand index (KA_SRC) */
+    SymExpr val;   /* byte offset (KA_SRC/KA_OUT) or value (KA_I32) */
+    float f;       /* KA_F32 */
+} KArg;
+
+typedef struct KParam {
+    const char *key; /* schedule parameter name */
+    int64_t value;   /* its value */
+} KParam;
+
+typedef struct KLaunch {
+    char name[96];          /* kernel instance name (template + schedule + shape) */
+    char *ptx;              /* PTX text (malloc'd) */
+    unsigned block;         /* threads per block (1-D blocks) */
+    unsigned smem;          /* dynamic shared memory bytes */
+    SymExpr grid[3];        /* blocks in x, y, z */
+    int nargs;              /* arguments, in kernel-parameter order */
+    KArg args[KL_MAX_ARGS];
+    int nparams;            /* schedule parameters (recorded in the plan) */
+    KParam params[KL_MAX_PARAMS];
+} KLaunch;
+
+typedef struct KOut {
+    int n;                           /* launches produced */
+    KLaunch l[KL_MAX_LAUNCHES];      /* in execution order */
+} KOut;
+
+typedef bool (*KernelEmitFn)(Codegen *cg, const Node *n, KOut *out, Diag *d);
+
+#define KERNEL(name, fn) bool fn(Codegen *cg, const Node *n, KOut *out, Diag *d);
+#include "kernels.def"
+#undef KERNEL
+
+/* The emitter for kernel template `name`, or NULL. */
+KernelEmitFn kernel_lookup(const char *name);
+
+/* Helpers for emitters. */
+KLaunch *kout_add(KOut *o, const char *name, unsigned block, unsigned smem);
+void kl_arg_src(KLaunch *l, int src);
+void kl_arg_out(KLaunch *l);
+void kl_arg_i32(KLaunch *l, SymExpr v);
+void kl_arg_f32(KLaunch *l, float f);
+void kl_param(KLaunch *l, const char *key, int64_t v);
+/* Rows of a node: product of all dims but the last, as a SymExpr. */
+SymExpr node_rows_expr(const Node *n);

@@ -1,0 +1,53 @@
+/* layers.h — the table of layer kinds the frontend knows.
+ *
+ * A layer kind parses its options (from the model-level defaults mapping
+ * named after the kind, then from the layer entry, which overrides) and
+ * emits the mixer of one pre-norm residual block:
+ *     x = x + mixer(rmsnorm(x))
+ * The frontend emits the norm and the residual add around it. */
+#pragma once
+#include "builder.h"
+#include "yaml_doc.h"
+
+typedef struct ModelCfg {
+    const char *name;    /* model name */
+    int64_t vocab_size;  /* tokens */
+    int64_t d_model;     /* residual width */
+    double norm_eps;     /* RMSNorm epsilon */
+    bool tie_embeddings; /* LM head shares the embedding matrix */
+    int64_t n_layers;    /* after expanding repeats */
+} ModelCfg;
+
+typedef struct LayerCtx {
+    YDoc *y;               /* the model file */
+    YNode *defaults;       /* the model-level mapping named after the kind, or NULL */
+    YNode *entry;          /* this layer's mapping in `layers:` */
+    const ModelCfg *model; /* model-wide settings */
+    int index;             /* layer number, 0-based */
+    Node *pos;             /* input pos i32 [batch] */
+} LayerCtx;
+
+typedef struct LayerKind {
+    const char *name;              /* value of `kind:` */
+    const char *const *options;    /* option keys it accepts (NULL-terminated) */
+    /* Parses and checks options into opts (a kind-specific struct of size opts_size). */
+    bool (*parse)(LayerCtx *lc, void *opts, Diag *d);
+    /* Emits the mixer on normed input h (bf16 [batch, seq, d_model]); returns f32 [.., d_model]. */
+    Node *(*build)(Builder *b, LayerCtx *lc, const void *opts, Node *h);
+    size_t opts_size;              /* bytes of the options struct */
+} LayerKind;
+
+/* The table (models/layers.c) and its entries, one file per kind. */
+extern const LayerKind *const layer_kinds[];
+extern const int n_layer_kinds;
+extern const LayerKind layer_mamba2;
+
+/* Reads option `key` from the layer entry, else from the defaults mapping. */
+YNode *layer_option(LayerCtx *lc, const char *key, YNode **map_out);
+/* Fails at option `key` (wherever it was given), else at the layer entry. */
+bool layer_fail(LayerCtx *lc, const char *key, Diag *d, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Typed option getters applying defaults → entry precedence. */
+bool layer_int(LayerCtx *lc, const char *key, int64_t lo, int64_t hi, int64_t *out, Diag *d);
+bool layer_float(LayerCtx *lc, const char *key, double lo, double hi, double *out, Diag *d);
+bool layer_bool(LayerCtx *lc, const char *key, bool *out, Diag *d);
+bool layer_float_pair(LayerCtx *lc, const char *key, double lo, double hi, double out[2], Diag *d);

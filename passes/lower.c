@@ -1,0 +1,72 @@
+/* lower.c — lowering to kernels: each compute node gets the kernel template
+ * that implements it (the op table's KERNEL column) and a default schedule.
+ * Schedules are plain attributes, so --dump shows them and the autotuner can
+ * replace them; codegen/k_*.c validate and consume them.
+ *
+ * Default schedules (heuristics, documented in docs/kernels.md):
+ *   gemm     prefill: 128x128x32 tile, 8 warps (2x4), 3 stages
+ *            decode (M = batch, small): 64x64x32 tile, 4 warps (2x2), 3 stages
+ *   rmsnorm  one warp per row, 4 rows per block
+ *   embed    128 threads per row
+ *   mamba2   prefill: chunked scan, chunk = min(YAML chunk, 64), 256 threads
+ *            decode:  single-step state update, 128 threads per (row, head) */
+#include <string.h>
+
+#include "passes.h"
+
+static bool is_decode(const Node *n)
+{
+    for (int i = 0; i < n->ndim; i++)
+        if (n->dim[i].sym == SYM_SEQ)
+            return false;
+    return true;
+}
+
+bool pass_lower(Graph *g, Diag *d)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        const OpInfo *oi = &op_info[n->op];
+        if (n->dead || (oi->flags & OPF_LEAF))
+            continue;
+        if (!strcmp(oi->kernel, "-"))
+            return diag_fail(d, "%%%s: op '%s' has no GPU kernel; it must be fused into a neighbour first "
+                                "(is the pattern around it what fuse-scan / fuse-epilogue expect?)",
+                             n->name ? n->name : "?", oi->name);
+        bool dec = is_decode(n);
+        switch (n->op) {
+        case OP_matmul:
+            node_set_str(g, n, "kernel", "gemm");
+            node_set_int(g, n, "bm", dec ? 64 : 128);
+            node_set_int(g, n, "bn", dec ? 64 : 128);
+            node_set_int(g, n, "bk", 32);
+            node_set_int(g, n, "wm", 2);
+            node_set_int(g, n, "wn", dec ? 2 : 4);
+            node_set_int(g, n, "stages", 3);
+            break;
+        case OP_rmsnorm:
+            node_set_str(g, n, "kernel", "rmsnorm");
+            node_set_int(g, n, "rows", 4);
+            break;
+        case OP_embed:
+            node_set_str(g, n, "kernel", "embed");
+            node_set_int(g, n, "threads", 128);
+            break;
+        case OP_mamba2_mixer:
+            if (dec) {
+                node_set_str(g, n, "kernel", "mamba2_step");
+                node_set_int(g, n, "threads", 128);
+            } else {
+                int64_t c = node_int(n, "chunk", 64);
+                node_set_str(g, n, "kernel", "mamba2_scan");
+                node_set_int(g, n, "kchunk", c < 64 ? c : 64);
+                node_set_int(g, n, "threads", 256);
+            }
+            break;
+        default:
+            return diag_fail(d, "%%%s: no lowering rule for op '%s' (kernel '%s')", n->name ? n->name : "?",
+                             oi->name, oi->kernel);
+        }
+    }
+    return true;
+}

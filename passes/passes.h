@@ -1,0 +1,41 @@
+/* passes.h — the passes over the tensor IR and the pipeline that runs them.
+ *
+ * Each pass is `bool pass_x(Graph *, Diag *)`, one per file, mutating the
+ * graph in place and returning false (with a message) only on a user-visible
+ * problem. The pipeline (pipeline.c) is one explicit list. */
+#pragma once
+#include "ir.h"
+
+typedef bool (*PassFn)(Graph *g, Diag *d);
+
+bool pass_infer_shapes(Graph *g, Diag *d);  /* fill shapes from the op rules */
+bool pass_verify(Graph *g, Diag *d);        /* ir_verify as a pass */
+bool pass_dce(Graph *g, Diag *d);           /* drop values nothing uses (effects stay) */
+bool pass_decode(Graph *g, Diag *d);        /* specialise to one token: seq := 1 */
+bool pass_fuse_scan(Graph *g, Diag *d);     /* conv1d+silu+softplus+ssd+gated norm → mamba2_mixer */
+bool pass_fuse_epilogue(Graph *g, Diag *d); /* add(matmul(x,w), r) → matmul(x,w,r) */
+bool pass_lower(Graph *g, Diag *d);         /* pick a kernel template and schedule per node */
+bool pass_plan_buffers(Graph *g, Diag *d);  /* workspace offsets by liveness */
+
+typedef struct PassInfo {
+    const char *name; /* as in --dump=after-NAME */
+    PassFn fn;        /* the pass */
+} PassInfo;
+
+/* Every pass by name (for tests and tools that run one pass). */
+const PassInfo *pass_lookup(const char *name);
+extern const PassInfo pass_table[];
+extern const int pass_count;
+
+/* The compile pipeline. The model graph goes through the common passes;
+ * then one copy per program (prefill, decode) goes through the program
+ * passes (decode first specialises to seq = 1). `dump` is called after each
+ * pass with the program name ("model", "prefill", "decode"). */
+typedef struct Programs {
+    Graph *model;   /* the verified, unfused graph: the CPU reference */
+    Graph *prefill; /* lowered, buffer-planned prefill graph */
+    Graph *decode;  /* lowered, buffer-planned decode graph */
+} Programs;
+
+typedef void (*DumpFn)(void *user, const char *program, const char *pass, const Graph *g);
+bool pipeline_run(Arena *a, Graph *model, Programs *out, DumpFn dump, void *user, Diag *d);
