@@ -1,0 +1,184 @@
+/* test_frontend.c — the YAML frontend: both shipped models load, and every
+ * class of error gives its exact message at its exact position, printed
+ * with the source line and a caret. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend.h"
+#include "passes.h"
+
+#ifndef MODELS_DIR
+#error "MODELS_DIR must point at models/"
+#endif
+
+/* A valid base the error cases edit (tiny sizes). */
+#define HEAD "name: t\nvocab_size: 32\nd_model: 64\n"
+
+static void printed(const Diag *d, const char *src, char *buf, size_t cap)
+{
+    memset(buf, 0, cap);
+    FILE *f = fmemopen(buf, cap - 1, "w");
+    diag_print(d, src, f);
+    fclose(f);
+}
+
+/* Loads text; expects failure with exactly `first_line` as the first printed
+ * line, and a caret under column `col` of the quoted source line. */
+static void expect_error(const char *text, const char *first_line)
+{
+    Arena *a = arena_new();
+    Diag d = {0};
+    Graph *g = frontend_load_text(a, text, "m.yaml", &d);
+    if (g)
+        fail_msg("expected an error: %s", first_line);
+    char out[4096];
+    printed(&d, text, out, sizeof out);
+    size_t n = strcspn(out, "\n");
+    if (strlen(first_line) != n || strncmp(out, first_line, n))
+        fail_msg("got      '%.*s'\nexpected '%s'", (int)n, out, first_line);
+    /* The caret line: two spaces, (col-1) spaces, '^'. */
+    const char *caret = strrchr(out, '^');
+    assert_non_null(caret);
+    const char *line_start = caret;
+    while (line_start > out && line_start[-1] != '\n')
+        line_start--;
+    assert_int_equal((int)(caret - line_start) - 2 + 1, d.col);
+    arena_free(a);
+}
+
+static void errors_top_level(void **state)
+{
+    (void)state;
+    expect_error("name: t\nvocab_szie: 32\nd_model: 64\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:2:1: error: unknown key 'vocab_szie' in the model (did you mean 'vocab_size'?)");
+    expect_error("name: t\nd_model: 64\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:1:1: error: missing required key 'vocab_size'");
+    expect_error("name: t\nvocab_size: 32\nd_model: big\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:3:10: error: 'd_model' must be an integer, found 'big'");
+    expect_error("name: t\nvocab_size: 0\nd_model: 64\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:2:13: error: 'vocab_size' must be in 1..16777216, found 0");
+    expect_error(HEAD "tie_embeddings: yes\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:4:17: error: 'tie_embeddings' must be true or false, found 'yes'");
+    expect_error(HEAD "norm_eps: -1.0\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:4:11: error: 'norm_eps' must be in [1e-12, 1], found -1");
+    expect_error(HEAD "layers:\n  - kind: mamba2\nd_model: 32\n",
+                 "m.yaml:6:1: error: duplicate key 'd_model' in the model");
+    expect_error("name: t\nvocab_size: 32\nd_model: 60\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:3:10: error: 'd_model' must be a multiple of 8, found 60");
+    expect_error(HEAD "layers: []\n", "m.yaml:4:9: error: 'layers' must be a non-empty list of layer entries");
+    expect_error(HEAD, "m.yaml:1:1: error: missing required key 'layers'");
+    expect_error("- 1\n- 2\n", "m.yaml:1:1: error: the model must be a mapping of 'key: value' lines");
+}
+
+static void errors_syntax(void **state)
+{
+    (void)state;
+    expect_error(HEAD "layers: [1, 2\n",
+                 "m.yaml:5:1: error: YAML: did not find expected ',' or ']' while parsing a flow sequence");
+    expect_error("name: t\n vocab_size: 3\n",
+                 "m.yaml:2:12: error: YAML: mapping values are not allowed in this context");
+}
+
+static void errors_layers(void **state)
+{
+    (void)state;
+    expect_error(HEAD "layers:\n  - kind: mamba3\n",
+                 "m.yaml:5:11: error: unknown layer kind 'mamba3' (known: mamba2)");
+    expect_error(HEAD "layers:\n  - repeat: 2\n", "m.yaml:5:5: error: missing required key 'kind'");
+    expect_error(HEAD "layers:\n  - mamba2\n", "m.yaml:5:5: error: layers[0] must be a mapping with a 'kind' key");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    d_stat: 16\n",
+                 "m.yaml:6:5: error: unknown key 'd_stat' in layers[0] (mamba2) (did you mean 'd_state'?)");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    repeat: 0\n",
+                 "m.yaml:6:13: error: 'repeat' must be in 1..4096, found 0");
+    expect_error(HEAD "mamba2:\n  headdm: 16\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:5:3: error: unknown key 'headdm' in the 'mamba2' defaults (did you mean 'headdim'?)");
+}
+
+static void errors_consistency(void **state)
+{
+    (void)state;
+    /* d_inner = 2*64 = 128; headdim 48 does not divide it: reported at headdim */
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    headdim: 48\n",
+                 "m.yaml:6:14: error: layer 0: expand * d_model = 128 is not a multiple of headdim (48)");
+    /* the same through the defaults mapping: reported where it was written */
+    expect_error(HEAD "mamba2:\n  headdim: 48\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:5:12: error: layer 0: expand * d_model = 128 is not a multiple of headdim (48)");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    headdim: 32\n    ngroups: 3\n",
+                 "m.yaml:7:14: error: layer 0: the 4 heads are not divisible into ngroups = 3");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    chunk_size: 100\n",
+                 "m.yaml:6:17: error: layer 0: chunk_size must be a power of two, found 100");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    d_state: 12\n",
+                 "m.yaml:6:14: error: layer 0: d_state and headdim must be multiples of 8 (tensor-core tiles)");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    dt_limit: [1.0]\n",
+                 "m.yaml:6:15: error: 'dt_limit' must be a list of two numbers, like [0.0, inf]");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    dt_limit: [0.5, 0.1]\n",
+                 "m.yaml:6:15: error: 'dt_limit' must be [low, high] with low <= high");
+    /* the second entry's layer index counts the first entry's repeats */
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    repeat: 3\n  - kind: mamba2\n    expand: 3\n    headdim: 40\n",
+                 "m.yaml:9:14: error: layer 3: expand * d_model = 192 is not a multiple of headdim (40)");
+}
+
+/* The shipped models load, pass the model passes, and name their weights
+ * as documented (Hugging Face Mamba2ForCausalLM names). */
+static Graph *load_model(Arena *a, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", MODELS_DIR, name);
+    Diag d = {0};
+    char *text = frontend_read_file(path, &d);
+    if (!text)
+        fail_msg("%s", d.msg);
+    Graph *g = frontend_load_text(a, text, path, &d);
+    if (!g)
+        fail_msg("%s:%d:%d: %s", path, d.line, d.col, d.msg);
+    free(text);
+    assert_true(pass_infer_shapes(g, &d));
+    assert_true(pass_verify(g, &d));
+    return g;
+}
+
+static int count_op(const Graph *g, Op op)
+{
+    int n = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        n += g->nodes[i]->op == op;
+    return n;
+}
+
+static void shipped_models(void **state)
+{
+    (void)state;
+    Arena *a = arena_new();
+    Graph *g = load_model(a, "mamba2-130m.yaml");
+    assert_string_equal(g->name, "mamba2-130m");
+    assert_int_equal(count_op(g, OP_ssd), 24);
+    Node *in = graph_find(g, "l23.in_proj.w");
+    assert_non_null(in);
+    assert_string_equal(in->ext, "backbone.layers.23.mixer.in_proj.weight");
+    assert_int_equal(in->dim[0].n, 2 * 1536 + 2 * 128 + 24); /* z, xBC, dt */
+    assert_int_equal(in->dim[1].n, 768);
+    Node *st = graph_find(g, "l0.ssm_state");
+    assert_int_equal(st->dim[1].n, 24); /* heads */
+    assert_int_equal(st->dim[2].n, 64); /* headdim */
+    assert_int_equal(st->dim[3].n, 128); /* d_state */
+    Node *logits = g->outputs[0].node;
+    assert_int_equal(logits->dim[2].n, 50280);
+    assert_ptr_equal(logits->src[1], graph_find(g, "embed.w")); /* tied */
+    Graph *t = load_model(a, "tiny-mamba2.yaml");
+    assert_int_equal(count_op(t, OP_ssd), 2);
+    assert_non_null(graph_find(t, "lm_head.w")); /* untied */
+    arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(errors_top_level),   cmocka_unit_test(errors_syntax), cmocka_unit_test(errors_layers),
+        cmocka_unit_test(errors_consistency), cmocka_unit_test(shipped_models),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
