@@ -15,13 +15,15 @@
  *    52  u32      number of sections
  *    56  u64      options hash (compile options that change the code)
  *    64  u64      payload size in bytes (everything after the header)
- *    72  u64      checksum: FNV-1a 64 of the payload
+ *    72  u64      checksum: FNV-1a 64 of header bytes [0, 72) followed by
+ *                  the payload (so a flipped header bit is detected too)
  *    80  u8[16]   reserved, zero
  *   payload: sections, each  u32 tag, u32 zero, u64 size, bytes[size]
  *
  * Section bodies are sequences of u32/u64/i64/f32 values and strings
  * (u32 length, bytes, no terminator). Every count and index is checked
- * against the section size and the tables it refers to before use. */
+ * against the section size and the tables it refers to before use. The
+ * layout of each section body is documented at the top of plan_format.c. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -165,9 +167,15 @@ bool plan_write_file(const Plan *p, const char *path, char *errbuf, size_t errle
 /* Decodes and validates a plan. On failure returns false with a message
  * (never crashes on any input). *out is freed with plan_free. */
 bool plan_read(const uint8_t *data, size_t len, Plan **out, char *errbuf, size_t errlen);
+/* Frees a plan from plan_read (owned != NULL: one block). A Plan built by
+ * hand with owned == NULL is freed field by field: every string and array
+ * must then be malloc'd (or NULL). NULL is fine. */
 void plan_free(Plan *p);
 
 int64_t plan_expr_eval(const PlanExpr *e, int64_t batch, int64_t seq, int64_t ctx);
+/* Like plan_expr_eval, but returns false instead of wrapping when an
+ * intermediate value overflows int64. */
+bool plan_expr_eval_checked(const PlanExpr *e, int64_t batch, int64_t seq, int64_t ctx, int64_t *out);
 int plan_expr_format(const PlanExpr *e, char *buf, size_t n);
 /* Looks up a meta value; NULL if absent. */
 const char *plan_meta(const Plan *p, const char *key);

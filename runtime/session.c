@@ -1,0 +1,470 @@
+/* session.c — msac_session: a plan bound to a device with weights, states
+ * and workspace allocated for given limits, running prefill and decode.
+ *
+ * Creation checks the plan's target against the device, loads every kernel's
+ * PTX, makes one device allocation laid out by rt_layout_compute (weights,
+ * states, I/O, workspace arena), zeroes it and uploads the weights.
+ * A call checks its arguments, uploads tokens and start positions, runs the
+ * program's launches on the session's stream between two events (decode
+ * steps replayed from a CUDA graph per batch size when enabled) and copies
+ * the logits back. Every CUresult is checked; every error path releases
+ * what was acquired (msac_session_destroy handles a half-built session). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_api.h"
+
+/* Dynamic shared memory above this needs an explicit opt-in per function. */
+#define DEFAULT_SMEM_LIMIT (48u * 1024u)
+/* Size of the PTX JIT error log kept for messages. */
+#define JIT_LOG_BYTES 8192
+
+struct msac_session {
+    msac_device *dev;           /* not owned; outlives the session */
+    const msac_plan *plan;      /* not owned; outlives the session */
+    msac_session_options opts;  /* limits and init (defaults applied) */
+    RtLayout layout;            /* where each buffer lives inside `mem` */
+    CUdeviceptr mem;            /* the one device allocation, 0 until made */
+    CUstream stream;            /* every copy and launch of the session */
+    CUevent ev_start, ev_end;   /* bracket the last program run */
+    CUmodule *modules;          /* [nkernels] loaded PTX, NULL until loaded */
+    CUfunction *funcs;          /* [nkernels] entry points */
+    int prefill, decode;        /* program indices, -1 when the plan has none */
+    int tokens_buf;             /* buffer index of input "tokens" (i32 [batch, seq]) */
+    int pos_buf;                /* buffer index of input "pos" (i32 [batch]), -1 if absent */
+    int logits_buf;             /* buffer index of output "logits" (f32 [batch, seq, vocab]) */
+    int64_t *positions;         /* [max_batch] tokens consumed per sequence */
+    int32_t *pos_host;          /* [max_batch] staging for the "pos" upload */
+    uint64_t *bufptr;           /* [nbuffers] device address of each buffer for the current call */
+    uint64_t *bufsize;          /* [nbuffers] usable bytes of each buffer for the current call */
+    CUgraphExec *graphs;        /* [max_batch + 1] captured decode step per batch size, NULL if none */
+    bool *graph_failed;         /* [max_batch + 1] capture failed: replay with plain launches */
+    float last_ms;              /* device time of the last call */
+};
+
+/* Evaluates a CUDA call; on failure sets `st` and jumps to `fail`. */
+#define CU_TRY(call, ...)                                   \
+    do {                                                    \
+        CUresult cu_r_ = (call);                            \
+        if (cu_r_ != CUDA_SUCCESS) {                        \
+            st = cuda_error(cu, cu_r_, __VA_ARGS__);        \
+            goto fail;                                      \
+        }                                                   \
+    } while (0)
+
+/* Evaluates a CUDA call; on failure returns its status. */
+#define CU_RETURN(call, ...)                                \
+    do {                                                    \
+        CUresult cu_r_ = (call);                            \
+        if (cu_r_ != CUDA_SUCCESS)                          \
+            return cuda_error(cu, cu_r_, __VA_ARGS__);      \
+    } while (0)
+
+void msac_session_options_init(msac_session_options *opts)
+{
+    *opts = (msac_session_options){
+        .max_batch = 1,
+        .max_seq = 2048,
+        .max_ctx = 4096,
+        .weights = NULL,
+        .seed = 0,
+        .use_graphs = 1,
+    };
+}
+
+void msac_session_destroy(msac_session *s)
+{
+    if (!s)
+        return;
+    const Plan *p = s->plan->p;
+    const CudaApi *cu = &s->dev->cu;
+    /* Errors are ignored here: there is nobody to report them to, and every
+     * handle is released regardless. */
+    cu->CtxSetCurrent(s->dev->ctx);
+    if (s->stream)
+        cu->StreamSynchronize(s->stream);
+    if (s->graphs)
+        for (int b = 0; b <= s->opts.max_batch; b++)
+            if (s->graphs[b])
+                cu->GraphExecDestroy(s->graphs[b]);
+    if (s->modules)
+        for (uint32_t k = 0; k < p->nkernels; k++)
+            if (s->modules[k])
+                cu->ModuleUnload(s->modules[k]);
+    if (s->ev_start)
+        cu->EventDestroy(s->ev_start);
+    if (s->ev_end)
+        cu->EventDestroy(s->ev_end);
+    if (s->stream)
+        cu->StreamDestroy(s->stream);
+    if (s->mem)
+        cu->MemFree(s->mem);
+    rt_layout_free(&s->layout);
+    free(s->modules);
+    free(s->funcs);
+    free(s->positions);
+    free(s->pos_host);
+    free(s->bufptr);
+    free(s->bufsize);
+    free(s->graphs);
+    free(s->graph_failed);
+    free(s);
+}
+
+static int find_program(const Plan *p, const char *name)
+{
+    for (uint32_t i = 0; i < p->nprograms; i++)
+        if (!strcmp(p->programs[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+/* Finds the I/O buffers the runtime binds; refuses any it cannot bind. */
+static msac_status bind_io(msac_session *s)
+{
+    const Plan *p = s->plan->p;
+    s->tokens_buf = s->pos_buf = s->logits_buf = -1;
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        const PlanBuffer *b = &p->buffers[i];
+        int *slot = NULL;
+        uint32_t dtype = 0;
+        if (b->kind == PBUF_INPUT && !strcmp(b->name, "tokens")) {
+            slot = &s->tokens_buf;
+            dtype = PDT_I32;
+        } else if (b->kind == PBUF_INPUT && !strcmp(b->name, "pos")) {
+            slot = &s->pos_buf;
+            dtype = PDT_I32;
+        } else if (b->kind == PBUF_OUTPUT && !strcmp(b->name, "logits")) {
+            slot = &s->logits_buf;
+            dtype = PDT_F32;
+        } else if (b->kind == PBUF_INPUT || b->kind == PBUF_OUTPUT) {
+            return status_make(MSAC_ERR_UNSUPPORTED, "plan %s \"%s\" is not one this runtime binds (tokens, pos, logits)",
+                               b->kind == PBUF_INPUT ? "input" : "output", b->name);
+        } else {
+            continue;
+        }
+        if (*slot >= 0)
+            return status_make(MSAC_ERR_BAD_PLAN, "plan: buffer \"%s\" appears twice", b->name);
+        if (b->dtype != dtype)
+            return status_make(MSAC_ERR_BAD_PLAN, "plan: buffer \"%s\" is %s, expected %s", b->name,
+                               rt_dtype_name(b->dtype), rt_dtype_name(dtype));
+        *slot = (int)i;
+    }
+    if (s->tokens_buf < 0 || s->logits_buf < 0)
+        return status_make(MSAC_ERR_BAD_PLAN, "plan: no %s buffer", s->tokens_buf < 0 ? "input \"tokens\"" : "output \"logits\"");
+    return NULL;
+}
+
+/* The I/O buffers must hold what a call copies at the limits. */
+static msac_status check_io_sizes(const msac_session *s)
+{
+    const msac_session_options *o = &s->opts;
+    uint64_t rows = (uint64_t)o->max_batch * (uint64_t)o->max_seq, logits;
+    if (__builtin_mul_overflow(rows, (uint64_t)s->plan->vocab_size * 4, &logits))
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "max_batch * max_seq * vocab_size overflows");
+    const struct {
+        int buf;
+        uint64_t need;
+    } io[] = {{s->tokens_buf, rows * 4}, {s->pos_buf, (uint64_t)o->max_batch * 4}, {s->logits_buf, logits}};
+    for (size_t i = 0; i < sizeof io / sizeof io[0]; i++)
+        if (io[i].buf >= 0 && s->layout.buf_size[io[i].buf] < io[i].need)
+            return status_make(MSAC_ERR_BAD_PLAN,
+                               "plan: buffer \"%s\" has %llu bytes at max_batch=%d max_seq=%d, a call needs %llu",
+                               s->plan->p->buffers[io[i].buf].name, (unsigned long long)s->layout.buf_size[io[i].buf],
+                               o->max_batch, o->max_seq, (unsigned long long)io[i].need);
+    return NULL;
+}
+
+/* Loads kernel k's PTX and resolves its entry point. */
+static msac_status load_kernel(msac_session *s, uint32_t k)
+{
+    const CudaApi *cu = &s->dev->cu;
+    const PlanKernel *kn = &s->plan->p->kernels[k];
+    char *log = calloc(1, JIT_LOG_BYTES);
+    if (!log)
+        return status_oom();
+    CUjit_option opt[2] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *val[2] = {log, (void *)(uintptr_t)JIT_LOG_BYTES};
+    CUresult r = cu->ModuleLoadDataEx(&s->modules[k], kn->ptx, 2, opt, val);
+    if (r != CUDA_SUCCESS) {
+        s->modules[k] = NULL;
+        char text[256];
+        cuda_result_text(cu, r, text, sizeof text);
+        log[JIT_LOG_BYTES - 1] = 0;
+        msac_status st = status_make(cuda_code(r), "cuModuleLoadDataEx(kernel %s): %s%s%s", kn->name, text,
+                                     log[0] ? "\nJIT log:\n" : "", log);
+        free(log);
+        return st;
+    }
+    free(log);
+    CU_RETURN(cu->ModuleGetFunction(&s->funcs[k], s->modules[k], kn->entry), "cuModuleGetFunction(kernel %s, entry %s)",
+              kn->name, kn->entry);
+    if (kn->smem > DEFAULT_SMEM_LIMIT)
+        CU_RETURN(cu->FuncSetAttribute(s->funcs[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)kn->smem),
+                  "cuFuncSetAttribute(kernel %s, %u bytes of dynamic shared memory)", kn->name, kn->smem);
+    return NULL;
+}
+
+/* Uploads every weight in its device dtype, one at a time through a host
+ * staging buffer sized for the largest. */
+static msac_status upload_weights(msac_session *s)
+{
+    const CudaApi *cu = &s->dev->cu;
+    const Plan *p = s->plan->p;
+    uint64_t most = 1;
+    for (uint32_t i = 0; i < p->nweights; i++) {
+        uint64_t n = rt_weight_numel(&p->weights[i]);
+        most = n > most ? n : most;
+    }
+    float *vals = malloc(most * sizeof *vals);
+    uint16_t *half = malloc(most * sizeof *half);
+    msac_status st = NULL;
+    if (!vals || !half) {
+        st = status_make(MSAC_ERR_OUT_OF_MEMORY, "out of host memory staging a weight of %llu elements",
+                         (unsigned long long)most);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < p->nweights; i++) {
+        const PlanWeight *w = &p->weights[i];
+        uint64_t n = rt_weight_numel(w);
+        if ((st = msac_plan_weight_values(s->plan, (int)i, s->opts.weights, s->opts.seed, vals)))
+            goto fail;
+        const void *src = vals;
+        if (w->dtype == PDT_BF16) {
+            rt_bf16_from_f32_array(vals, half, n);
+            src = half;
+        }
+        CU_TRY(cu->MemcpyHtoDAsync(s->mem + s->layout.weight_off[i], src, s->layout.weight_bytes[i], s->stream),
+               "cuMemcpyHtoDAsync(weight %s, %llu bytes)", w->name, (unsigned long long)s->layout.weight_bytes[i]);
+        /* the staging buffers are reused for the next weight */
+        CU_TRY(cu->StreamSynchronize(s->stream), "cuStreamSynchronize(after uploading weight %s)", w->name);
+    }
+fail:
+    free(vals);
+    free(half);
+    return st;
+}
+
+/* Allocates the session's device memory, with a readable message on OOM. */
+static msac_status alloc_device(msac_session *s)
+{
+    const CudaApi *cu = &s->dev->cu;
+    CUresult r = cu->MemAlloc(&s->mem, s->layout.total);
+    if (r == CUDA_SUCCESS)
+        return NULL;
+    s->mem = 0;
+    size_t free_b = 0, total_b = 0;
+    if (cu->MemGetInfo(&free_b, &total_b) != CUDA_SUCCESS)
+        free_b = total_b = 0;
+    return cuda_error(cu, r,
+                      "cuMemAlloc(%llu bytes for weights, states and workspace at max_batch=%d max_seq=%d "
+                      "max_ctx=%d; %llu of %llu bytes free)",
+                      (unsigned long long)s->layout.total, s->opts.max_batch, s->opts.max_seq, s->opts.max_ctx,
+                      (unsigned long long)free_b, (unsigned long long)total_b);
+}
+
+msac_status msac_session_create(msac_device *dev, const msac_plan *plan, const msac_session_options *opts,
+                                msac_session **out_session)
+{
+    if (!dev || !plan || !out_session)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "msac_session_create: %s is NULL",
+                           !dev ? "dev" : !plan ? "plan" : "out_session");
+    msac_session_options o;
+    if (opts)
+        o = *opts;
+    else
+        msac_session_options_init(&o);
+    if (o.max_batch < 1 || o.max_seq < 1 || o.max_ctx < 1)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                           "msac_session_create: limits must be >= 1 (max_batch=%d max_seq=%d max_ctx=%d)", o.max_batch,
+                           o.max_seq, o.max_ctx);
+    const Plan *p = plan->p;
+    RT_RETURN_IF_ERROR(rt_check_target(p->target, dev->info.name, dev->info.cc_major, dev->info.cc_minor));
+    if (plan->vocab_size <= 0)
+        return status_make(MSAC_ERR_BAD_PLAN, "plan has no meta \"vocab_size\"");
+
+    msac_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return status_oom();
+    s->dev = dev;
+    s->plan = plan;
+    s->opts = o;
+    s->prefill = find_program(p, "prefill");
+    s->decode = find_program(p, "decode");
+    const CudaApi *cu = &dev->cu;
+    msac_status st = NULL;
+    size_t nk = p->nkernels ? p->nkernels : 1, nb = p->nbuffers ? p->nbuffers : 1, ng = (size_t)o.max_batch + 1;
+    s->modules = calloc(nk, sizeof *s->modules);
+    s->funcs = calloc(nk, sizeof *s->funcs);
+    s->positions = calloc((size_t)o.max_batch, sizeof *s->positions);
+    s->pos_host = calloc((size_t)o.max_batch, sizeof *s->pos_host);
+    s->bufptr = calloc(nb, sizeof *s->bufptr);
+    s->bufsize = calloc(nb, sizeof *s->bufsize);
+    s->graphs = calloc(ng, sizeof *s->graphs);
+    s->graph_failed = calloc(ng, sizeof *s->graph_failed);
+    if (!s->modules || !s->funcs || !s->positions || !s->pos_host || !s->bufptr || !s->bufsize || !s->graphs ||
+        !s->graph_failed) {
+        st = status_oom();
+        goto fail;
+    }
+    if ((st = bind_io(s)) || (st = rt_layout_compute(plan, o.max_batch, o.max_seq, o.max_ctx, &s->layout)) ||
+        (st = check_io_sizes(s)))
+        goto fail;
+
+    CU_TRY(cu->CtxSetCurrent(dev->ctx), "cuCtxSetCurrent");
+    CU_TRY(cu->StreamCreate(&s->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+    CU_TRY(cu->EventCreate(&s->ev_start, CU_EVENT_DEFAULT), "cuEventCreate");
+    CU_TRY(cu->EventCreate(&s->ev_end, CU_EVENT_DEFAULT), "cuEventCreate");
+    for (uint32_t k = 0; k < p->nkernels; k++)
+        if ((st = load_kernel(s, k)))
+            goto fail;
+    if ((st = alloc_device(s)))
+        goto fail;
+    /* Everything starts at zero: states, I/O, workspace (weights follow). */
+    CU_TRY(cu->MemsetD8Async(s->mem, 0, s->layout.total, s->stream), "cuMemsetD8Async(%llu bytes)",
+           (unsigned long long)s->layout.total);
+    if ((st = upload_weights(s)))
+        goto fail;
+    CU_TRY(cu->StreamSynchronize(s->stream), "cuStreamSynchronize(after session setup)");
+    *out_session = s;
+    return NULL;
+fail:
+    msac_session_destroy(s);
+    return st;
+}
+
+msac_status msac_session_reset(msac_session *s)
+{
+    if (!s)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "msac_session_reset: session is NULL");
+    const CudaApi *cu = &s->dev->cu;
+    const Plan *p = s->plan->p;
+    CU_RETURN(cu->CtxSetCurrent(s->dev->ctx), "cuCtxSetCurrent");
+    for (uint32_t i = 0; i < p->nbuffers; i++)
+        if (p->buffers[i].kind == PBUF_STATE && s->layout.buf_size[i])
+            CU_RETURN(cu->MemsetD8Async(s->mem + s->layout.buf_off[i], 0, s->layout.buf_size[i], s->stream),
+                      "cuMemsetD8Async(state %s)", p->buffers[i].name);
+    CU_RETURN(cu->StreamSynchronize(s->stream), "cuStreamSynchronize(after reset)");
+    memset(s->positions, 0, (size_t)s->opts.max_batch * sizeof *s->positions);
+    return NULL;
+}
+
+/* Issues the launches of program `pr` for (batch, seq) on the session's
+ * stream, using the buffer addresses in s->bufptr. Shared by plain runs and
+ * graph capture. */
+static msac_status launch_program(msac_session *s, const PlanProgram *pr, int batch, int seq)
+{
+    const CudaApi *cu = &s->dev->cu;
+    const Plan *p = s->plan->p;
+    for (uint32_t j = 0; j < pr->nlaunch; j++) {
+        const PlanLaunch *l = &pr->launch[j];
+        const PlanKernel *k = &p->kernels[l->kernel];
+        RtLaunch a;
+        RT_RETURN_IF_ERROR(rt_launch_args(p, l, s->bufptr, s->bufsize, batch, seq, s->opts.max_ctx, &a));
+        if (!a.grid[0] || !a.grid[1] || !a.grid[2])
+            continue; /* nothing to do at this size */
+        CU_RETURN(cu->LaunchKernel(s->funcs[l->kernel], a.grid[0], a.grid[1], a.grid[2], k->block[0], k->block[1],
+                                   k->block[2], k->smem, s->stream, a.params, NULL),
+                  "cuLaunchKernel(kernel %s, launch %u of %s, grid %ux%ux%u)", k->name, j, pr->name, a.grid[0],
+                  a.grid[1], a.grid[2]);
+    }
+    return NULL;
+}
+
+/* Captures the decode launches for `batch` into an executable graph.
+ * Returns false (leaving the stream out of capture mode) if any step fails;
+ * the caller then runs the launches directly, which reports real errors. */
+static bool capture_decode(msac_session *s, const PlanProgram *pr, int batch)
+{
+    const CudaApi *cu = &s->dev->cu;
+    if (cu->StreamBeginCapture(s->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL) != CUDA_SUCCESS)
+        return false;
+    msac_status st = launch_program(s, pr, batch, 1);
+    CUgraph g = NULL;
+    CUresult r = cu->StreamEndCapture(s->stream, &g);
+    CUgraphExec exec = NULL;
+    bool ok = !st && r == CUDA_SUCCESS && g && cu->GraphInstantiateWithFlags(&exec, g, 0) == CUDA_SUCCESS;
+    msac_status_free(st);
+    if (g)
+        cu->GraphDestroy(g);
+    if (!ok)
+        return false;
+    s->graphs[batch] = exec;
+    return true;
+}
+
+/* One prefill or decode call. */
+static msac_status run(msac_session *s, const char *what, int prog, int batch, int seq, const int32_t *tokens,
+                       float *out_logits)
+{
+    if (!s)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: session is NULL", what);
+    if (prog < 0)
+        return status_make(MSAC_ERR_UNSUPPORTED, "%s: the plan has no \"%s\" program", what, what);
+    const msac_session_options *o = &s->opts;
+    RT_RETURN_IF_ERROR(rt_check_call(what, s->plan->vocab_size, o->max_batch, o->max_seq, o->max_ctx, s->positions,
+                                     batch, seq, tokens));
+    const CudaApi *cu = &s->dev->cu;
+    const Plan *p = s->plan->p;
+    const PlanProgram *pr = &p->programs[prog];
+    CU_RETURN(cu->CtxSetCurrent(s->dev->ctx), "cuCtxSetCurrent");
+    RT_RETURN_IF_ERROR(rt_call_buffers(p, &s->layout, s->mem, batch, seq, o->max_ctx, s->bufptr, s->bufsize));
+
+    size_t ntok = (size_t)batch * (size_t)seq;
+    CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->tokens_buf], tokens, ntok * sizeof *tokens, s->stream),
+              "%s: cuMemcpyHtoDAsync(tokens)", what);
+    if (s->pos_buf >= 0) {
+        for (int r = 0; r < batch; r++)
+            s->pos_host[r] = (int32_t)s->positions[r];
+        CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->pos_buf], s->pos_host, (size_t)batch * sizeof *s->pos_host,
+                                      s->stream),
+                  "%s: cuMemcpyHtoDAsync(pos)", what);
+    }
+
+    CU_RETURN(cu->EventRecord(s->ev_start, s->stream), "%s: cuEventRecord", what);
+    bool graphed = false;
+    if (prog == s->decode && o->use_graphs) {
+        if (!s->graphs[batch] && !s->graph_failed[batch])
+            s->graph_failed[batch] = !capture_decode(s, pr, batch);
+        if (s->graphs[batch]) {
+            CU_RETURN(cu->GraphLaunch(s->graphs[batch], s->stream), "%s: cuGraphLaunch(batch %d)", what, batch);
+            graphed = true;
+        }
+    }
+    if (!graphed)
+        RT_RETURN_IF_ERROR(launch_program(s, pr, batch, seq));
+    CU_RETURN(cu->EventRecord(s->ev_end, s->stream), "%s: cuEventRecord", what);
+
+    if (out_logits)
+        CU_RETURN(cu->MemcpyDtoHAsync(out_logits, s->bufptr[s->logits_buf],
+                                      ntok * (size_t)s->plan->vocab_size * sizeof *out_logits, s->stream),
+                  "%s: cuMemcpyDtoHAsync(logits)", what);
+    CU_RETURN(cu->StreamSynchronize(s->stream), "%s: running program \"%s\" (batch %d, seq %d)", what, pr->name,
+              batch, seq);
+    float ms = 0;
+    CU_RETURN(cu->EventElapsedTime(&ms, s->ev_start, s->ev_end), "%s: cuEventElapsedTime", what);
+    s->last_ms = ms;
+    for (int r = 0; r < batch; r++)
+        s->positions[r] += seq;
+    return NULL;
+}
+
+msac_status msac_session_prefill(msac_session *s, int batch, int seq, const int32_t *tokens, float *out_logits)
+{
+    return run(s, "prefill", s ? s->prefill : -1, batch, seq, tokens, out_logits);
+}
+
+msac_status msac_session_decode(msac_session *s, int batch, const int32_t *tokens, float *out_logits)
+{
+    return run(s, "decode", s ? s->decode : -1, batch, 1, tokens, out_logits);
+}
+
+int64_t msac_session_position(const msac_session *s, int row)
+{
+    if (!s || row < 0 || row >= s->opts.max_batch)
+        return -1;
+    return s->positions[row];
+}
+
+float msac_session_last_ms(const msac_session *s) { return s ? s->last_ms : 0.0f; }
