@@ -46,46 +46,59 @@ static bool write_ptx(const Plan *p, const char *dir, Diag *d)
     return true;
 }
 
-bool msac_compile(const char *yaml, const char *file, const CompileOptions *o, Plan **out, Diag *d)
+static const TargetDesc *find_target(const CompileOptions *o, Diag *d)
 {
     const TargetDesc *t = target_lookup(o->target ? o->target : "sm_90a");
     if (!t) {
         char known[128] = "";
         for (const TargetDesc *k = target_table; k->name; k++)
             snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", known[0] ? ", " : "", k->name);
-        return diag_fail(d, "unknown target '%s' (supported: %s)", o->target, known);
+        diag_fail(d, "unknown target '%s' (supported: %s)", o->target, known);
     }
-    Arena *a = arena_new();
-    bool ok = false;
-    Codegen cg = {0};
-    Graph *g = frontend_load_text(a, yaml, file, d);
-    if (!g)
-        goto out;
-    if (o->progress)
-        fprintf(stderr, "msac: %s: model '%s', %d IR nodes\n", file, g->name, g->nnodes);
+    return t;
+}
+
+bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
+{
+    const TargetDesc *t = find_target(o, d);
+    if (!t)
+        return false;
     Programs progs;
     DumpCtx dc = {o};
-    if (!pipeline_run(a, g, &progs, dump_cb, &dc, d))
-        goto out;
+    PipelineHooks hooks = {dump_cb, &dc, o->tweak, o->tweak_user};
+    if (!pipeline_run(g->arena, g, &progs, &hooks, d))
+        return false;
     if (o->progress)
         fprintf(stderr, "msac: passes done: prefill %d nodes, decode %d nodes; generating %s kernels\n",
                 progs.prefill->nnodes, progs.decode->nnodes, t->name);
+    Codegen cg;
     if (!codegen_init(&cg, t, d))
-        goto out;
-    if (!emit_plan(&cg, &progs, o, out, d))
-        goto out;
-    if (o->emit_ptx_dir && !write_ptx(*out, o->emit_ptx_dir, d)) {
+        return false;
+    bool ok = emit_plan(&cg, &progs, o, out, d);
+    codegen_free(&cg);
+    if (ok && o->emit_ptx_dir && !write_ptx(*out, o->emit_ptx_dir, d)) {
         plan_free(*out);
         *out = NULL;
-        goto out;
+        ok = false;
     }
-    if (o->progress)
+    if (ok && o->progress)
         fprintf(stderr, "msac: %u kernels, %u weights, %u buffers\n", (*out)->nkernels, (*out)->nweights,
                 (*out)->nbuffers);
-    ok = true;
-out:
-    if (cg.ctx)
-        codegen_free(&cg);
+    return ok;
+}
+
+bool msac_compile(const char *yaml, const char *file, const CompileOptions *o, Plan **out, Diag *d)
+{
+    if (!find_target(o, d))
+        return false;
+    Arena *a = arena_new();
+    Graph *g = frontend_load_text(a, yaml, file, d);
+    bool ok = false;
+    if (g) {
+        if (o->progress)
+            fprintf(stderr, "msac: %s: model '%s', %d IR nodes\n", file, g->name, g->nnodes);
+        ok = msac_compile_graph(g, o, out, d);
+    }
     arena_free(a);
     return ok;
 }

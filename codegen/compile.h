@@ -11,12 +11,19 @@
 #include "diag.h"
 #include "plan_format.h"
 
+typedef struct Graph Graph;
+
 typedef struct CompileOptions {
     const char *target;       /* "sm_90a" (default) or "sm_80" */
     const char *dump;         /* print the IR after this pass ("all": after every pass), or NULL */
     FILE *dump_out;           /* where dumps go (default stdout) */
     const char *emit_ptx_dir; /* write every kernel's PTX into this directory, or NULL */
     bool progress;            /* one line per stage on stderr */
+    /* Called on each lowered program ("prefill", "decode") before buffer
+     * planning and code generation: may replace schedule attributes (the
+     * autotuner and the schedule tests use this). NULL for none. */
+    void (*tweak)(void *user, const char *program, Graph *g);
+    void *tweak_user;         /* passed to tweak */
 } CompileOptions;
 
 void compile_options_init(CompileOptions *o);
@@ -24,3 +31,8 @@ void compile_options_init(CompileOptions *o);
 /* Compiles the model in `yaml` (contents of `file`). On success *out is a
  * Plan to free with plan_free. Errors are positioned where they can be. */
 bool msac_compile(const char *yaml, const char *file, const CompileOptions *o, Plan **out, Diag *d);
+
+/* Compiles a model graph as the frontend builds it (unfused, shapes may be
+ * missing). Used by tests that add outputs for intermediate values. The
+ * graph is modified (passes run on it). */
+bool msac_compile_graph(Graph *model, const CompileOptions *o, Plan **out, Diag *d);

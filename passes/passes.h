@@ -37,5 +37,13 @@ typedef struct Programs {
     Graph *decode;  /* lowered, buffer-planned decode graph */
 } Programs;
 
-typedef void (*DumpFn)(void *user, const char *program, const char *pass, const Graph *g);
-bool pipeline_run(Arena *a, Graph *model, Programs *out, DumpFn dump, void *user, Diag *d);
+typedef struct PipelineHooks {
+    /* After each pass, with the program name ("model", "prefill", "decode"). */
+    void (*dump)(void *user, const char *program, const char *pass, const Graph *g);
+    void *dump_user;
+    /* After `lower`, before `plan-buffers`: may change schedule attributes. */
+    void (*tweak)(void *user, const char *program, Graph *g);
+    void *tweak_user;
+} PipelineHooks;
+
+bool pipeline_run(Arena *a, Graph *model, Programs *out, const PipelineHooks *hooks, Diag *d);

@@ -27,9 +27,11 @@ static const char *const model_passes[] = {"infer-shapes", "verify", "dce", NULL
 static const char *const program_passes[] = {"fuse-scan", "fuse-epilogue", "dce", "verify", "lower",
                                              "plan-buffers", NULL};
 
-static bool run_list(Graph *g, const char *program, const char *const *list, DumpFn dump, void *user, Diag *d)
+static bool run_list(Graph *g, const char *program, const char *const *list, const PipelineHooks *h, Diag *d)
 {
     for (const char *const *p = list; *p; p++) {
+        if (!strcmp(*p, "plan-buffers") && h && h->tweak)
+            h->tweak(h->tweak_user, program, g);
         const PassInfo *pi = pass_lookup(*p);
         if (!pi->fn(g, d)) {
             char msg[800];
@@ -37,25 +39,25 @@ static bool run_list(Graph *g, const char *program, const char *const *list, Dum
             snprintf(d->msg, sizeof d->msg, "%s (pass %s, %s)", msg, pi->name, program);
             return false;
         }
-        if (dump)
-            dump(user, program, pi->name, g);
+        if (h && h->dump)
+            h->dump(h->dump_user, program, pi->name, g);
     }
     return true;
 }
 
-bool pipeline_run(Arena *a, Graph *model, Programs *out, DumpFn dump, void *user, Diag *d)
+bool pipeline_run(Arena *a, Graph *model, Programs *out, const PipelineHooks *h, Diag *d)
 {
-    if (!run_list(model, "model", model_passes, dump, user, d))
+    if (!run_list(model, "model", model_passes, h, d))
         return false;
     Graph *prefill = graph_clone(a, model);
     Graph *decode = graph_clone(a, model);
-    if (!run_list(prefill, "prefill", program_passes, dump, user, d))
+    if (!run_list(prefill, "prefill", program_passes, h, d))
         return false;
     if (!pass_decode(decode, d))
         return false;
-    if (dump)
-        dump(user, "decode", "decode", decode);
-    if (!run_list(decode, "decode", program_passes, dump, user, d))
+    if (h && h->dump)
+        h->dump(h->dump_user, "decode", "decode", decode);
+    if (!run_list(decode, "decode", program_passes, h, d))
         return false;
     out->model = model;
     out->prefill = prefill;
