@@ -123,3 +123,7 @@ msac_status rt_launch_args(const Plan *p, const PlanLaunch *l, const uint64_t *b
  * device of compute capability cc_major.cc_minor: "sm_XYa" needs exactly
  * X.Y, "sm_XY" needs at least X.Y. MSAC_ERR_WRONG_TARGET otherwise. */
 msac_status rt_check_target(const char *target, const char *dev_name, int cc_major, int cc_minor);
+
+/* Decode graphs a session holds: captured (CUDA graph replayed) and failed
+ * (capture refused, plain launches used), over all batch sizes. For tests. */
+void rt_session_graph_counts(const msac_session *s, int *out_captured, int *out_failed);

@@ -41,6 +41,7 @@ struct msac_session {
     CUgraphExec *graphs;        /* [max_batch + 1] captured decode step per batch size, NULL if none */
     bool *graph_failed;         /* [max_batch + 1] capture failed: replay with plain launches */
     float last_ms;              /* device time of the last call */
+    int last_batch, last_seq;   /* sizes of the last successful call, 0 before any */
 };
 
 /* Evaluates a CUDA call; on failure sets `st` and jumps to `fail`. */
@@ -138,10 +139,10 @@ static msac_status bind_io(msac_session *s)
         } else if (b->kind == PBUF_OUTPUT && !strcmp(b->name, "logits")) {
             slot = &s->logits_buf;
             dtype = PDT_F32;
-        } else if (b->kind == PBUF_INPUT || b->kind == PBUF_OUTPUT) {
-            return status_make(MSAC_ERR_UNSUPPORTED, "plan %s \"%s\" is not one this runtime binds (tokens, pos, logits)",
-                               b->kind == PBUF_INPUT ? "input" : "output", b->name);
-        } else {
+        } else if (b->kind == PBUF_INPUT) {
+            return status_make(MSAC_ERR_UNSUPPORTED, "plan input \"%s\" is not one this runtime binds (tokens, pos)",
+                               b->name);
+        } else { /* other outputs are read with msac_session_read_output */
             continue;
         }
         if (*slot >= 0)
@@ -445,6 +446,8 @@ static msac_status run(msac_session *s, const char *what, int prog, int batch, i
     float ms = 0;
     CU_RETURN(cu->EventElapsedTime(&ms, s->ev_start, s->ev_end), "%s: cuEventElapsedTime", what);
     s->last_ms = ms;
+    s->last_batch = batch;
+    s->last_seq = seq;
     for (int r = 0; r < batch; r++)
         s->positions[r] += seq;
     return NULL;
@@ -458,6 +461,68 @@ msac_status msac_session_prefill(msac_session *s, int batch, int seq, const int3
 msac_status msac_session_decode(msac_session *s, int batch, const int32_t *tokens, float *out_logits)
 {
     return run(s, "decode", s ? s->decode : -1, batch, 1, tokens, out_logits);
+}
+
+msac_status msac_session_read_output(msac_session *s, const char *name, float *out, size_t n)
+{
+    if (!s || !name || (!out && n))
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "msac_session_read_output: %s is NULL",
+                           !s ? "session" : !name ? "name" : "out");
+    const Plan *p = s->plan->p;
+    int idx = -1;
+    for (uint32_t i = 0; i < p->nbuffers && idx < 0; i++)
+        if ((p->buffers[i].kind == PBUF_OUTPUT || p->buffers[i].kind == PBUF_STATE) && !strcmp(p->buffers[i].name, name))
+            idx = (int)i;
+    if (idx < 0)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "read_output: the plan has no output or state \"%s\"", name);
+    if (!s->last_batch)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "read_output(%s): no prefill or decode has run yet", name);
+    const PlanBuffer *b = &p->buffers[idx];
+    size_t item = rt_dtype_size(b->dtype);
+    uint64_t have = s->layout.buf_size[idx]; /* states: all of it */
+    int64_t at_call;
+    if (b->kind == PBUF_OUTPUT && plan_expr_eval_checked(&b->bytes, s->last_batch, s->last_seq, s->opts.max_ctx, &at_call) &&
+        at_call >= 0 && (uint64_t)at_call < have)
+        have = (uint64_t)at_call;
+    if (n > have / item)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                           "read_output(%s): %zu elements asked, the buffer holds %llu at batch=%d seq=%d", name, n,
+                           (unsigned long long)(have / item), s->last_batch, s->last_seq);
+    if (!n)
+        return NULL;
+    const CudaApi *cu = &s->dev->cu;
+    void *host = b->dtype == PDT_F32 ? (void *)out : malloc(n * item);
+    if (!host)
+        return status_oom();
+    msac_status st = NULL;
+    CUresult r = cu->CtxSetCurrent(s->dev->ctx);
+    if (r == CUDA_SUCCESS)
+        r = cu->MemcpyDtoHAsync(host, s->mem + s->layout.buf_off[idx], n * item, s->stream);
+    if (r == CUDA_SUCCESS)
+        r = cu->StreamSynchronize(s->stream);
+    if (r != CUDA_SUCCESS) {
+        st = cuda_error(cu, r, "read_output(%s): copying %zu bytes", name, n * item);
+    } else if (b->dtype == PDT_BF16) {
+        const uint16_t *h = host;
+        for (size_t i = 0; i < n; i++)
+            out[i] = rt_f32_from_bf16(h[i]);
+    } else if (b->dtype == PDT_I32) {
+        const int32_t *h = host;
+        for (size_t i = 0; i < n; i++)
+            out[i] = (float)h[i];
+    }
+    if (host != out)
+        free(host);
+    return st;
+}
+
+void rt_session_graph_counts(const msac_session *s, int *out_captured, int *out_failed)
+{
+    *out_captured = *out_failed = 0;
+    for (int b = 0; b <= s->opts.max_batch; b++) {
+        *out_captured += s->graphs[b] != NULL;
+        *out_failed += s->graph_failed[b];
+    }
 }
 
 int64_t msac_session_position(const msac_session *s, int row)

@@ -252,6 +252,7 @@ static void test_device_and_session(void **state)
     float logits[32];
     expect_status(msac_session_prefill(NULL, 1, 1, tok, logits), MSAC_ERR_INVALID_ARGUMENT, "prefill: session is NULL");
     expect_status(msac_session_decode(NULL, 1, tok, logits), MSAC_ERR_INVALID_ARGUMENT, "decode: session is NULL");
+    expect_status(msac_session_read_output(NULL, "logits", logits, 1), MSAC_ERR_INVALID_ARGUMENT, "session is NULL");
     assert_int_equal(msac_session_position(NULL, 0), -1);
     assert_true(msac_session_last_ms(NULL) == 0.0f);
     msac_plan_free(plan);

@@ -193,6 +193,14 @@ msac_status msac_session_prefill(msac_session *s, int batch, int seq, const int3
 /* One token per sequence (tokens: batch), logits batch×vocab. */
 msac_status msac_session_decode(msac_session *s, int batch, const int32_t *tokens, float *out_logits);
 
+/* Copies the output buffer `name` — "logits" or any other graph output the
+ * plan has (a state's name works too) — as fp32 into out[0..n): the first n
+ * elements, i.e. the rows of the last prefill/decode call in row-major
+ * [batch, seq, ...] order (bf16 and i32 values are converted). Fails with
+ * MSAC_ERR_INVALID_ARGUMENT for an unknown name, before any call, or when n
+ * is more than the buffer holds at the last call's sizes. */
+msac_status msac_session_read_output(msac_session *s, const char *name, float *out, size_t n);
+
 /* Current position (tokens consumed) of sequence `row`. */
 int64_t msac_session_position(const msac_session *s, int row);
 
