@@ -1,0 +1,162 @@
+/* gpu_common.c — see gpu_common.h. */
+#include "gpu_common.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+#include "frontend.h"
+
+static msac_device *dev;
+
+msac_device *gpu_device(void)
+{
+    if (dev)
+        return dev;
+    msac_status st = msac_device_open(0, &dev);
+    if (st) {
+        msac_code c = msac_status_code(st);
+        fprintf(stderr, "no GPU: %s\n", msac_status_message(st));
+        msac_status_free(st);
+        if (c == MSAC_ERR_NO_DRIVER || c == MSAC_ERR_NO_DEVICE)
+            exit(77);
+        exit(1);
+    }
+    msac_device_info di;
+    msac_device_get_info(dev, &di);
+    fprintf(stderr, "device: %s (sm_%d%d, %d SMs, driver %d)\n", di.name, di.cc_major, di.cc_minor, di.sm_count,
+            di.driver_version);
+    return dev;
+}
+
+static void check(msac_status st, const char *what)
+{
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s: %s", what, msac_status_message(st));
+        msac_status_free(st);
+        fail_msg("%s", msg);
+    }
+}
+
+void gpu_model_open(GpuModel *m, const char *yaml, const char *const *extra, int max_batch, int max_seq,
+                    int max_ctx, const char *target)
+{
+    memset(m, 0, sizeof *m);
+    m->arena = arena_new();
+    Diag d = {0};
+    Graph *g = frontend_load_text(m->arena, yaml, "test.yaml", &d);
+    if (!g)
+        fail_msg("frontend: %s", d.msg);
+    for (const char *const *e = extra; e && *e; e++) {
+        Node *n = graph_find(g, *e);
+        if (!n)
+            fail_msg("no value %%%s in the model", *e);
+        graph_add_output(g, n, *e);
+    }
+    CompileOptions o;
+    compile_options_init(&o);
+    if (target)
+        o.target = target;
+    Plan *p = NULL;
+    if (!msac_compile_graph(g, &o, &p, &d))
+        fail_msg("compile: %s", d.msg);
+    m->graph = g; /* after the model passes: shapes inferred, verified */
+    uint8_t *bytes;
+    size_t len;
+    assert_true(plan_write(p, &bytes, &len));
+    plan_free(p);
+    check(msac_plan_load_memory(bytes, len, &m->plan), "plan load");
+    free(bytes);
+    msac_plan_info pi;
+    msac_plan_get_info(m->plan, &pi);
+    m->vocab = pi.vocab_size;
+    msac_session_options so;
+    msac_session_options_init(&so);
+    so.max_batch = max_batch;
+    so.max_seq = max_seq;
+    so.max_ctx = max_ctx;
+    so.seed = 1234;
+    check(msac_session_create(gpu_device(), m->plan, &so, &m->sess), "session create");
+    m->store = eval_store_new();
+    for (int i = 0; i < pi.num_weights; i++) {
+        msac_weight_info w;
+        msac_plan_weight_info(m->plan, i, &w);
+        int64_t n = 1;
+        for (int k = 0; k < w.ndim; k++)
+            n *= w.dims[k];
+        float *v = malloc(sizeof(float) * (size_t)n);
+        check(msac_plan_weight_values(m->plan, i, NULL, 1234, v), "weights");
+        eval_store_put(m->store, w.name, v, n);
+    }
+}
+
+void gpu_model_close(GpuModel *m)
+{
+    msac_session_destroy(m->sess);
+    msac_plan_free(m->plan);
+    eval_store_free(m->store);
+    arena_free(m->arena);
+    memset(m, 0, sizeof *m);
+}
+
+void cpu_run(GpuModel *m, int batch, int seq, const int32_t *tok, const char *const *names, float **outs)
+{
+    float *t = malloc(sizeof(float) * (size_t)(batch * seq)), *p = malloc(sizeof(float) * (size_t)batch);
+    for (int i = 0; i < batch * seq; i++)
+        t[i] = (float)tok[i];
+    for (int b = 0; b < batch; b++)
+        p[b] = (float)m->cpu_pos[b];
+    EvalInput in[2] = {{"tokens", t, batch * seq}, {"pos", p, batch}};
+    int n = 0;
+    while (names[n])
+        n++;
+    EvalOutput *o = calloc((size_t)n, sizeof *o);
+    for (int i = 0; i < n; i++)
+        o[i].name = names[i];
+    int64_t sym[SYM_COUNT] = {0, batch, seq, 4096};
+    Diag d = {0};
+    if (!eval_graph(m->graph, m->store, sym, in, 2, o, n, &d))
+        fail_msg("cpu reference: %s", d.msg);
+    for (int i = 0; i < n; i++)
+        outs[i] = o[i].data;
+    for (int b = 0; b < batch; b++)
+        m->cpu_pos[b] += seq;
+    free(o);
+    free(t);
+    free(p);
+}
+
+double rel_err(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i]))
+            return INFINITY;
+        double e = (double)a[i] - (double)b[i];
+        num += e * e;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+void expect_close(const char *label, const float *gpu, const float *ref, int64_t n, double bound)
+{
+    double e = rel_err(gpu, ref, n);
+    fprintf(stderr, "  %-44s rel err %.2e (bound %.0e)\n", label, e, bound);
+    if (!(e <= bound))
+        fail_msg("%s: relative error %.3e exceeds %.1e", label, e, bound);
+}
+
+void fill_tokens(int32_t *t, int n, int64_t vocab, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int32_t)((seed >> 33) % (uint64_t)vocab);
+    }
+}

@@ -1,0 +1,39 @@
+/* gpu_common.h — shared helpers of the GPU suite: compile a model (YAML
+ * text) with extra outputs, run it on the GPU through the runtime and on the
+ * CPU reference with the same weights, and compare with a normalised error.
+ * Every test exits 77 (meson's skip) when no GPU is usable. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "eval.h"
+#include "msac/runtime.h"
+#include "plan_format.h"
+
+typedef struct GpuModel {
+    Arena *arena;         /* the model graph (CPU reference) */
+    Graph *graph;         /* unfused model graph with the extra outputs */
+    msac_plan *plan;      /* the compiled plan */
+    msac_session *sess;   /* GPU session */
+    EvalStore *store;     /* CPU weights and states */
+    int64_t vocab;        /* logits per token */
+    int64_t cpu_pos[64];  /* CPU positions per row */
+} GpuModel;
+
+/* Opens the device once; exits 77 when there is none. */
+msac_device *gpu_device(void);
+/* Compiles `yaml` with graph outputs added for each value name in `extra`
+ * (NULL-terminated), opens a session (batch, seq, ctx limits) and loads the
+ * same seeded weights into a CPU store. */
+void gpu_model_open(GpuModel *m, const char *yaml, const char *const *extra, int max_batch, int max_seq,
+                    int max_ctx, const char *target);
+void gpu_model_close(GpuModel *m);
+/* Runs the CPU reference on tokens (batch × seq) from its current positions;
+ * returns each requested output (malloc'd) in outs[]. */
+void cpu_run(GpuModel *m, int batch, int seq, const int32_t *tok, const char *const *names, float **outs);
+/* ||a - b|| / ||b|| (fp64), NaN-aware (NaN → +inf). */
+double rel_err(const float *a, const float *b, int64_t n);
+/* Compares and reports "label: rel err E (bound B)"; fails the test above the bound. */
+void expect_close(const char *label, const float *gpu, const float *ref, int64_t n, double bound);
+/* Fills tokens with a deterministic pseudo-random sequence below vocab. */
+void fill_tokens(int32_t *t, int n, int64_t vocab, uint64_t seed);
