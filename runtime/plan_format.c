@@ -885,7 +885,7 @@ static bool check_buffers(const Plan *p, char *err, size_t errlen)
         if (!expr_ok(&b->bytes))
             return errf(err, errlen, "buffer %u (\"%s\"): size has divisor %lld (must be >= 1)", i, b->name,
                         (long long)b->bytes.div);
-        if (b->kind == PBUF_WORKSPACE && !expr_ok(&b->offset))
+        if (!expr_ok(&b->offset))
             return errf(err, errlen, "buffer %u (\"%s\"): offset has divisor %lld (must be >= 1)", i, b->name,
                         (long long)b->offset.div);
     }
@@ -927,7 +927,7 @@ static bool check_launch(const Plan *p, const PlanProgram *pr, uint32_t j, char 
             return errf(err, errlen,
                         "argument %u of launch %u of program \"%s\" uses buffer %u but the plan has %u buffers", a,
                         j, pr->name, g->buf, p->nbuffers);
-        if (g->kind != PARG_F32 && !expr_ok(&g->expr))
+        if (!expr_ok(&g->expr))
             return errf(err, errlen,
                         "argument %u of launch %u of program \"%s\" has divisor %lld (must be >= 1)", a, j,
                         pr->name, (long long)g->expr.div);

@@ -327,6 +327,7 @@ msac_status msac_session_create(msac_device *dev, const msac_plan *plan, const m
            (unsigned long long)s->layout.total);
     if ((st = upload_weights(s)))
         goto fail;
+    s->opts.weights = NULL; /* uploaded: the checkpoint may be closed now */
     CU_TRY(cu->StreamSynchronize(s->stream), "cuStreamSynchronize(after session setup)");
     *out_session = s;
     return NULL;

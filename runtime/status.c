@@ -15,9 +15,12 @@ msac_status status_oom(void) { return &oom_status; }
 
 msac_status status_makev(msac_code code, const char *fmt, va_list ap)
 {
+    /* Format once into a stack buffer; only a long message is formatted
+     * a second time, into its exact size. */
+    char small[512];
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(small, sizeof small, fmt, ap2);
     va_end(ap2);
     if (n < 0)
         n = 0;
@@ -25,7 +28,9 @@ msac_status status_makev(msac_code code, const char *fmt, va_list ap)
     if (!st)
         return status_oom();
     char *msg = (char *)(st + 1);
-    if (vsnprintf(msg, (size_t)n + 1, fmt, ap) < 0)
+    if ((size_t)n < sizeof small)
+        memcpy(msg, small, (size_t)n + 1);
+    else if (vsnprintf(msg, (size_t)n + 1, fmt, ap) < 0)
         msg[0] = 0;
     st->code = code == MSAC_OK ? MSAC_ERR_INVALID_ARGUMENT : code; /* an error is never OK */
     st->heap = true;

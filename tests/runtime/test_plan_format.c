@@ -289,6 +289,14 @@ static void test_semantic_errors(void **state)
     expect_refused(p, "plan: argument 2 of launch 0 of program \"decode\" has divisor 0 (must be >= 1)");
     dec->args[2].expr.div = 1;
 
+    dec->args[3].expr.div = 0; /* an f32 argument: its expression is unused, but must still be well-formed */
+    expect_refused(p, "plan: argument 3 of launch 0 of program \"decode\" has divisor 0 (must be >= 1)");
+    dec->args[3].expr.div = 1;
+
+    p->buffers[FX_BUF_KV].offset.div = 0;
+    expect_refused(p, "plan: buffer 8 (\"kv_cache\"): offset has divisor 0 (must be >= 1)");
+    p->buffers[FX_BUF_KV].offset.div = 1;
+
     dec->grid[1].div = -3;
     expect_refused(p, "plan: launch 0 of program \"decode\": grid has divisor -3 (must be >= 1)");
     dec->grid[1].div = 1;
