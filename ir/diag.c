@@ -48,6 +48,8 @@ void diag_print(const Diag *d, const char *source, FILE *out)
     }
     const char *e = strchr(p, '\n');
     int len = e ? (int)(e - p) : (int)strlen(p);
+    if (len == 0)
+        return; /* nothing to point at (empty line or empty file) */
     fprintf(out, "  %.*s\n  ", len, p);
     for (int i = 1; i < d->col && i <= len; i++)
         fputc(p[i - 1] == '\t' ? '\t' : ' ', out);
