@@ -221,6 +221,8 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
             pl->kernel = add_kernel(p, l);
             for (int k = 0; k < 3; k++)
                 pl->grid[k] = pexpr(l->grid[k]);
+            pl->flops = pexpr(l->flops);
+            pl->bytes = pexpr(l->bytes);
             pl->nargs = (uint32_t)l->nargs;
             pl->args = calloc((size_t)l->nargs + 1, sizeof *pl->args);
             if (!pl->args)

@@ -45,6 +45,7 @@ bool k_embed(Codegen *cg, const Node *n, KOut *out, Diag *d)
     KLaunch *l = kout_add(out, name, (unsigned)threads, 0);
     kl_param(l, "threads", threads);
     l->grid[0] = node_rows_expr(n);
+    l->bytes = sym_scale(node_rows_expr(n), D * 6 + 4); /* bf16 row in, f32 row out, the token id */
     kl_arg_src(l, 0);
     kl_arg_src(l, 1);
     kl_arg_out(l);

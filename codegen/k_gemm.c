@@ -209,6 +209,9 @@ bool k_gemm(Codegen *cg, const Node *n, KOut *out, Diag *d)
     SymExpr M = node_rows_expr(n);
     l->grid[0] = sym_const((s.N + s.bn - 1) / s.bn);
     l->grid[1] = sym_ceildiv(M, s.bm);
+    int64_t osz = (int64_t)dtype_size(s.out);
+    l->flops = sym_scale(M, 2 * s.N * s.K);
+    l->bytes = sym_add(sym_scale(M, s.K * 2 + s.N * osz * (s.residual ? 2 : 1)), sym_const(s.N * s.K * 2));
     kl_arg_src(l, 0);
     kl_arg_src(l, 1);
     kl_arg_out(l);

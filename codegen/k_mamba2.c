@@ -391,6 +391,8 @@ static bool add_norm_launch(Codegen *cg, const Node *n, const Mx *m, KOut *out, 
     kl_param(l, "rows", ROWS);
     SymExpr rows = node_rows_expr(n);
     l->grid[0] = sym_ceildiv(sym_scale(rows, m->G), ROWS);
+    l->flops = sym_scale(rows, 6 * m->Di);
+    l->bytes = sym_scale(rows, m->Di * 4 + (m->nbg ? m->Di * 2 : 0));
     kl_arg_out(l);
     kl_arg_src(l, 0);
     kl_arg_src(l, 6);
@@ -426,6 +428,11 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "threads", threads);
     l->grid[0] = sym_const(m.H);
     l->grid[1] = sym_mono(MONO_B, 1);
+    /* useful work of the chunked SSD per token and head: C·Bᵀ (T·N), its product
+     * with x (T·P), C·S and the state update (2·2·N·P); the conv (2·W per channel) */
+    SymExpr rows = node_rows_expr(n);
+    l->flops = sym_scale(rows, m.H * (T * m.N + T * m.P + 4 * m.N * m.P + 2 * m.W * m.CP));
+    l->bytes = sym_add(sym_scale(rows, m.Din * 2 + m.Di * 2), sym_mono(MONO_B, 2 * m.H * m.P * m.N * 4));
     state_args(l);
     kl_arg_i32(l, sym_mono(MONO_S, 1));
     if (!emit_scan(cg, &m, T, threads, &l->ptx, d))
@@ -446,6 +453,8 @@ bool k_mamba2_step(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "threads", threads);
     l->grid[0] = sym_const(m.H);
     l->grid[1] = sym_mono(MONO_B, 1);
+    l->flops = sym_mono(MONO_B, m.H * (4 * m.P * m.N + 2 * m.W * m.CP));
+    l->bytes = sym_mono(MONO_B, 2 * m.H * m.P * m.N * 4 + m.Din * 2 + m.Di * 2 + m.CD * (m.W - 1) * 4);
     state_args(l);
     if (!emit_step(cg, &m, threads, &l->ptx, d))
         return false;

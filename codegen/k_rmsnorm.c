@@ -98,6 +98,8 @@ bool k_rmsnorm(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "rows", rows);
     SymExpr nr = node_rows_expr(n);
     l->grid[0] = sym_ceildiv(nr, rows);
+    l->flops = sym_scale(nr, 4 * D);
+    l->bytes = sym_add(sym_scale(nr, D * (int64_t)(dtype_size(x->dtype) + dtype_size(n->dtype))), sym_const(4 * D));
     kl_arg_src(l, 0);
     kl_arg_src(l, 1);
     kl_arg_out(l);

@@ -31,6 +31,8 @@ KLaunch *kout_add(KOut *o, const char *name, unsigned block, unsigned smem)
     l->smem = smem;
     for (int i = 0; i < 3; i++)
         l->grid[i] = sym_const(1);
+    l->flops = sym_const(0);
+    l->bytes = sym_const(0);
     return l;
 }
 

@@ -34,6 +34,8 @@ typedef struct KLaunch {
     unsigned block;         /* threads per block (1-D blocks) */
     unsigned smem;          /* dynamic shared memory bytes */
     SymExpr grid[3];        /* blocks in x, y, z */
+    SymExpr flops;          /* cost model: floating-point operations */
+    SymExpr bytes;          /* cost model: fewest bytes moved through device memory */
     int nargs;              /* arguments, in kernel-parameter order */
     KArg args[KL_MAX_ARGS];
     int nparams;            /* schedule parameters (recorded in the plan) */

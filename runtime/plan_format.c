@@ -14,7 +14,7 @@
  *                         u32 smem; u64 hash; u32 nparams;
  *                         nparams x { str key; i64 value } }
  *   PROGRAMS u32 n; n x { str name; u32 nlaunch;
- *                         nlaunch x { u32 kernel; expr grid[3]; u32 nargs;
+ *                         nlaunch x { u32 kernel; expr grid[3]; expr flops; expr bytes; u32 nargs;
  *                                     nargs x { u32 kind; u32 buf; expr; f32 f } } }
  *   GRAPH    str text
  *
@@ -64,7 +64,7 @@ enum {
     MIN_KERNEL = 4 + 4 + 4 + 12 + 4 + 8 + 4,
     MIN_PARAM = 4 + 8,
     MIN_PROGRAM = 4 + 4,
-    MIN_LAUNCH = 4 + 3 * EXPR_BYTES + 4,
+    MIN_LAUNCH = 4 + 5 * EXPR_BYTES + 4,
     MIN_ARG = 4 + 4 + EXPR_BYTES + 4,
 };
 
@@ -309,6 +309,8 @@ static void write_programs(Wb *w, const Plan *p)
             wb_u32(w, l->kernel);
             for (int d = 0; d < 3; d++)
                 wb_expr(w, &l->grid[d]);
+            wb_expr(w, &l->flops);
+            wb_expr(w, &l->bytes);
             wb_u32(w, l->nargs);
             for (uint32_t a = 0; a < l->nargs; a++) {
                 const PlanArg *g = &l->args[a];
@@ -679,6 +681,8 @@ static bool dec_launch(Rd *r, PlanLaunch *l)
     for (int d = 0; d < 3; d++)
         if (!rd_expr(r, &l->grid[d], "launch grid"))
             return false;
+    if (!rd_expr(r, &l->flops, "launch flops") || !rd_expr(r, &l->bytes, "launch bytes"))
+        return false;
     if (!rd_count(r, &l->nargs, MIN_ARG, "launch argument"))
         return false;
     if (l->nargs > PLAN_MAX_ARGS)

@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define PLAN_MAGIC "MSACPLAN"
-#define PLAN_FORMAT_VERSION 1u
+#define PLAN_FORMAT_VERSION 2u
 #define PLAN_HEADER_SIZE 96u
 
 enum { PLAN_MONO = 6, PLAN_MAX_DIMS = 4, PLAN_MAX_ARGS = 64 };
@@ -128,6 +128,8 @@ typedef struct PlanArg {
 typedef struct PlanLaunch {
     uint32_t kernel;   /* kernel index */
     PlanExpr grid[3];  /* blocks in x, y, z */
+    PlanExpr flops;    /* floating-point operations it does (cost model, for msac bench) */
+    PlanExpr bytes;    /* fewest bytes it must move through device memory (cost model) */
     uint32_t nargs;    /* kernel parameters, in order */
     PlanArg *args;     /* [nargs] */
 } PlanLaunch;
