@@ -490,14 +490,19 @@ static void test_header_errors(void **state)
     assert_string_equal(err, "plan: not an msac plan file (bad magic)");
     d[0] = 'M';
 
-    put32(d + 8, 2);
+    char want[256];
+    put32(d + 8, PLAN_FORMAT_VERSION + 1);
     fixture_rechecksum(d, len);
     assert_false(plan_read(d, len, &q, err, sizeof err));
-    assert_string_equal(err, "plan: format version 2 is newer than this runtime reads (1): upgrade the msac runtime");
-    put32(d + 8, 0);
+    snprintf(want, sizeof want, "plan: format version %u is newer than this runtime reads (%u): upgrade the msac runtime",
+             PLAN_FORMAT_VERSION + 1, PLAN_FORMAT_VERSION);
+    assert_string_equal(err, want);
+    put32(d + 8, PLAN_FORMAT_VERSION - 1);
     fixture_rechecksum(d, len);
     assert_false(plan_read(d, len, &q, err, sizeof err));
-    assert_string_equal(err, "plan: format version 0 is no longer supported (this runtime reads 1): recompile the model");
+    snprintf(want, sizeof want, "plan: format version %u is no longer supported (this runtime reads %u): recompile the model",
+             PLAN_FORMAT_VERSION - 1, PLAN_FORMAT_VERSION);
+    assert_string_equal(err, want);
     put32(d + 8, 1);
 
     put32(d + 12, 128);

@@ -40,8 +40,16 @@ static void expect_error(const char *text, const char *first_line)
     size_t n = strcspn(out, "\n");
     if (strlen(first_line) != n || strncmp(out, first_line, n))
         fail_msg("got      '%.*s'\nexpected '%s'", (int)n, out, first_line);
-    /* The caret line: two spaces, (col-1) spaces, '^'. */
+    /* The caret line: two spaces, (col-1) spaces, '^'; none under an empty line. */
+    const char *src = text;
+    for (int l = 1; l < d.line && src; l++)
+        src = strchr(src, '\n') ? strchr(src, '\n') + 1 : NULL;
     const char *caret = strrchr(out, '^');
+    if (src && (*src == '\n' || *src == 0)) {
+        assert_null(caret);
+        arena_free(a);
+        return;
+    }
     assert_non_null(caret);
     const char *line_start = caret;
     while (line_start > out && line_start[-1] != '\n')
