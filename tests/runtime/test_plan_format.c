@@ -503,7 +503,7 @@ static void test_header_errors(void **state)
     snprintf(want, sizeof want, "plan: format version %u is no longer supported (this runtime reads %u): recompile the model",
              PLAN_FORMAT_VERSION - 1, PLAN_FORMAT_VERSION);
     assert_string_equal(err, want);
-    put32(d + 8, 1);
+    put32(d + 8, PLAN_FORMAT_VERSION);
 
     put32(d + 12, 128);
     fixture_rechecksum(d, len);
