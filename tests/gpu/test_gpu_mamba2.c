@@ -129,6 +129,21 @@ static void odd_sizes(void **state)
                        NULL, 2, 33, 3);
 }
 
+/* The tensor-core scan's shapes: headdim 64 and 128, d_state 64 and 256, two
+ * groups, sequences that end mid-chunk (chunk 64). */
+static void tc_scan_shapes(void **state)
+{
+    (void)state;
+    run_prefill_decode("name: tc64\nvocab_size: 512\nd_model: 128\ntie_embeddings: false\n"
+                       "mamba2: {d_state: 64, headdim: 64, expand: 2, ngroups: 2, chunk_size: 64}\n"
+                       "layers:\n  - kind: mamba2\n    repeat: 2\n",
+                       NULL, 2, 150, 3);
+    run_prefill_decode("name: tc128\nvocab_size: 512\nd_model: 128\n"
+                       "mamba2: {d_state: 256, headdim: 128, expand: 2, ngroups: 1, chunk_size: 256}\n"
+                       "layers:\n  - kind: mamba2\n    repeat: 2\n",
+                       NULL, 3, 77, 2);
+}
+
 /* Decode of step t equals prefill at position t (GPU against itself), and a
  * second prefill continues where the first stopped. */
 static void decode_equals_prefill(void **state)
@@ -224,7 +239,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tiny_ragged),          cmocka_unit_test(tiny_long),
         cmocka_unit_test(tiny_sm80_plan),       cmocka_unit_test(norm_before_gate_one_group),
-        cmocka_unit_test(odd_sizes),            cmocka_unit_test(decode_equals_prefill),
+        cmocka_unit_test(odd_sizes),            cmocka_unit_test(tc_scan_shapes),
+        cmocka_unit_test(decode_equals_prefill),
         cmocka_unit_test(mamba2_130m),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
