@@ -6,8 +6,8 @@
 
 #include "rt_internal.h"
 
-msac_status rt_check_call(const char *what, int64_t vocab, int max_batch, int max_seq, int max_ctx,
-                          const int64_t *positions, int batch, int seq, const int32_t *tokens)
+msac_status rt_check_sizes(const char *what, int max_batch, int max_seq, int max_ctx, const int64_t *positions,
+                           int batch, int seq)
 {
     if (batch < 1 || batch > max_batch)
         return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: batch %d is outside 1..%d (the session's max_batch)", what,
@@ -15,14 +15,24 @@ msac_status rt_check_call(const char *what, int64_t vocab, int max_batch, int ma
     if (seq < 1 || seq > max_seq)
         return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: seq %d is outside 1..%d (the session's max_seq)", what, seq,
                            max_seq);
-    if (!tokens)
-        return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", what);
     for (int r = 0; r < batch; r++) {
-        if (positions[r] + seq > max_ctx)
+        int64_t at = positions ? positions[r] : 0;
+        if (at + seq > max_ctx)
             return status_make(MSAC_ERR_INVALID_ARGUMENT,
                                "%s: sequence %d is at position %lld; %d more tokens exceed max_ctx %d (reset the "
                                "session or raise max_ctx)",
-                               what, r, (long long)positions[r], seq, max_ctx);
+                               what, r, (long long)at, seq, max_ctx);
+    }
+    return NULL;
+}
+
+msac_status rt_check_call(const char *what, int64_t vocab, int max_batch, int max_seq, int max_ctx,
+                          const int64_t *positions, int batch, int seq, const int32_t *tokens)
+{
+    RT_RETURN_IF_ERROR(rt_check_sizes(what, max_batch, max_seq, max_ctx, positions, batch, seq));
+    if (!tokens)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", what);
+    for (int r = 0; r < batch; r++) {
         for (int t = 0; t < seq; t++) {
             int32_t tok = tokens[(size_t)r * (size_t)seq + (size_t)t];
             if (tok < 0 || tok >= vocab)

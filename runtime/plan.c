@@ -253,6 +253,68 @@ int msac_plan_launch_info(const msac_plan *plan, int program, int launch, int *o
     return 0;
 }
 
+/* The program named `name`, or NULL. */
+static const PlanProgram *program_named(const msac_plan *plan, const char *name)
+{
+    if (!plan || !name)
+        return NULL;
+    for (uint32_t i = 0; i < plan->p->nprograms; i++)
+        if (!strcmp(plan->p->programs[i].name, name))
+            return &plan->p->programs[i];
+    return NULL;
+}
+
+int msac_plan_program_launches(const msac_plan *plan, const char *program)
+{
+    const PlanProgram *pr = program_named(plan, program);
+    return pr ? (int)pr->nlaunch : -1;
+}
+
+/* One cost expression of `l` at (batch, seq, ctx), as a double. */
+static msac_status eval_cost(const msac_plan *plan, const PlanLaunch *l, const PlanExpr *e, const char *what,
+                             int batch, int seq, int ctx, double *out)
+{
+    int64_t v = 0;
+    bool ok = plan_expr_eval_checked(e, batch, seq, ctx, &v);
+    if (!ok || v < 0) {
+        char text[128];
+        plan_expr_format(e, text, sizeof text);
+        return status_make(MSAC_ERR_BAD_PLAN, "plan: kernel %s: cost-model %s = %s is %s at batch=%d seq=%d ctx=%d",
+                           plan->p->kernels[l->kernel].name, what, text, ok ? "negative" : "overflowing", batch,
+                           seq, ctx);
+    }
+    *out = (double)v;
+    return NULL;
+}
+
+msac_status msac_plan_launch_cost(const msac_plan *plan, const char *program, int launch, int batch, int seq,
+                                  int ctx, int *out_kernel, double *out_flops, double *out_bytes)
+{
+    if (!plan || !program)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "msac_plan_launch_cost: %s is NULL", plan ? "program" : "plan");
+    const PlanProgram *pr = program_named(plan, program);
+    if (!pr)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "msac_plan_launch_cost: the plan has no program \"%s\"",
+                           program);
+    if (launch < 0 || (uint32_t)launch >= pr->nlaunch)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "msac_plan_launch_cost: launch %d is outside 0..%u of %s",
+                           launch, pr->nlaunch - 1, program);
+    if (batch < 1 || seq < 1 || ctx < 1)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                           "msac_plan_launch_cost: sizes must be >= 1 (batch=%d seq=%d ctx=%d)", batch, seq, ctx);
+    const PlanLaunch *l = &pr->launch[launch];
+    double flops, bytes;
+    RT_RETURN_IF_ERROR(eval_cost(plan, l, &l->flops, "flops", batch, seq, ctx, &flops));
+    RT_RETURN_IF_ERROR(eval_cost(plan, l, &l->bytes, "bytes", batch, seq, ctx, &bytes));
+    if (out_kernel)
+        *out_kernel = (int)l->kernel;
+    if (out_flops)
+        *out_flops = flops;
+    if (out_bytes)
+        *out_bytes = bytes;
+    return NULL;
+}
+
 int msac_plan_buffer_info(const msac_plan *plan, int index, msac_buffer_info *out_info)
 {
     if (!plan || index < 0 || (uint32_t)index >= plan->p->nbuffers)

@@ -83,6 +83,12 @@ void rt_layout_free(RtLayout *l);
 
 /* ---- one call: checks, buffer addresses, kernel parameters ---- */
 
+/* Checks the sizes of a call against the session limits: batch in
+ * 1..max_batch, seq in 1..max_seq and positions[r] + seq <= max_ctx for
+ * every row (positions NULL: every row at 0). `what` names the call. */
+msac_status rt_check_sizes(const char *what, int max_batch, int max_seq, int max_ctx, const int64_t *positions,
+                           int batch, int seq);
+
 /* Checks a prefill/decode call against the session limits: batch in
  * 1..max_batch, seq in 1..max_seq, tokens non-NULL and in [0, vocab), and
  * positions[r] + seq <= max_ctx for every row. `what` names the call. */

@@ -13,54 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_api.h"
+#include "rt_session.h"
 
 /* Dynamic shared memory above this needs an explicit opt-in per function. */
 #define DEFAULT_SMEM_LIMIT (48u * 1024u)
 /* Size of the PTX JIT error log kept for messages. */
 #define JIT_LOG_BYTES 8192
-
-struct msac_session {
-    msac_device *dev;           /* not owned; outlives the session */
-    const msac_plan *plan;      /* not owned; outlives the session */
-    msac_session_options opts;  /* limits and init (defaults applied) */
-    RtLayout layout;            /* where each buffer lives inside `mem` */
-    CUdeviceptr mem;            /* the one device allocation, 0 until made */
-    CUstream stream;            /* every copy and launch of the session */
-    CUevent ev_start, ev_end;   /* bracket the last program run */
-    CUmodule *modules;          /* [nkernels] loaded PTX, NULL until loaded */
-    CUfunction *funcs;          /* [nkernels] entry points */
-    int prefill, decode;        /* program indices, -1 when the plan has none */
-    int tokens_buf;             /* buffer index of input "tokens" (i32 [batch, seq]) */
-    int pos_buf;                /* buffer index of input "pos" (i32 [batch]), -1 if absent */
-    int logits_buf;             /* buffer index of output "logits" (f32 [batch, seq, vocab]) */
-    int64_t *positions;         /* [max_batch] tokens consumed per sequence */
-    int32_t *pos_host;          /* [max_batch] staging for the "pos" upload */
-    uint64_t *bufptr;           /* [nbuffers] device address of each buffer for the current call */
-    uint64_t *bufsize;          /* [nbuffers] usable bytes of each buffer for the current call */
-    CUgraphExec *graphs;        /* [max_batch + 1] captured decode step per batch size, NULL if none */
-    bool *graph_failed;         /* [max_batch + 1] capture failed: replay with plain launches */
-    float last_ms;              /* device time of the last call */
-    int last_batch, last_seq;   /* sizes of the last successful call, 0 before any */
-};
-
-/* Evaluates a CUDA call; on failure sets `st` and jumps to `fail`. */
-#define CU_TRY(call, ...)                                   \
-    do {                                                    \
-        CUresult cu_r_ = (call);                            \
-        if (cu_r_ != CUDA_SUCCESS) {                        \
-            st = cuda_error(cu, cu_r_, __VA_ARGS__);        \
-            goto fail;                                      \
-        }                                                   \
-    } while (0)
-
-/* Evaluates a CUDA call; on failure returns its status. */
-#define CU_RETURN(call, ...)                                \
-    do {                                                    \
-        CUresult cu_r_ = (call);                            \
-        if (cu_r_ != CUDA_SUCCESS)                          \
-            return cuda_error(cu, cu_r_, __VA_ARGS__);      \
-    } while (0)
 
 void msac_session_options_init(msac_session_options *opts)
 {
@@ -353,9 +311,10 @@ msac_status msac_session_reset(msac_session *s)
 }
 
 /* Issues the launches of program `pr` for (batch, seq) on the session's
- * stream, using the buffer addresses in s->bufptr. Shared by plain runs and
- * graph capture. */
-static msac_status launch_program(msac_session *s, const PlanProgram *pr, int batch, int seq)
+ * stream, using the buffer addresses in s->bufptr; with `marks`, records
+ * marks[j] before launch j and marks[nlaunch] after the last. Shared by
+ * plain runs, graph capture and msac_session_bench. */
+static msac_status launch_program(msac_session *s, const PlanProgram *pr, int batch, int seq, const CUevent *marks)
 {
     const CudaApi *cu = &s->dev->cu;
     const Plan *p = s->plan->p;
@@ -364,6 +323,8 @@ static msac_status launch_program(msac_session *s, const PlanProgram *pr, int ba
         const PlanKernel *k = &p->kernels[l->kernel];
         RtLaunch a;
         RT_RETURN_IF_ERROR(rt_launch_args(p, l, s->bufptr, s->bufsize, batch, seq, s->opts.max_ctx, &a));
+        if (marks)
+            CU_RETURN(cu->EventRecord(marks[j], s->stream), "cuEventRecord(before launch %u of %s)", j, pr->name);
         if (!a.grid[0] || !a.grid[1] || !a.grid[2])
             continue; /* nothing to do at this size */
         CU_RETURN(cu->LaunchKernel(s->funcs[l->kernel], a.grid[0], a.grid[1], a.grid[2], k->block[0], k->block[1],
@@ -371,6 +332,9 @@ static msac_status launch_program(msac_session *s, const PlanProgram *pr, int ba
                   "cuLaunchKernel(kernel %s, launch %u of %s, grid %ux%ux%u)", k->name, j, pr->name, a.grid[0],
                   a.grid[1], a.grid[2]);
     }
+    if (marks)
+        CU_RETURN(cu->EventRecord(marks[pr->nlaunch], s->stream), "cuEventRecord(after the last launch of %s)",
+                  pr->name);
     return NULL;
 }
 
@@ -382,7 +346,7 @@ static bool capture_decode(msac_session *s, const PlanProgram *pr, int batch)
     const CudaApi *cu = &s->dev->cu;
     if (cu->StreamBeginCapture(s->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL) != CUDA_SUCCESS)
         return false;
-    msac_status st = launch_program(s, pr, batch, 1);
+    msac_status st = launch_program(s, pr, batch, 1, NULL);
     CUgraph g = NULL;
     CUresult r = cu->StreamEndCapture(s->stream, &g);
     CUgraphExec exec = NULL;
@@ -394,6 +358,42 @@ static bool capture_decode(msac_session *s, const PlanProgram *pr, int batch)
         return false;
     s->graphs[batch] = exec;
     return true;
+}
+
+msac_status rt_session_bind(msac_session *s, int batch, int seq)
+{
+    const CudaApi *cu = &s->dev->cu;
+    CU_RETURN(cu->CtxSetCurrent(s->dev->ctx), "cuCtxSetCurrent");
+    return rt_call_buffers(s->plan->p, &s->layout, s->mem, batch, seq, s->opts.max_ctx, s->bufptr, s->bufsize);
+}
+
+msac_status rt_session_upload_pos(msac_session *s, const char *what, int batch, bool at_zero)
+{
+    if (s->pos_buf < 0)
+        return NULL;
+    const CudaApi *cu = &s->dev->cu;
+    for (int r = 0; r < batch; r++)
+        s->pos_host[r] = at_zero ? 0 : (int32_t)s->positions[r];
+    CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->pos_buf], s->pos_host, (size_t)batch * sizeof *s->pos_host, s->stream),
+              "%s: cuMemcpyHtoDAsync(pos)", what);
+    return NULL;
+}
+
+void rt_session_prepare_graph(msac_session *s, int prog, int batch)
+{
+    if (prog == s->decode && s->opts.use_graphs && !s->graphs[batch] && !s->graph_failed[batch])
+        s->graph_failed[batch] = !capture_decode(s, &s->plan->p->programs[prog], batch);
+}
+
+msac_status rt_session_issue(msac_session *s, int prog, int batch, int seq, const CUevent *marks)
+{
+    const CudaApi *cu = &s->dev->cu;
+    const PlanProgram *pr = &s->plan->p->programs[prog];
+    if (!marks && prog == s->decode && s->graphs[batch]) {
+        CU_RETURN(cu->GraphLaunch(s->graphs[batch], s->stream), "%s: cuGraphLaunch(batch %d)", pr->name, batch);
+        return NULL;
+    }
+    return launch_program(s, pr, batch, seq, marks);
 }
 
 /* One prefill or decode call. */
@@ -408,34 +408,17 @@ static msac_status run(msac_session *s, const char *what, int prog, int batch, i
     RT_RETURN_IF_ERROR(rt_check_call(what, s->plan->vocab_size, o->max_batch, o->max_seq, o->max_ctx, s->positions,
                                      batch, seq, tokens));
     const CudaApi *cu = &s->dev->cu;
-    const Plan *p = s->plan->p;
-    const PlanProgram *pr = &p->programs[prog];
-    CU_RETURN(cu->CtxSetCurrent(s->dev->ctx), "cuCtxSetCurrent");
-    RT_RETURN_IF_ERROR(rt_call_buffers(p, &s->layout, s->mem, batch, seq, o->max_ctx, s->bufptr, s->bufsize));
+    const PlanProgram *pr = &s->plan->p->programs[prog];
+    RT_RETURN_IF_ERROR(rt_session_bind(s, batch, seq));
 
     size_t ntok = (size_t)batch * (size_t)seq;
     CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->tokens_buf], tokens, ntok * sizeof *tokens, s->stream),
               "%s: cuMemcpyHtoDAsync(tokens)", what);
-    if (s->pos_buf >= 0) {
-        for (int r = 0; r < batch; r++)
-            s->pos_host[r] = (int32_t)s->positions[r];
-        CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->pos_buf], s->pos_host, (size_t)batch * sizeof *s->pos_host,
-                                      s->stream),
-                  "%s: cuMemcpyHtoDAsync(pos)", what);
-    }
+    RT_RETURN_IF_ERROR(rt_session_upload_pos(s, what, batch, false));
 
+    rt_session_prepare_graph(s, prog, batch); /* before the start event: capture is host work */
     CU_RETURN(cu->EventRecord(s->ev_start, s->stream), "%s: cuEventRecord", what);
-    bool graphed = false;
-    if (prog == s->decode && o->use_graphs) {
-        if (!s->graphs[batch] && !s->graph_failed[batch])
-            s->graph_failed[batch] = !capture_decode(s, pr, batch);
-        if (s->graphs[batch]) {
-            CU_RETURN(cu->GraphLaunch(s->graphs[batch], s->stream), "%s: cuGraphLaunch(batch %d)", what, batch);
-            graphed = true;
-        }
-    }
-    if (!graphed)
-        RT_RETURN_IF_ERROR(launch_program(s, pr, batch, seq));
+    RT_RETURN_IF_ERROR(rt_session_issue(s, prog, batch, seq, NULL));
     CU_RETURN(cu->EventRecord(s->ev_end, s->stream), "%s: cuEventRecord", what);
 
     if (out_logits)

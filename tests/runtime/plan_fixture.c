@@ -126,17 +126,22 @@ Plan *fixture_plan(void)
     const PlanArg a0[] = {arg_buf(FX_BUF_TOKENS, zero), arg_buf(FX_BUF_EMBED, zero), arg_buf(FX_BUF_H, zero),
                           arg_i32(ex(0, 0, 1, 0, 0, 0, 1)), arg_i64(ex(0, 0, 0, 0, 1, 0, 1)), arg_f32(1.5f)};
     set_launch(&pre->launch[0], 0, ex(0, 0, 0, 0, 1, 0, 128), one, one, a0, 6);
+    pre->launch[0].flops = ex(0, 0, 0, 0, 16, 0, 1);  /* 16*batch*seq */
+    pre->launch[0].bytes = ex(512, 0, 0, 0, 20, 0, 1); /* 512 + 20*batch*seq */
     const PlanArg a1[] = {arg_buf(FX_BUF_H, zero),      arg_buf(FX_BUF_CONV, zero),
                           arg_buf(FX_BUF_CONVST, zero), arg_buf(FX_BUF_Y, ex(0, 0, 4, 0, 0, 0, 1)),
                           arg_buf(FX_BUF_LOGITS, zero), arg_buf(FX_BUF_POS, zero),
                           arg_i32(ex(0, 0, 0, 1, 0, 0, 1))};
     set_launch(&pre->launch[1], 1, ex(0, 1, 0, 0, 0, 0, 1), ex(0, 0, 1, 0, 0, 0, 4), one, a1, 7);
+    pre->launch[1].flops = ex(0, 0, 0, 0, 0, 3, 1);  /* 3*batch*ctx */
+    pre->launch[1].bytes = ex(0, 0, 0, 0, 32, 0, 3); /* ceil(32*batch*seq/3) */
     dec->name = xstrdup("decode");
     dec->nlaunch = 1;
     dec->launch = xcalloc(1, sizeof *dec->launch);
     const PlanArg a2[] = {arg_buf(FX_BUF_KV, ex(0, 0, 0, 0, 0, 0, 1)), arg_buf(FX_BUF_TOKENS, zero),
                           arg_i32(ex(0, 1, 0, 0, 0, 0, 1)), arg_f32(-0.25f)};
     set_launch(&dec->launch[0], 1, ex(0, 1, 0, 0, 0, 0, 1), one, one, a2, 4);
+    dec->launch[0].bytes = ex(7, 0, 0, 0, 0, 0, 1); /* flops stay 0: no model */
 
     p->graph = xstrdup("graph tiny {\n  %0 = embedding(tokens, embed.weight)\n}\n");
     return p;

@@ -1,6 +1,8 @@
 /* plan_fixture.h — a small but complete Plan for the runtime tests: two
  * weights, buffers of every kind, two kernels, prefill and decode programs
- * with arguments of every kind, meta and graph text. */
+ * with arguments of every kind and cost models (prefill: flops 16*batch*seq
+ * and 3*batch*ctx, bytes 512 + 20*batch*seq and ceil(32*batch*seq/3);
+ * decode: flops 0, bytes 7), meta and graph text. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -68,6 +68,16 @@ static void test_check_call(void **state)
     tok[1] = -7;
     expect_status(rt_check_call("decode", 32, 2, 8, 16, pos, 2, 1, tok), MSAC_ERR_INVALID_ARGUMENT,
                   "decode: token -7 at [1, 0]");
+
+    /* sizes only (msac_session_bench): NULL positions mean every row at 0 */
+    assert_null(rt_check_sizes("bench prefill", 2, 8, 16, NULL, 2, 8));
+    assert_null(rt_check_sizes("bench prefill", 2, 8, 8, NULL, 2, 8));
+    expect_status(rt_check_sizes("bench prefill", 2, 8, 7, NULL, 1, 8), MSAC_ERR_INVALID_ARGUMENT,
+                  "bench prefill: sequence 0 is at position 0; 8 more tokens exceed max_ctx 7");
+    expect_status(rt_check_sizes("bench decode", 2, 8, 16, NULL, 3, 1), MSAC_ERR_INVALID_ARGUMENT,
+                  "bench decode: batch 3 is outside 1..2");
+    expect_status(rt_check_sizes("bench prefill", 2, 8, 16, pos, 2, 7), MSAC_ERR_INVALID_ARGUMENT,
+                  "sequence 1 is at position 10");
 }
 
 static void test_layout(void **state)

@@ -79,6 +79,8 @@ static void assert_plans_equal(const Plan *a, const Plan *b)
             assert_int_equal(l->kernel, m->kernel);
             for (int d = 0; d < 3; d++)
                 assert_expr_equal(&l->grid[d], &m->grid[d]);
+            assert_expr_equal(&l->flops, &m->flops);
+            assert_expr_equal(&l->bytes, &m->bytes);
             assert_int_equal(l->nargs, m->nargs);
             for (uint32_t k = 0; k < l->nargs; k++) {
                 assert_int_equal(l->args[k].kind, m->args[k].kind);

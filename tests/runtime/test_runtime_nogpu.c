@@ -146,6 +146,45 @@ static void test_plan_info(void **state)
     assert_int_equal(msac_plan_launch_info(plan, 0, 2, &kernel, grid, sizeof grid), -1);
     assert_int_equal(msac_plan_launch_info(plan, 5, 0, &kernel, grid, sizeof grid), -1);
 
+    /* launch counts and the cost model by program name */
+    assert_int_equal(msac_plan_program_launches(plan, "prefill"), 2);
+    assert_int_equal(msac_plan_program_launches(plan, "decode"), 1);
+    assert_int_equal(msac_plan_program_launches(plan, "verify"), -1);
+    assert_int_equal(msac_plan_program_launches(plan, NULL), -1);
+    assert_int_equal(msac_plan_program_launches(NULL, "prefill"), -1);
+    double cflops = -1, cbytes = -1;
+    kernel = -1;
+    assert_null(msac_plan_launch_cost(plan, "prefill", 0, 3, 5, 9, &kernel, &cflops, &cbytes));
+    assert_int_equal(kernel, 0);
+    assert_true(cflops == 16.0 * 3 * 5 && cbytes == 512.0 + 20 * 3 * 5);
+    assert_null(msac_plan_launch_cost(plan, "prefill", 1, 3, 5, 9, &kernel, &cflops, &cbytes));
+    assert_int_equal(kernel, 1);
+    assert_true(cflops == 3.0 * 3 * 9 && cbytes == 160.0); /* ceil(32*3*5/3) */
+    assert_null(msac_plan_launch_cost(plan, "prefill", 1, 1, 1, 1, NULL, NULL, &cbytes));
+    assert_true(cbytes == 11.0); /* ceil(32/3) */
+    assert_null(msac_plan_launch_cost(plan, "decode", 0, 64, 1, 4096, &kernel, &cflops, &cbytes));
+    assert_true(kernel == 1 && cflops == 0.0 && cbytes == 7.0);
+    /* large sizes stay exact in double */
+    assert_null(msac_plan_launch_cost(plan, "prefill", 0, 1 << 20, 1 << 20, 1, NULL, &cflops, NULL));
+    assert_true(cflops == 16.0 * (double)(1ll << 40));
+    /* errors leave the out-parameters alone */
+    kernel = 42;
+    expect_status(msac_plan_launch_cost(NULL, "prefill", 0, 1, 1, 1, &kernel, &cflops, &cbytes),
+                  MSAC_ERR_INVALID_ARGUMENT, "plan is NULL");
+    expect_status(msac_plan_launch_cost(plan, NULL, 0, 1, 1, 1, &kernel, &cflops, &cbytes), MSAC_ERR_INVALID_ARGUMENT,
+                  "program is NULL");
+    expect_status(msac_plan_launch_cost(plan, "verify", 0, 1, 1, 1, &kernel, &cflops, &cbytes),
+                  MSAC_ERR_INVALID_ARGUMENT, "the plan has no program \"verify\"");
+    expect_status(msac_plan_launch_cost(plan, "prefill", 2, 1, 1, 1, &kernel, &cflops, &cbytes),
+                  MSAC_ERR_INVALID_ARGUMENT, "launch 2 is outside 0..1 of prefill");
+    expect_status(msac_plan_launch_cost(plan, "decode", -1, 1, 1, 1, &kernel, &cflops, &cbytes),
+                  MSAC_ERR_INVALID_ARGUMENT, "launch -1 is outside 0..0 of decode");
+    expect_status(msac_plan_launch_cost(plan, "prefill", 0, 1, 0, 1, &kernel, &cflops, &cbytes),
+                  MSAC_ERR_INVALID_ARGUMENT, "sizes must be >= 1 (batch=1 seq=0 ctx=1)");
+    expect_status(msac_plan_launch_cost(plan, "prefill", 0, 1, 1, 0, &kernel, &cflops, &cbytes),
+                  MSAC_ERR_INVALID_ARGUMENT, "sizes must be >= 1");
+    assert_int_equal(kernel, 42);
+
     msac_buffer_info b;
     assert_int_equal(msac_plan_buffer_info(plan, FX_BUF_Y, &b), 0);
     assert_string_equal(b.name, "y");
@@ -188,6 +227,28 @@ static void test_plan_info(void **state)
     msac_plan_free(plan);
     msac_plan_free(NULL);
     fixture_rmdir(dir);
+}
+
+/* A cost model that comes out negative or overflows is a bad plan. */
+static void test_launch_cost_bad_plan(void **state)
+{
+    (void)state;
+    Plan *p = fixture_plan();
+    p->programs[0].launch[1].flops = (PlanExpr){{-5, 0, 1, 0, 0, 0}, 1};        /* seq - 5 */
+    p->programs[0].launch[1].bytes = (PlanExpr){{0, 0, 0, 0, INT64_MAX / 8, 0}, 1}; /* huge * batch*seq */
+    msac_plan *plan = fixture_load(p);
+    plan_free(p);
+    double flops = -1, bytes = -1;
+    expect_status(msac_plan_launch_cost(plan, "prefill", 1, 1, 2, 1, NULL, &flops, &bytes), MSAC_ERR_BAD_PLAN,
+                  "plan: kernel conv_c64w4: cost-model flops = seq-5 is negative at batch=1 seq=2 ctx=1");
+    expect_status(msac_plan_launch_cost(plan, "prefill", 1, 2, 6, 1, NULL, &flops, &bytes), MSAC_ERR_BAD_PLAN,
+                  "cost-model bytes");
+    expect_status(msac_plan_launch_cost(plan, "prefill", 1, 2, 6, 1, NULL, &flops, &bytes), MSAC_ERR_BAD_PLAN,
+                  "is overflowing at batch=2 seq=6");
+    assert_true(flops == -1 && bytes == -1);
+    assert_null(msac_plan_launch_cost(plan, "prefill", 1, 1, 6, 1, NULL, &flops, &bytes));
+    assert_true(flops == 1.0 && bytes == (double)(INT64_MAX / 8) * 6);
+    msac_plan_free(plan);
 }
 
 static void test_device_and_session(void **state)
@@ -255,6 +316,10 @@ static void test_device_and_session(void **state)
     expect_status(msac_session_read_output(NULL, "logits", logits, 1), MSAC_ERR_INVALID_ARGUMENT, "session is NULL");
     assert_int_equal(msac_session_position(NULL, 0), -1);
     assert_true(msac_session_last_ms(NULL) == 0.0f);
+    float total = -1, per[2] = {-1, -1};
+    expect_status(msac_session_bench(NULL, "prefill", 1, 1, 0, 1, per, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "msac_session_bench: session is NULL");
+    assert_true(total == -1 && per[0] == -1);
     msac_plan_free(plan);
     msac_device_close(dev);
     msac_device_close(NULL);
@@ -266,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_plan_load_errors),
         cmocka_unit_test(test_plan_info),
+        cmocka_unit_test(test_launch_cost_bad_plan),
         cmocka_unit_test(test_device_and_session),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,8 +7,9 @@
  * buffers at nonzero offsets, i32 / i64 / f32 / pointer arguments, dynamic
  * shared memory above 48 KiB, a zero-grid launch that must be skipped,
  * decode through CUDA graphs (per batch size) and without, reset, argument
- * errors, and the clean failures: wrong target, bad PTX, missing entry,
- * device out of memory. Logits are compared exactly with a CPU model of
+ * errors, msac_session_bench (timing, tokens reused at position 0), and the
+ * clean failures: wrong target, bad PTX, missing entry, device out of
+ * memory. Logits are compared exactly with a CPU model of
  * the two kernels.
  *
  *   k_embed (one thread per token i < batch*seq):
@@ -339,6 +340,113 @@ static void test_calls_without_graphs(void **state)
     run_sequence(0);
 }
 
+/* Checks the logits of the last run of a bench of (batch, seq) against the
+ * model at position 0 with tokens tok (the token buffer's contents, read
+ * [batch, seq] row-major): the state before that run is the state now
+ * minus seq. */
+static void check_bench_logits(msac_session *s, const float *table, int batch, int seq, const int32_t *tok)
+{
+    float got[MAXB * MAXS * V], acc[MAXB];
+    check(msac_session_read_output(s, "logits", got, (size_t)(batch * seq * V)));
+    check(msac_session_read_output(s, "acc", acc, MAXB));
+    for (int b = 0; b < batch; b++)
+        for (int t = 0; t < seq; t++) {
+            int i = b * seq + t, k = tok[i];
+            float x = SCALE * (float)t;
+            x = x + (acc[b] - (float)seq);
+            float want0 = table[k * V] + x, want1 = table[k * V + 1] + (float)k;
+            if (got[i * V] != want0 || got[i * V + 1] != want1)
+                fail_msg("bench batch %d seq %d: row %d logits %.9g %.9g, expected %.9g %.9g", batch, seq, i,
+                         (double)got[i * V], (double)got[i * V + 1], (double)want0, (double)want1);
+        }
+}
+
+/* msac_session_bench: argument errors, both programs timed (decode with and
+ * without graphs), tokens reused from the last call, every row at position
+ * 0, positions untouched, the session usable after a reset. */
+static void bench_sequence(int use_graphs)
+{
+    msac_plan *plan = load(make_plan(native_target, ptx_text, "k_embed"));
+    assert_int_equal(msac_plan_program_launches(plan, "prefill"), 2);
+    assert_int_equal(msac_plan_program_launches(plan, "decode"), 3);
+    double flops = -1, bytes = -1;
+    check(msac_plan_launch_cost(plan, "decode", 2, 1, 1, MAXC, NULL, &flops, &bytes));
+    assert_true(flops == 0 && bytes == 0); /* this plan has no cost model */
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_batch = MAXB;
+    o.max_seq = MAXS;
+    o.max_ctx = MAXC;
+    o.seed = 5;
+    o.use_graphs = use_graphs;
+    msac_session *s = NULL;
+    check(msac_session_create(dev, plan, &o, &s));
+    float table[V * V], acc[MAXB] = {0};
+    check(msac_plan_weight_values(plan, 0, NULL, 5, table));
+
+    float per[3] = {-1, -1, -1}, total = -1;
+    expect_status(msac_session_bench(s, "verify", 1, 1, 0, 1, per, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "bench: unknown program \"verify\"");
+    expect_status(msac_session_bench(s, NULL, 1, 1, 0, 1, per, &total), MSAC_ERR_INVALID_ARGUMENT, "program is NULL");
+    expect_status(msac_session_bench(s, "prefill", 1, 1, 0, 1, per, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "out_total_ms is NULL");
+    expect_status(msac_session_bench(s, "decode", 1, 2, 0, 1, per, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "decode runs one token per sequence, seq 2 given");
+    expect_status(msac_session_bench(s, "decode", 3, 1, 0, 1, per, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "bench decode: batch 3 is outside 1..2");
+    expect_status(msac_session_bench(s, "prefill", 1, 9, 0, 1, per, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "bench prefill: seq 9 is outside 1..8");
+    expect_status(msac_session_bench(s, "prefill", 1, 1, -1, 1, per, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "need warmup >= 0 and iters >= 1 (got -1 and 1)");
+    expect_status(msac_session_bench(s, "prefill", 1, 1, 0, 0, per, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "iters >= 1");
+    assert_true(total == -1 && per[0] == -1);
+
+    const int32_t t23[6] = {1, 2, 3, 7, 0, 5};
+    call(s, table, acc, 2, 3, t23, false); /* fills the token buffer; rows at position 3 */
+    check(msac_session_bench(s, "prefill", 2, 3, 2, 5, per, &total));
+    printf("  use_graphs=%d: prefill total %.4f ms, launches %.4f %.4f ms\n", use_graphs, (double)total,
+           (double)per[0], (double)per[1]);
+    assert_true(total > 0 && per[0] > 0 && per[1] > 0);
+    assert_int_equal(msac_session_position(s, 0), 3);
+    assert_int_equal(msac_session_position(s, 1), 3);
+    check_bench_logits(s, table, 2, 3, t23);
+
+    check(msac_session_bench(s, "decode", 2, 1, 0, 3, per, &total));
+    printf("  use_graphs=%d: decode total %.4f ms, launches %.4f %.4f %.4f (empty grid) ms\n", use_graphs,
+           (double)total, (double)per[0], (double)per[1], (double)per[2]);
+    assert_true(total > 0 && per[0] > 0 && per[1] > 0 && per[2] >= 0);
+    check_bench_logits(s, table, 2, 1, t23); /* the first two tokens of the buffer */
+    check(msac_session_bench(s, "decode", 1, 1, 1, 1, NULL, &total)); /* no per-launch array */
+    assert_true(total > 0);
+    assert_int_equal(msac_session_position(s, 0), 3);
+    int captured, failed;
+    rt_session_graph_counts(s, &captured, &failed);
+    assert_int_equal(captured, use_graphs ? 2 : 0);
+    assert_int_equal(failed, 0);
+
+    /* after a reset the session computes what the model says */
+    check(msac_session_reset(s));
+    acc[0] = acc[1] = 0;
+    call(s, table, acc, 2, 3, t23, false);
+    const int32_t d2[2] = {4, 6};
+    call(s, table, acc, 2, 1, d2, true);
+    msac_session_destroy(s);
+    msac_plan_free(plan);
+}
+
+static void test_bench_with_graphs(void **state)
+{
+    (void)state;
+    bench_sequence(1);
+}
+
+static void test_bench_without_graphs(void **state)
+{
+    (void)state;
+    bench_sequence(0);
+}
+
 /* Weights from a checkpoint: F32 values are rounded to bf16 on upload. */
 static void test_checkpoint(void **state)
 {
@@ -447,6 +555,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calls_with_graphs),
         cmocka_unit_test(test_calls_without_graphs),
+        cmocka_unit_test(test_bench_with_graphs),
+        cmocka_unit_test(test_bench_without_graphs),
         cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_create_errors),
     };

@@ -99,6 +99,20 @@ int msac_plan_program_info(const msac_plan *plan, int index, msac_program_info *
 int msac_plan_launch_info(const msac_plan *plan, int program, int launch, int *out_kernel, char *grid_text,
                           size_t grid_text_size);
 
+/* Number of launches of program "prefill" or "decode" (any program name of
+ * the plan), or -1 when plan or program is NULL or the plan has no such
+ * program. */
+int msac_plan_program_launches(const msac_plan *plan, const char *program);
+/* Launch `launch` of `program`: its kernel index and the plan's cost model
+ * for it evaluated at (batch, seq, ctx): the floating-point operations it
+ * does and the fewest bytes it must move through device memory (both 0 when
+ * the plan has no model for that kernel). Each out-parameter may be NULL.
+ * MSAC_ERR_INVALID_ARGUMENT for a NULL plan or program, an unknown program,
+ * a launch out of range or a size below 1; MSAC_ERR_BAD_PLAN when the cost
+ * expressions overflow or come out negative. */
+msac_status msac_plan_launch_cost(const msac_plan *plan, const char *program, int launch, int batch, int seq,
+                                  int ctx, int *out_kernel, double *out_flops, double *out_bytes);
+
 typedef enum msac_buffer_kind {
     MSAC_BUF_WEIGHT = 0,
     MSAC_BUF_STATE = 1,     /* persists across calls, zeroed by reset */
@@ -206,6 +220,31 @@ int64_t msac_session_position(const msac_session *s, int row);
 
 /* Device time of the last prefill/decode call, in milliseconds (CUDA events). */
 float msac_session_last_ms(const msac_session *s);
+
+/* Times program "prefill" or "decode" at (batch, seq) (seq must be 1 for
+ * decode): `warmup` untimed runs, then `iters` timed runs (iters >= 1).
+ *
+ * Two timed phases of `iters` runs each. Whole runs: each run alone between
+ * two CUDA events, exactly as msac_session_prefill / msac_session_decode
+ * issue it (for decode: replayed as the session's CUDA graph for this batch
+ * when graphs are enabled); *out_total_ms gets the median. Per launch: each
+ * run issued as plain launches with an event before every launch and one
+ * after the last, behind a short spin kernel that holds the stream while the
+ * run is enqueued (so a launch's time is its device time, not the host's
+ * launch rate); out_launch_ms[j] (an array of msac_plan_program_launches
+ * floats, or NULL) gets the median time of launch j. The sum of the launch
+ * medians is below the total by the gaps between launches.
+ *
+ * Inputs: the tokens currently in the session's token buffer are reused
+ * (call prefill/decode once before, or the tokens are zero); every sequence
+ * runs at position 0 and the session's positions are not advanced.
+ * Recurrent state IS modified: call msac_session_reset afterwards before
+ * real use. MSAC_ERR_INVALID_ARGUMENT for a NULL session, program or
+ * out_total_ms, an unknown program name, sizes outside the session's limits
+ * (seq above max_ctx too), seq != 1 for decode, warmup < 0 or iters < 1;
+ * MSAC_ERR_UNSUPPORTED when the plan has no such program. */
+msac_status msac_session_bench(msac_session *s, const char *program, int batch, int seq, int warmup, int iters,
+                               float *out_launch_ms, float *out_total_ms);
 
 #ifdef __cplusplus
 }
