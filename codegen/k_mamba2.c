@@ -184,51 +184,88 @@ static bool emit_scan(Codegen *cg, const Mx *m, int T, int threads, char **ptx, 
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
-/* ---- launch 1, decode: one state step ---- */
-static bool emit_step(Codegen *cg, const Mx *m, int threads, char **ptx, Diag *d)
+/* ---- launch 1, decode: one state step ----
+ * Block = 4 warps over PB = P/psplit state rows of one (head, sequence):
+ * grid (H·psplit, batch), so even batch 1 fills the GPU. Each warp owns
+ * PB/4 rows; lane l holds the float4 columns 4l, 4l+128, ... of each row, so
+ * a warp reads and writes whole 512-byte row segments, and every row's loads
+ * are issued before any is used. */
+enum { STEP_THREADS = 128, STEP_WARPS = 4 };
+
+static bool emit_step(Codegen *cg, const Mx *m, int psplit, char **ptx, Diag *d)
 {
+    int PB = (int)m->P / psplit, RW = PB / STEP_WARPS, Q = (int)m->N / 4, J = (Q + 31) / 32;
     KB *kb = kb_new(cg->ctx, "mamba2_step",
                     (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR},
-                    10, threads);
+                    10, STEP_THREADS);
     V raw = kb_param(kb, 0), cw = kb_param(kb, 1), cbias = kb_param(kb, 2), dtb = kb_param(kb, 3);
     V alog = kb_param(kb, 4), Dp = kb_param(kb, 5), ring = kb_param(kb, 6), ssm = kb_param(kb, 7);
     V posp = kb_param(kb, 8), out = kb_param(kb, 9);
-    V tid = nvvm_tid_x(kb), h = nvvm_ctaid_x(kb), b = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+    V tid = nvvm_tid_x(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb), b = nvvm_ctaid_y(kb);
+    V h = kb_div(kb, nvvm_ctaid_x(kb), kb_i32(kb, psplit));
+    V p0 = kb_mul(kb, kb_rem(kb, nvvm_ctaid_x(kb), kb_i32(kb, psplit)), kb_i32(kb, PB));
     V pos = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b));
     V one = kb_i32(kb, 1), zero = kb_i32(kb, 0);
-    KVar e = kb_for(kb, tid, kb_i32(kb, m->CP), kb_i32(kb, threads)); /* conv: x, B, C of this head */
-    kb_store(kb, conv_silu(kb, m, raw, cw, cbias, ring, b, pos, one, zero, head_channel(kb, m, h, kb_get(kb, e))),
-             smem_f32(kb, 0, kb_get(kb, e)));
+    /* conv of this block's x channels and its group's B, C channels → smem [x | B | C] */
+    KVar e = kb_for(kb, tid, kb_i32(kb, PB + 2 * m->N), kb_i32(kb, STEP_THREADS));
+    {
+        V ev = kb_get(kb, e);
+        V ch = kb_select(kb, kb_lt(kb, ev, kb_i32(kb, PB)), kb_add(kb, p0, ev), kb_add(kb, ev, kb_i32(kb, m->P - PB)));
+        kb_store(kb, conv_silu(kb, m, raw, cw, cbias, ring, b, pos, one, zero, head_channel(kb, m, h, ch)),
+                 smem_f32(kb, 0, ev));
+    }
     kb_endfor(kb);
     V dt = dt_value(kb, m, raw, dtb, h, b);
     V dA = kb_exp(kb, kb_mul(kb, dt, kb_neg(kb, kb_exp(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, alog, h))))));
     V Dh = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, Dp, h));
     nvvm_bar_sync(kb);
     V sbase = kb_mul(kb, kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->H)), h)), kb_i64(kb, m->P * m->N));
-    KVar p = kb_for(kb, warp, kb_i32(kb, m->P), kb_i32(kb, threads / 32)); /* a warp per state row */
-    {
-        V pv = kb_get(kb, p);
-        V x = kb_load(kb, kb->f32, smem_f32(kb, 0, pv));
-        V dtx = kb_mul(kb, dt, x);
-        V rowp = kb_add(kb, sbase, kb_to_i64(kb, kb_mul(kb, pv, kb_i32(kb, m->N))));
-        KVar acc = kb_var(kb, kb->f32, kb_f32(kb, 0));
-        KVar k = kb_for(kb, lane, kb_i32(kb, m->N), kb_i32(kb, 32));
-        {
-            V kv = kb_get(kb, k);
-            V sp = kb_gep(kb, kb->f32, ssm, kb_add(kb, rowp, kb_to_i64(kb, kv)));
-            V Bn = kb_load(kb, kb->f32, smem_f32(kb, 0, kb_add(kb, kv, kb_i32(kb, m->P))));
-            V Cn = kb_load(kb, kb->f32, smem_f32(kb, 0, kb_add(kb, kv, kb_i32(kb, m->P + m->N))));
-            V s = kb_fma(kb, kb_load(kb, kb->f32, sp), dA, kb_mul(kb, dtx, Bn));
-            kb_store(kb, s, sp);
-            kb_set(kb, acc, kb_fma(kb, s, Cn, kb_get(kb, acc)));
+    T v4 = LLVMVectorType(kb->f32, 4);
+    V sp[16][8], s4[16][8];
+    for (int r = 0; r < RW; r++) /* issue every load first */
+        for (int j = 0; j < J; j++) {
+            V q = kb_min(kb, kb_add(kb, lane, kb_i32(kb, 32 * j)), kb_i32(kb, Q - 1));
+            V pl = kb_add(kb, kb_mul(kb, warp, kb_i32(kb, RW)), kb_i32(kb, r));
+            V off = kb_add(kb, sbase, kb_to_i64(kb, kb_add(kb, kb_mul(kb, kb_add(kb, p0, pl), kb_i32(kb, m->N)),
+                                                             kb_mul(kb, q, kb_i32(kb, 4)))));
+            sp[r][j] = kb_gep(kb, kb->f32, ssm, off);
+            s4[r][j] = kb_load_vec(kb, kb->f32, 4, sp[r][j], 16);
         }
-        kb_endfor(kb);
-        V y = kb_fma(kb, Dh, x, nvvm_warp_sum(kb, kb_get(kb, acc)));
+    for (int r = 0; r < RW; r++) {
+        V pl = kb_add(kb, kb_mul(kb, warp, kb_i32(kb, RW)), kb_i32(kb, r));
+        V x = kb_load(kb, kb->f32, smem_f32(kb, 0, pl));
+        V dtx = kb_mul(kb, dt, x);
+        V acc = kb_f32(kb, 0);
+        for (int j = 0; j < J; j++) {
+            V q = kb_add(kb, lane, kb_i32(kb, 32 * j));
+            bool guard = (j + 1) * 32 > Q;
+            V valid = kb_lt(kb, q, kb_i32(kb, Q));
+            V qc = kb_min(kb, q, kb_i32(kb, Q - 1));
+            V nv = LLVMGetUndef(v4);
+            V part = kb_f32(kb, 0);
+            for (int k = 0; k < 4; k++) {
+                V n = kb_add(kb, kb_mul(kb, qc, kb_i32(kb, 4)), kb_i32(kb, k));
+                V Bn = kb_load(kb, kb->f32, smem_f32(kb, PB, n));
+                V Cn = kb_load(kb, kb->f32, smem_f32(kb, PB + (int)m->N, n));
+                V sv = kb_fma(kb, kb_extract(kb, s4[r][j], k), dA, kb_mul(kb, dtx, Bn));
+                nv = LLVMBuildInsertElement(kb->b, nv, sv, kb_i32(kb, k), "");
+                part = kb_fma(kb, sv, Cn, part);
+            }
+            if (guard) {
+                kb_if(kb, valid);
+                kb_store_vec(kb, nv, sp[r][j], 16);
+                kb_endif(kb);
+                part = kb_select(kb, valid, part, kb_f32(kb, 0));
+            } else {
+                kb_store_vec(kb, nv, sp[r][j], 16);
+            }
+            acc = kb_add(kb, acc, part);
+        }
+        V y = kb_fma(kb, Dh, x, nvvm_warp_sum(kb, acc));
         kb_if(kb, kb_eq(kb, lane, zero));
-        store_y(kb, m, raw, out, b, h, pv, y);
+        store_y(kb, m, raw, out, b, h, kb_add(kb, p0, pl), y);
         kb_endif(kb);
     }
-    kb_endfor(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
@@ -354,20 +391,22 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
 bool k_mamba2_step(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     Mx m = mx_of(n);
-    int threads = (int)node_int(n, "threads", 128);
-    if (threads % 32 || threads < 32)
-        return diag_fail(d, "mamba2_step: invalid schedule threads=%d", threads);
+    int psplit = (int)node_int(n, "psplit", m.P % 16 == 0 ? m.P / 16 : 1);
+    if (psplit < 1 || m.P % psplit || (m.P / psplit) % STEP_WARPS || m.P / psplit / STEP_WARPS > 16 || m.N % 4 ||
+        m.N > 4 * 32 * 8)
+        return diag_fail(d, "mamba2_step: invalid schedule psplit=%d for headdim %lld, d_state %lld", psplit,
+                         (long long)m.P, (long long)m.N);
     char name[96];
-    snprintf(name, sizeof name, "mamba2_step_h%lld_p%lld_n%lld_g%lld", (long long)m.H, (long long)m.P, (long long)m.N,
-             (long long)m.G);
-    KLaunch *l = kout_add(out, name, (unsigned)threads, (unsigned)(4 * m.CP));
-    kl_param(l, "threads", threads);
-    l->grid[0] = sym_const(m.H);
+    snprintf(name, sizeof name, "mamba2_step_h%lld_p%lld_n%lld_g%lld_s%d", (long long)m.H, (long long)m.P,
+             (long long)m.N, (long long)m.G, psplit);
+    KLaunch *l = kout_add(out, name, STEP_THREADS, (unsigned)(4 * (m.P / psplit + 2 * m.N)));
+    kl_param(l, "psplit", psplit);
+    l->grid[0] = sym_const(m.H * psplit);
     l->grid[1] = sym_mono(MONO_B, 1);
     l->flops = sym_mono(MONO_B, m.H * (4 * m.P * m.N + 2 * m.W * m.CP));
     l->bytes = sym_mono(MONO_B, 2 * m.H * m.P * m.N * 4 + m.Din * 2 + m.Di * 2 + m.CD * (m.W - 1) * 4);
     state_args(l);
-    if (!emit_step(cg, &m, threads, &l->ptx, d))
+    if (!emit_step(cg, &m, psplit, &l->ptx, d))
         return false;
     return add_norm_launch(cg, n, &m, out, d);
 }

@@ -9,7 +9,7 @@
  *   rmsnorm  one warp per row, 4 rows per block
  *   embed    128 threads per row
  *   mamba2   prefill: chunked scan, chunk = min(YAML chunk, 64), 256 threads
- *            decode:  single-step state update, 128 threads per (row, head) */
+ *            decode:  single-step state update, 4 warps per 16 state rows (psplit = headdim/16) */
 #include <string.h>
 
 #include "passes.h"
@@ -54,8 +54,9 @@ bool pass_lower(Graph *g, Diag *d)
             break;
         case OP_mamba2_mixer:
             if (dec) {
+                int64_t P = node_int(n, "headdim", 0);
                 node_set_str(g, n, "kernel", "mamba2_step");
-                node_set_int(g, n, "threads", 128);
+                node_set_int(g, n, "psplit", P % 16 == 0 ? P / 16 : 1);
             } else {
                 int64_t c = node_int(n, "chunk", 64);
                 node_set_str(g, n, "kernel", "mamba2_scan");
