@@ -7,6 +7,7 @@
 
 int cli_info(int argc, char **argv);
 int cli_run(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /* Parses "1,2,3" into a malloc'd array; false on a malformed list. */
 bool cli_parse_ints(const char *s, int32_t **out, int *n);

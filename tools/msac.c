@@ -1,5 +1,5 @@
 /* msac.c — the msac command-line tool: a thin wrapper over libmsac (compile)
- * and libmsacrt (info, run). */
+ * and libmsacrt (info, run, bench). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,11 @@ static const char usage_text[] =
     "               [--prompt 1,2,3] [-n N] [--logits FILE.npy]\n"
     "      Greedy generation; prints the tokens and prefill/decode tokens per second.\n"
     "      Without --weights the plan's seeded init is used (same on GPU and CPU).\n"
+    "  msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
+    "               [--program prefill|decode|all] [--warmup N] [--iters N] [--target sm_90a|sm_80]\n"
+    "               [--peak-tflops T] [--peak-gbs G] [--json FILE] [--no-graphs]\n"
+    "      Time prefill and decode on GPU 0: median per launch and per program, TFLOP/s,\n"
+    "      GB/s and roofline % from the plan's cost model, tokens/s (msac bench --help).\n"
     "  msac --help | --version\n"
     "\n"
     "passes: ";
@@ -122,6 +127,8 @@ int main(int argc, char **argv)
         return cli_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return cli_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return cli_bench(argc - 1, argv + 1);
     fprintf(stderr, "msac: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -1,0 +1,348 @@
+/* cli_bench.c — `msac bench PLAN|MODEL.yaml`: times the plan's prefill and
+ * decode programs on GPU 0 with msac_session_bench and reports every launch
+ * against the roofline of the plan's cost model (bench_report.c prints).
+ *
+ * A .yaml/.yml argument is compiled in memory first. Each program gets a
+ * session sized for it (prefill: batch × seq; decode: decode batch × 1, ctx
+ * = seq), seeded weights, and one prefill call with a deterministic
+ * pseudo-random prompt that fills the token buffer the timed runs reuse.
+ * Exit status: 0 ok, 1 runtime failure (no GPU, compile error, CUDA), 2
+ * usage error. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_report.h"
+#include "cli.h"
+#include "compile.h"
+#include "frontend.h"
+#include "msac/runtime.h"
+
+/* Defaults: H100 SXM peaks (issue 3's measured figures). */
+#define DEFAULT_PEAK_TFLOPS 740.0
+#define DEFAULT_PEAK_GBS 3000.0
+
+/* Command-line options. */
+typedef struct BenchArgs {
+    const char *input;   /* plan file or model YAML */
+    int batch, seq;      /* prefill sizes */
+    int dbatch;          /* decode batch (0: same as batch) */
+    bool prefill, decode; /* programs to time */
+    int warmup, iters;   /* runs per program */
+    const char *target;  /* compile target for a YAML input, NULL: the compiler's default */
+    double peak_tflops;  /* roofline math peak */
+    double peak_gbs;     /* roofline memory peak */
+    const char *json;    /* JSON output path or NULL */
+    bool graphs;         /* decode as CUDA graphs */
+} BenchArgs;
+
+static const char synopsis[] =
+    "usage: msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
+    "                  [--program prefill|decode|all] [--warmup N] [--iters N]\n"
+    "                  [--target sm_90a|sm_80] [--peak-tflops T] [--peak-gbs G] [--json FILE] [--no-graphs]\n";
+
+static void usage(FILE *f)
+{
+    fputs(synopsis, f);
+    fprintf(f,
+            "Times the plan's programs on GPU 0 (a MODEL.yaml is compiled in memory first, for\n"
+            "--target). Each program runs --warmup untimed runs, then --iters whole runs (the\n"
+            "median is the program's total; decode replays its CUDA graph unless --no-graphs)\n"
+            "and --iters runs with CUDA events around every launch (the medians per launch).\n"
+            "Inputs are a deterministic pseudo-random prompt, every sequence at position 0.\n"
+            "Defaults: batch 1, seq 2048, decode batch = batch, program all, warmup 10, iters 50.\n"
+            "\n"
+            "Per launch it prints the median µs, the share of the sum of launch medians, the\n"
+            "TFLOP/s and GB/s achieved by the plan's cost model (flops, fewest bytes moved), and\n"
+            "roofline %% = 100 * max(flops / peak-tflops, bytes / peak-gbs) / time, with the\n"
+            "bound (math or mem, the larger term). Peaks default to %.0f TFLOP/s (bf16 tensor\n"
+            "cores) and %.0f GB/s (HBM3): the H100 SXM figures measured for issue 3. Then the\n"
+            "program total, the sum of launch medians and tokens/s (prefill batch*seq/total,\n"
+            "decode batch/total). --json FILE writes the same numbers.\n"
+            "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n",
+            DEFAULT_PEAK_TFLOPS, DEFAULT_PEAK_GBS);
+}
+
+/* Parses an integer in [lo, hi]. */
+static bool parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Parses a positive finite number. */
+static bool parse_pos(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v > 0) || v > 1e12)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Returns 0 when the arguments parse, 2 (after a message) when not, -1
+ * for --help. */
+static int parse_args(int argc, char **argv, BenchArgs *a)
+{
+    *a = (BenchArgs){.batch = 1, .seq = 2048, .prefill = true, .decode = true, .warmup = 10, .iters = 50,
+                     .peak_tflops = DEFAULT_PEAK_TFLOPS, .peak_gbs = DEFAULT_PEAK_GBS, .graphs = true};
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true, takes = v != NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h"))
+            return -1;
+        if (!strcmp(o, "--no-graphs")) {
+            a->graphs = false;
+            continue;
+        }
+        if (o[0] != '-') {
+            if (a->input) {
+                fprintf(stderr, "msac bench: unexpected argument '%s'\n", o);
+                return 2;
+            }
+            a->input = o;
+            continue;
+        }
+        static const char *const valued[] = {"--batch",  "--seq",         "--decode-batch", "--warmup", "--iters",
+                                             "--target", "--peak-tflops", "--peak-gbs",     "--json",   "--program"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            known |= !strcmp(o, valued[k]);
+        if (!known) {
+            fprintf(stderr, "msac bench: unknown option '%s'\n", o);
+            return 2;
+        }
+        if (!takes) {
+            fprintf(stderr, "msac bench: %s needs a value\n", o);
+            return 2;
+        }
+        if (!strcmp(o, "--batch"))
+            ok = parse_int(v, 1, 1 << 20, &a->batch);
+        else if (!strcmp(o, "--seq"))
+            ok = parse_int(v, 1, 1 << 24, &a->seq);
+        else if (!strcmp(o, "--decode-batch"))
+            ok = parse_int(v, 1, 1 << 20, &a->dbatch);
+        else if (!strcmp(o, "--warmup"))
+            ok = parse_int(v, 0, 1 << 20, &a->warmup);
+        else if (!strcmp(o, "--iters"))
+            ok = parse_int(v, 1, 1 << 20, &a->iters);
+        else if (!strcmp(o, "--peak-tflops"))
+            ok = parse_pos(v, &a->peak_tflops);
+        else if (!strcmp(o, "--peak-gbs"))
+            ok = parse_pos(v, &a->peak_gbs);
+        else if (!strcmp(o, "--json"))
+            a->json = v;
+        else if (!strcmp(o, "--target"))
+            ok = !strcmp(v, "sm_90a") || !strcmp(v, "sm_80") ? (a->target = v, true) : false;
+        else if (!strcmp(o, "--program")) {
+            a->prefill = !strcmp(v, "prefill") || !strcmp(v, "all");
+            a->decode = !strcmp(v, "decode") || !strcmp(v, "all");
+            ok = a->prefill || a->decode;
+        }
+        if (!ok) {
+            fprintf(stderr, "msac bench: bad value '%s' for %s\n", v, o);
+            return 2;
+        }
+        i++;
+    }
+    if (!a->input) {
+        fprintf(stderr, "msac bench: no PLAN or MODEL.yaml given\n");
+        return 2;
+    }
+    if (!a->dbatch)
+        a->dbatch = a->batch;
+    return 0;
+}
+
+static bool is_yaml(const char *path)
+{
+    size_t n = strlen(path);
+    return (n > 5 && !strcmp(path + n - 5, ".yaml")) || (n > 4 && !strcmp(path + n - 4, ".yml"));
+}
+
+static bool report(msac_status st)
+{
+    if (!st)
+        return true;
+    fprintf(stderr, "msac bench: %s\n", msac_status_message(st));
+    msac_status_free(st);
+    return false;
+}
+
+/* Compiles a model YAML in memory and loads the plan. */
+static bool compile_yaml(const char *path, const char *target, msac_plan **out)
+{
+    Diag d = {0};
+    char *text = frontend_read_file(path, &d);
+    if (!text) {
+        fprintf(stderr, "msac bench: %s\n", d.msg);
+        return false;
+    }
+    CompileOptions o;
+    compile_options_init(&o);
+    if (target)
+        o.target = target;
+    Plan *p = NULL;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    bool ok = false;
+    if (!msac_compile(text, path, &o, &p, &d))
+        diag_print(&d, d.file ? text : NULL, stderr);
+    else if (!plan_write(p, &bytes, &len))
+        fprintf(stderr, "msac bench: out of memory writing the plan\n");
+    else
+        ok = report(msac_plan_load_memory(bytes, len, out));
+    free(bytes);
+    plan_free(p);
+    free(text);
+    return ok;
+}
+
+/* Fills n tokens below vocab with a fixed pseudo-random sequence (PCG-style LCG). */
+static void fill_prompt(int32_t *t, size_t n, int64_t vocab)
+{
+    uint64_t x = 0x853c49e6748fea9bull;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int32_t)((x >> 33) % (uint64_t)vocab);
+    }
+}
+
+/* Bytes of all the plan's weights in their device dtypes. */
+static double weight_bytes(const msac_plan *plan, int nweights)
+{
+    double total = 0;
+    for (int i = 0; i < nweights; i++) {
+        msac_weight_info w;
+        msac_plan_weight_info(plan, i, &w);
+        double n = !strcmp(w.dtype, "bf16") ? 2 : 4; /* f32, i32 */
+        for (int d = 0; d < w.ndim; d++)
+            n *= (double)w.dims[d];
+        total += n;
+    }
+    return total;
+}
+
+/* Times program `name` at (batch, seq) in its own session; fills *out. */
+static bool time_program(msac_device *dev, const msac_plan *plan, const BenchArgs *a, const char *name, int batch,
+                         int seq, BenchProgram *out)
+{
+    int n = msac_plan_program_launches(plan, name);
+    if (n < 0) {
+        fprintf(stderr, "msac bench: the plan has no %s program\n", name);
+        return false;
+    }
+    bool decode = !strcmp(name, "decode");
+    msac_session_options so;
+    msac_session_options_init(&so);
+    so.max_batch = batch;
+    so.max_seq = seq;
+    so.max_ctx = a->seq;
+    so.use_graphs = a->graphs;
+    *out = (BenchProgram){.name = name, .batch = batch, .seq = seq, .ctx = a->seq, .nlaunch = n,
+                          .graph = decode && a->graphs};
+    out->launch = calloc((size_t)(n ? n : 1), sizeof *out->launch);
+    float *ms = calloc((size_t)(n ? n : 1), sizeof *ms);
+    msac_plan_info pi;
+    msac_plan_get_info(plan, &pi);
+    size_t ntok = (size_t)batch * (size_t)seq;
+    int32_t *prompt = malloc(ntok * sizeof *prompt);
+    msac_session *s = NULL;
+    bool ok = false;
+    if (!out->launch || !ms || !prompt) {
+        fprintf(stderr, "msac bench: out of memory\n");
+        goto done;
+    }
+    fill_prompt(prompt, ntok, pi.vocab_size);
+    if (!report(msac_session_create(dev, plan, &so, &s)) ||
+        !report(msac_session_prefill(s, batch, seq, prompt, NULL)) ||
+        !report(msac_session_bench(s, name, batch, seq, a->warmup, a->iters, ms, &out->total_ms)))
+        goto done;
+    for (int j = 0; j < n; j++) {
+        BenchLaunch *l = &out->launch[j];
+        if (!report(msac_plan_launch_cost(plan, name, j, batch, seq, so.max_ctx, &l->kernel_index, &l->flops,
+                                          &l->bytes)))
+            goto done;
+        msac_kernel_info ki;
+        msac_plan_kernel_info(plan, l->kernel_index, &ki);
+        l->kernel = ki.name;
+        l->ms = ms[j];
+    }
+    ok = true;
+done:
+    msac_session_destroy(s);
+    free(prompt);
+    free(ms);
+    return ok;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    BenchArgs a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc < 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "%s(msac bench --help for more)\n", synopsis);
+        return 2;
+    }
+    bool yaml = is_yaml(a.input);
+    if (a.target && !yaml) {
+        fprintf(stderr, "msac bench: --target applies to a MODEL.yaml; %s is a compiled plan\n", a.input);
+        return 2;
+    }
+    msac_plan *plan = NULL;
+    msac_device *dev = NULL;
+    BenchReport r = {.peak_tflops = a.peak_tflops, .peak_gbs = a.peak_gbs, .warmup = a.warmup, .iters = a.iters};
+    rc = 1;
+    if (yaml ? !compile_yaml(a.input, a.target, &plan) : !report(msac_plan_load(a.input, &plan)))
+        goto out;
+    msac_status st = msac_device_open(0, &dev);
+    if (st) {
+        fprintf(stderr, "msac bench: no GPU: %s\n", msac_status_message(st));
+        msac_status_free(st);
+        goto out;
+    }
+    msac_device_info di;
+    msac_device_get_info(dev, &di);
+    msac_plan_info pi;
+    msac_plan_get_info(plan, &pi);
+    r.device = di.name;
+    r.cc_major = di.cc_major;
+    r.cc_minor = di.cc_minor;
+    r.sm_count = di.sm_count;
+    r.model = pi.model;
+    r.target = pi.target;
+    r.weight_bytes = weight_bytes(plan, pi.num_weights);
+    printf("device %s (sm_%d%d, %d SMs, driver %d)\n", di.name, di.cc_major, di.cc_minor, di.sm_count,
+           di.driver_version);
+    printf("plan %s, target %s, %.1f MB of weights; roofline peaks %.0f TFLOP/s, %.0f GB/s\n", pi.model, pi.target,
+           r.weight_bytes / 1e6, a.peak_tflops, a.peak_gbs);
+    if (a.prefill && !time_program(dev, plan, &a, "prefill", a.batch, a.seq, &r.prog[r.nprograms++]))
+        goto out;
+    if (a.decode && !time_program(dev, plan, &a, "decode", a.dbatch, 1, &r.prog[r.nprograms++]))
+        goto out;
+    for (int i = 0; i < r.nprograms; i++)
+        bench_print_program(stdout, &r, &r.prog[i]);
+    if (a.json && !bench_write_json(a.json, &r)) {
+        fprintf(stderr, "msac bench: cannot write %s: %s\n", a.json, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    for (int i = 0; i < r.nprograms; i++)
+        free(r.prog[i].launch);
+    msac_device_close(dev);
+    msac_plan_free(plan);
+    return rc;
+}
