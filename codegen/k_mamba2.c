@@ -192,7 +192,7 @@ static bool emit_scan(Codegen *cg, const Mx *m, int T, int threads, char **ptx, 
  * are issued before any is used. */
 enum { STEP_THREADS = 128, STEP_WARPS = 4 };
 
-static bool emit_step(Codegen *cg, const Mx *m, int psplit, char **ptx, Diag *d)
+static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, char **ptx, Diag *d)
 {
     int PB = (int)m->P / psplit, RW = PB / STEP_WARPS, Q = (int)m->N / 4, J = (Q + 31) / 32;
     KB *kb = kb_new(cg->ctx, "mamba2_step",
@@ -211,8 +211,20 @@ static bool emit_step(Codegen *cg, const Mx *m, int psplit, char **ptx, Diag *d)
     {
         V ev = kb_get(kb, e);
         V ch = kb_select(kb, kb_lt(kb, ev, kb_i32(kb, PB)), kb_add(kb, p0, ev), kb_add(kb, ev, kb_i32(kb, m->P - PB)));
-        kb_store(kb, conv_silu(kb, m, raw, cw, cbias, ring, b, pos, one, zero, head_channel(kb, m, h, ch)),
-                 smem_f32(kb, 0, ev));
+        V gch = head_channel(kb, m, h, ch);
+        kb_store(kb, conv_silu(kb, m, raw, cw, cbias, ring, b, pos, one, zero, gch), smem_f32(kb, 0, ev));
+        if (ring_write) {
+            /* this token's raw input into ring slot pos: x channels by their block, B and C
+             * by the first block of the group; the step reads only the other slots */
+            V first = kb_eq(kb, kb_rem(kb, nvvm_ctaid_x(kb), kb_i32(kb, psplit * (m->H / m->G))), zero);
+            kb_if(kb, kb_or(kb, kb_lt(kb, ev, kb_i32(kb, PB)), first));
+            V x = kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, kb_add(kb, kb_mul(kb, kb_to_i64(kb, b), kb_i64(kb, m->Din)),
+                                                                           kb_to_i64(kb, kb_add(kb, gch, kb_i32(kb, m->Di))))));
+            V roff = kb_add(kb, kb_mul(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), gch), kb_i32(kb, m->W)),
+                            ring_slot(kb, m, pos));
+            kb_store(kb, kb_bf16_to_f32(kb, x), kb_gep(kb, kb->f32, ring, kb_to_i64(kb, roff)));
+            kb_endif(kb);
+        }
     }
     kb_endfor(kb);
     V dt = dt_value(kb, m, raw, dtb, h, b);
@@ -397,8 +409,8 @@ bool k_mamba2_step(Codegen *cg, const Node *n, KOut *out, Diag *d)
         return diag_fail(d, "mamba2_step: invalid schedule psplit=%d for headdim %lld, d_state %lld", psplit,
                          (long long)m.P, (long long)m.N);
     char name[96];
-    snprintf(name, sizeof name, "mamba2_step_h%lld_p%lld_n%lld_g%lld_s%d", (long long)m.H, (long long)m.P,
-             (long long)m.N, (long long)m.G, psplit);
+    snprintf(name, sizeof name, "mamba2_step_h%lld_p%lld_n%lld_g%lld_s%d%s", (long long)m.H, (long long)m.P,
+             (long long)m.N, (long long)m.G, psplit, node_str(n, "norm", NULL) ? "_ring" : "");
     KLaunch *l = kout_add(out, name, STEP_THREADS, (unsigned)(4 * (m.P / psplit + 2 * m.N)));
     kl_param(l, "psplit", psplit);
     l->grid[0] = sym_const(m.H * psplit);
@@ -406,7 +418,9 @@ bool k_mamba2_step(Codegen *cg, const Node *n, KOut *out, Diag *d)
     l->flops = sym_mono(MONO_B, m.H * (4 * m.P * m.N + 2 * m.W * m.CP));
     l->bytes = sym_mono(MONO_B, 2 * m.H * m.P * m.N * 4 + m.Din * 2 + m.Di * 2 + m.CD * (m.W - 1) * 4);
     state_args(l);
-    if (!emit_step(cg, &m, psplit, &l->ptx, d))
+    /* norm="deferred": the consumer GEMV normalises, so this launch also keeps the conv ring */
+    bool deferred = node_str(n, "norm", NULL) != NULL;
+    if (!emit_step(cg, &m, psplit, deferred, &l->ptx, d))
         return false;
-    return add_norm_launch(cg, n, &m, out, d);
+    return deferred ? true : add_norm_launch(cg, n, &m, out, d);
 }

@@ -66,6 +66,7 @@ static inline int64_t ev_rows(const EvalCtx *c, const Node *n)
 /* Shared pieces of the reference, also used by fused ops' references. */
 float ref_silu_f(float x);
 float ref_softplus_f(float x);
+void ref_rmsnorm_raw(int64_t rows, int64_t D, const float *x, const float *w, float eps, float *out);
 void ref_conv1d_raw(int64_t B, int64_t S, int64_t C, int64_t W, const float *x, int64_t xstride,
                     const float *w, const float *bias, float *state, const float *pos, float *out);
 void ref_ssd_raw(int64_t B, int64_t S, int64_t H, int64_t P, int64_t N, int64_t G, const float *x,

@@ -127,20 +127,35 @@ bool infer_rmsnorm(const Node *n, int *ndim, Dim *dim, Diag *d)
 bool infer_matmul(const Node *n, int *ndim, Dim *dim, Diag *d)
 {
     const Node *x = n->src[0], *w = n->src[1];
+    const char *pro = node_str(n, "prologue", NULL);
+    CHECK(!pro || !strcmp(pro, "rmsnorm") || !strcmp(pro, "gated_rmsnorm"), "matmul: unknown prologue '%s'", pro);
+    int nres = n->nsrc - 2 - (pro != NULL); /* residual operands: 0 or 1 */
+    CHECK(nres == 0 || nres == 1, "matmul: %d operands do not fit prologue %s", n->nsrc, pro ? pro : "(none)");
     CHECK(x->ndim >= 2, "matmul: x must have rank >= 2");
-    if (!want_dtype(n, 0, DT_BF16, d) || !want_dtype(n, 1, DT_BF16, d) || !want_rank(n, 1, 2, d) ||
-        !want_dim(n, 1, 1, x->dim[x->ndim - 1], d))
+    if (!want_dtype(n, 0, pro && !strcmp(pro, "rmsnorm") ? DT_F32 : DT_BF16, d) || !want_dtype(n, 1, DT_BF16, d) ||
+        !want_rank(n, 1, 2, d) || !want_dim(n, 1, 1, x->dim[x->ndim - 1], d))
         return false;
     CHECK(n->dtype != DT_I32, "matmul: output must be f32 or bf16");
     copy_shape(x, ndim, dim);
     dim[*ndim - 1] = w->dim[0];
-    if (n->nsrc == 3) {
+    if (nres) {
         const Node *r = n->src[2];
         CHECK(r->ndim == *ndim, "matmul: residual rank %d, expected %d", r->ndim, *ndim);
         for (int i = 0; i < r->ndim; i++)
             if (!want_dim(n, 2, i, dim[i], d))
                 return false;
         CHECK(r->dtype == n->dtype, "matmul: residual dtype must equal the output's");
+    }
+    if (pro) {
+        int k = n->nsrc - 1;
+        if (!want_rank(n, k, 1, d) || !want_dim(n, k, 0, x->dim[x->ndim - 1], d) || !want_dtype(n, k, DT_F32, d))
+            return false;
+        CHECK(node_float(n, "eps", -1) > 0, "matmul: prologue needs attribute eps > 0");
+        if (!strcmp(pro, "gated_rmsnorm")) {
+            int64_t g = node_int(n, "group", 0);
+            CHECK(g > 0 && !x->dim[x->ndim - 1].sym && x->dim[x->ndim - 1].n % g == 0,
+                  "matmul: gated_rmsnorm prologue needs a group dividing K");
+        }
     }
     return true;
 }
@@ -265,6 +280,9 @@ bool infer_mamba2_mixer(const Node *n, int *ndim, Dim *dim, Diag *d)
     if (!ssd_params(n, &H, &P, &N, &G, d) || !want_attr(n, "d_conv", 1, d))
         return false;
     CHECK(node_float(n, "eps", -1) > 0, "mamba2_mixer: needs attribute eps > 0");
+    const char *norm = node_str(n, "norm", NULL);
+    CHECK(!norm || (!strcmp(norm, "deferred") && !node_int(n, "norm_before_gate", 0)),
+          "mamba2_mixer: norm may only be \"deferred\", and not with norm_before_gate");
     int64_t Di = H * P, CD = Di + 2 * G * N, W = node_int(n, "d_conv", 0);
     const Node *u = n->src[0];
     if (!want_rank(n, 0, 3, d) || !want_dim(n, 0, 2, dim_n(2 * Di + 2 * G * N + H), d) ||

@@ -1,6 +1,7 @@
 /* ref_basic.c — CPU reference of the generic ops: leaves, embed, rmsnorm,
  * matmul, add, slice, silu. Plain fp32 loops; shapes in comments. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "eval.h"
@@ -29,13 +30,8 @@ void ref_embed(EvalCtx *c, const Node *n)
     }
 }
 
-void ref_rmsnorm(EvalCtx *c, const Node *n)
+void ref_rmsnorm_raw(int64_t R, int64_t D, const float *x, const float *w, float eps, float *out)
 {
-    const float *x = ev_src(c, n, 0); /* (rows, D) */
-    const float *w = ev_src(c, n, 1); /* (D) */
-    float *out = ev_out(c, n);        /* (rows, D) */
-    int64_t D = ev_dim(c, n, n->ndim - 1), R = ev_rows(c, n);
-    float eps = (float)node_float(n, "eps", 1e-5);
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * D;
         double ss = 0;
@@ -47,13 +43,51 @@ void ref_rmsnorm(EvalCtx *c, const Node *n)
     }
 }
 
+void ref_rmsnorm(EvalCtx *c, const Node *n)
+{
+    /* x (rows, D), w (D) → out (rows, D) */
+    ref_rmsnorm_raw(ev_rows(c, n), ev_dim(c, n, n->ndim - 1), ev_src(c, n, 0), ev_src(c, n, 1),
+                    (float)node_float(n, "eps", 1e-5), ev_out(c, n));
+}
+
+/* The matmul prologue: A = bf16(normalised x · norm_w), rows of K. */
+static float *matmul_prologue(EvalCtx *c, const Node *n, const char *pro, int64_t M, int64_t K)
+{
+    const float *x = ev_src(c, n, 0), *nw = ev_src(c, n, n->nsrc - 1);
+    float *a = malloc(sizeof(float) * (size_t)(M * K));
+    if (!a)
+        abort();
+    float eps = (float)node_float(n, "eps", 1e-5);
+    if (!strcmp(pro, "rmsnorm")) {
+        ref_rmsnorm_raw(M, K, x, nw, eps, a);
+    } else { /* gated_rmsnorm with the gate already applied: groups of `group` */
+        int64_t grp = node_int(n, "group", K);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t g0 = 0; g0 < K; g0 += grp) {
+                const float *xr = x + m * K + g0;
+                double ss = 0;
+                for (int64_t i = 0; i < grp; i++)
+                    ss += (double)xr[i] * xr[i];
+                float inv = 1.0f / sqrtf((float)(ss / (double)grp) + eps);
+                for (int64_t i = 0; i < grp; i++)
+                    a[m * K + g0 + i] = xr[i] * inv * nw[g0 + i];
+            }
+    }
+    for (int64_t i = 0; i < M * K; i++)
+        a[i] = bf16_round(a[i]);
+    return a;
+}
+
 void ref_matmul(EvalCtx *c, const Node *n)
 {
-    const float *x = ev_src(c, n, 0);                       /* (M, K) */
-    const float *w = ev_src(c, n, 1);                       /* (N, K) */
-    const float *res = n->nsrc > 2 ? ev_src(c, n, 2) : NULL; /* (M, N) or none */
-    float *out = ev_out(c, n);                              /* (M, N) */
+    const char *pro = node_str(n, "prologue", NULL);
+    int nres = n->nsrc - 2 - (pro != NULL);
+    const float *w = ev_src(c, n, 1);                        /* (N, K) */
+    const float *res = nres ? ev_src(c, n, 2) : NULL;        /* (M, N) or none */
+    float *out = ev_out(c, n);                               /* (M, N) */
     int64_t K = ev_dim(c, n->src[1], 1), N = ev_dim(c, n->src[1], 0), M = ev_rows(c, n);
+    float *pa = pro ? matmul_prologue(c, n, pro, M, K) : NULL;
+    const float *x = pa ? pa : ev_src(c, n, 0);             /* (M, K) */
     for (int64_t m = 0; m < M; m++) {
         const float *xm = x + m * K;
         for (int64_t j = 0; j < N; j++) {
@@ -69,6 +103,7 @@ void ref_matmul(EvalCtx *c, const Node *n)
             out[m * N + j] = res ? s + res[m * N + j] : s;
         }
     }
+    free(pa);
 }
 
 void ref_add(EvalCtx *c, const Node *n)

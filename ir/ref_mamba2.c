@@ -156,8 +156,16 @@ void ref_mamba2_mixer(EvalCtx *c, const Node *n)
             dt[r * H + h] = fminf(fmaxf(ref_softplus_f(u[r * Din + Di + CD + h] + dt_bias[h]), lo), hi);
     ref_ssd_raw(B, S, H, P, N, G, xbc, CD, dt, H, ev_src(c, n, 4), xbc + Di, xbc + Di + G * N, CD, ev_src(c, n, 5),
                 ev_src(c, n, 8), y);
-    ref_gated_rmsnorm_raw(R, Di, Di / G, y, u, Din, ev_src(c, n, 6), (float)node_float(n, "eps", 1e-5),
-                          node_int(n, "norm_before_gate", 0), ev_out(c, n));
+    const char *norm = node_str(n, "norm", NULL);
+    if (norm) { /* "deferred": the consumer matmul normalises; the output is y·silu(z) */
+        float *o = ev_out(c, n);
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t i = 0; i < Di; i++)
+                o[r * Di + i] = y[r * Di + i] * ref_silu_f(u[r * Din + i]);
+    } else {
+        ref_gated_rmsnorm_raw(R, Di, Di / G, y, u, Din, ev_src(c, n, 6), (float)node_float(n, "eps", 1e-5),
+                              node_int(n, "norm_before_gate", 0), ev_out(c, n));
+    }
     free(xbc);
     free(dt);
     free(y);

@@ -5,7 +5,8 @@
  *
  * Default schedules (heuristics, documented in docs/kernels.md):
  *   gemm     prefill: 128x128x32 tile, 8 warps (2x4), 3 stages
- *            decode (M = batch, small): 64x64x32 tile, 4 warps (2x2), 3 stages
+ *   gemv     decode (M = batch, small): 16-row tiles, 4 warps as wn n8-tiles × wk K-splits,
+ *            wn/wk chosen for >= 264 blocks (two per SM) where N allows
  *   rmsnorm  one warp per row, 4 rows per block
  *   embed    128 threads per row
  *   mamba2   prefill: chunked scan, chunk = min(YAML chunk, 64), 256 threads
@@ -36,12 +37,23 @@ bool pass_lower(Graph *g, Diag *d)
         bool dec = is_decode(n);
         switch (n->op) {
         case OP_matmul:
+            if (dec) { /* few rows: stream the weight through a GEMV-shaped kernel */
+                int64_t N = n->src[1]->dim[0].n, Kp = (n->src[1]->dim[1].n + 15) / 16 * 16;
+                int wn = N / 32 >= 264 ? 4 : N / 16 >= 264 ? 2 : 1, wk = 4 / wn;
+                while (wk > 1 && (Kp % (16 * wk)))
+                    wk /= 2;
+                wn = 4 / wk;
+                node_set_str(g, n, "kernel", "gemv");
+                node_set_int(g, n, "wn", wn);
+                node_set_int(g, n, "wk", wk);
+                break;
+            }
             node_set_str(g, n, "kernel", "gemm");
-            node_set_int(g, n, "bm", dec ? 64 : 128);
-            node_set_int(g, n, "bn", dec ? 64 : 128);
+            node_set_int(g, n, "bm", 128);
+            node_set_int(g, n, "bn", 128);
             node_set_int(g, n, "bk", 32);
             node_set_int(g, n, "wm", 2);
-            node_set_int(g, n, "wn", dec ? 2 : 4);
+            node_set_int(g, n, "wn", 4);
             node_set_int(g, n, "stages", 3);
             break;
         case OP_rmsnorm:

@@ -114,6 +114,50 @@ static void fused_equals_unfused(void **state)
     arena_free(a);
 }
 
+/* Decode with the norms fused into the matmul prologues (fuse-prologue)
+ * stays within bf16 rounding of the unfused graph: the only difference is
+ * that the deferred gated norm rounds y·silu(z) to bf16 before normalising. */
+static void prologue_fusion_close(void **state)
+{
+    (void)state;
+    Arena *a = arena_new();
+    Graph *g = model(a);
+    Graph *f = graph_clone(a, g);
+    Diag d = {0};
+    assert_true(pass_decode(f, &d) && pass_fuse_scan(f, &d) && pass_fuse_epilogue(f, &d) &&
+                pass_fuse_prologue(f, &d) && pass_dce(f, &d) && pass_verify(f, &d));
+    int pro = 0;
+    for (int i = 0; i < f->nnodes; i++)
+        pro += node_str(f->nodes[i], "prologue", NULL) != NULL;
+    assert_int_equal(pro, 5); /* two in_proj, two out_proj, the LM head */
+    rng = 4242;
+    EvalStore *s1 = weights(g);
+    rng = 4242;
+    EvalStore *s2 = weights(g);
+    int p = 0;
+    float *w1 = run(g, s1, 1, 5, toks, &p), *w2 = run(g, s2, 1, 5, toks, &p); /* same prefill on both */
+    free(w1);
+    free(w2);
+    double num = 0, den = 0;
+    for (int t = 5; t < L; t++) {
+        p = t;
+        float *r1 = run(g, s1, 1, 1, toks + t, &p), *r2 = run(f, s2, 1, 1, toks + t, &p);
+        for (int v = 0; v < V; v++) {
+            num += (double)(r1[v] - r2[v]) * (r1[v] - r2[v]);
+            den += (double)r1[v] * r1[v];
+        }
+        free(r1);
+        free(r2);
+    }
+    double rel = sqrt(num / den);
+    print_message("fused-prologue decode vs unfused: rel err %.2e\n", rel);
+    assert_true(rel < 1e-2);
+    assert_true(rel > 0); /* the rounding point did move: the two paths are distinct */
+    eval_store_free(s1);
+    eval_store_free(s2);
+    arena_free(a);
+}
+
 static void decode_equals_prefill(void **state)
 {
     (void)state;
@@ -214,7 +258,8 @@ static void norms_by_hand(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fused_equals_unfused), cmocka_unit_test(decode_equals_prefill),
+        cmocka_unit_test(fused_equals_unfused), cmocka_unit_test(prologue_fusion_close),
+        cmocka_unit_test(decode_equals_prefill),
         cmocka_unit_test(batch_rows_independent), cmocka_unit_test(conv1d_by_hand),
         cmocka_unit_test(ssd_by_hand), cmocka_unit_test(norms_by_hand),
     };

@@ -1,0 +1,219 @@
+/* k_gemv.c — matmul for a few rows (decode: M = batch): the weight is
+ * streamed once per 16-row tile straight from global memory into mma.sync
+ * B fragments, the rows sit in shared memory, and the normalisation in
+ * front of the matmul runs as the prologue:
+ *
+ *     out[M, N] = P(x)[M, K] · W[N, K]^T (+ residual)
+ *     P = identity (bf16 x) | rmsnorm (f32 x) | gated_rmsnorm (bf16 g, groups)
+ *
+ * Block: 4 warps = wn n8-column tiles × wk K-splits (partial sums reduced in
+ * shared memory); grid (ceil(N / 8wn), ceil(M / 16)). Each lane loads two
+ * 4-byte pairs of a W row per k16 step, so a warp reads 32 contiguous bytes
+ * of 8 rows; UNROLL steps are loaded before the first mma. K must be a
+ * multiple of 8 (a K not a multiple of 16 is zero-padded).
+ * Args: x, W, out, [residual], [norm_w], M (i32). */
+#include <string.h>
+
+#include "kernels.h"
+#include "mma.h"
+#include "nvvm.h"
+
+enum { GV_THREADS = 128, GV_ROWS = 16, GV_UNROLL = 8 };
+
+typedef struct GemvShape {
+    int64_t N, K, Kp;    /* sizes; Kp = K rounded up to 16 */
+    int wn, wk;          /* warps: n8 tiles × K splits */
+    int pro;             /* 0 none, 1 rmsnorm, 2 gated_rmsnorm */
+    int64_t group;       /* norm group (gated) */
+    float eps;           /* norm epsilon */
+    DType in, out;       /* x and output dtypes */
+    bool residual;       /* add a residual */
+} GemvShape;
+
+static V load_in(KB *kb, DType dt, V base, V idx)
+{
+    if (dt == DT_BF16)
+        return kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, base, idx)));
+    return kb_load(kb, kb->f32, kb_gep(kb, kb->f32, base, idx));
+}
+
+static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
+{
+    int lda = (int)(s->Kp + 8) * 2;                  /* A row stride in smem (bytes) */
+    int red = GV_ROWS * lda;                         /* reduction buffer offset */
+    KParamKind pk[6];
+    int np = 0;
+    pk[np++] = KP_PTR, pk[np++] = KP_PTR, pk[np++] = KP_PTR;
+    if (s->residual)
+        pk[np++] = KP_PTR;
+    if (s->pro)
+        pk[np++] = KP_PTR;
+    pk[np++] = KP_I32;
+    KB *kb = kb_new(cg->ctx, "gemv", pk, np, GV_THREADS);
+    int ai = 0;
+    V x = kb_param(kb, ai++), w = kb_param(kb, ai++), o = kb_param(kb, ai++);
+    V res = s->residual ? kb_param(kb, ai++) : NULL;
+    V nw = s->pro ? kb_param(kb, ai++) : NULL;
+    V M = kb_param(kb, ai++);
+    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+    V m0 = kb_mul(kb, nvvm_ctaid_y(kb), kb_i32(kb, GV_ROWS));
+    V zero = kb_f32(kb, 0);
+
+    /* ---- prologue: rows m0..m0+15 → bf16 A tile in smem (a warp per row) ---- */
+    int64_t grp = s->pro == 2 ? s->group : s->K;
+    KVar r = kb_for(kb, warp, kb_i32(kb, GV_ROWS), kb_i32(kb, 4));
+    {
+        V rv = kb_get(kb, r), m = kb_add(kb, m0, rv);
+        V live = kb_lt(kb, m, M);
+        V xrow = kb_mul(kb, kb_to_i64(kb, kb_min(kb, m, kb_sub(kb, M, kb_i32(kb, 1)))), kb_i64(kb, s->K));
+        V srow = kb_mul(kb, rv, kb_i32(kb, lda));
+        KVar g0 = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, s->K), kb_i32(kb, (int)grp));
+        {
+            V g0v = kb_get(kb, g0);
+            V inv = kb_f32(kb, 1);
+            if (s->pro) {
+                KVar ss = kb_var(kb, kb->f32, zero);
+                KVar i = kb_for(kb, lane, kb_i32(kb, grp), kb_i32(kb, 32));
+                V v = load_in(kb, s->in, x, kb_add(kb, xrow, kb_to_i64(kb, kb_add(kb, g0v, kb_get(kb, i)))));
+                kb_set(kb, ss, kb_fma(kb, v, v, kb_get(kb, ss)));
+                kb_endfor(kb);
+                inv = kb_rsqrt(kb, kb_add(kb, kb_mul(kb, nvvm_warp_sum(kb, kb_get(kb, ss)), kb_f32(kb, 1.0 / (double)grp)),
+                                          kb_f32(kb, s->eps)));
+            }
+            KVar j = kb_for(kb, lane, kb_i32(kb, grp), kb_i32(kb, 32));
+            {
+                V k = kb_add(kb, g0v, kb_get(kb, j));
+                V v = load_in(kb, s->in, x, kb_add(kb, xrow, kb_to_i64(kb, k)));
+                if (s->pro)
+                    v = kb_mul(kb, kb_mul(kb, v, inv), kb_load(kb, kb->f32, kb_gep(kb, kb->f32, nw, k)));
+                v = kb_select(kb, live, v, zero);
+                kb_store(kb, kb_f32_to_bf16(kb, v), kb_smem(kb, kb_add(kb, srow, kb_mul(kb, k, kb_i32(kb, 2)))));
+            }
+            kb_endfor(kb);
+        }
+        kb_endfor(kb);
+        if (s->Kp > s->K) { /* zero the padding columns */
+            KVar j = kb_for(kb, kb_add(kb, lane, kb_i32(kb, s->K)), kb_i32(kb, s->Kp), kb_i32(kb, 32));
+            kb_store(kb, kb_f32_to_bf16(kb, zero), kb_smem(kb, kb_add(kb, srow, kb_mul(kb, kb_get(kb, j), kb_i32(kb, 2)))));
+            kb_endfor(kb);
+        }
+    }
+    kb_endfor(kb);
+    nvvm_bar_sync(kb);
+
+    /* ---- main loop: warp = (nt, ks) ---- */
+    V nt = kb_rem(kb, warp, kb_i32(kb, s->wn)), ks = kb_div(kb, warp, kb_i32(kb, s->wn));
+    V n0 = kb_add(kb, kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, 8 * s->wn)), kb_mul(kb, nt, kb_i32(kb, 8)));
+    V n = kb_add(kb, n0, kb_div(kb, lane, kb_i32(kb, 4)));
+    V wrow = kb_mul(kb, kb_to_i64(kb, kb_min(kb, n, kb_i32(kb, s->N - 1))), kb_i64(kb, s->K));
+    V kl = kb_mul(kb, kb_rem(kb, lane, kb_i32(kb, 4)), kb_i32(kb, 2));
+    int64_t kw = s->Kp / s->wk; /* K range per split, a multiple of 16 */
+    V kbeg = kb_mul(kb, ks, kb_i32(kb, kw));
+    KVar acc[MMA_MAX_MI][MMA_MAX_NI][4];
+    for (int e = 0; e < 4; e++)
+        acc[0][0][e] = kb_var(kb, kb->f32, zero);
+    int steps = (int)(kw / 16), unroll = steps < GV_UNROLL ? steps : GV_UNROLL;
+    KVar st = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, steps), kb_i32(kb, unroll));
+    {
+        V b[GV_UNROLL][2];
+        for (int u = 0; u < unroll; u++) { /* W fragments of `unroll` k16 steps, loads first */
+            V k = kb_add(kb, kbeg, kb_mul(kb, kb_add(kb, kb_get(kb, st), kb_i32(kb, u)), kb_i32(kb, 16)));
+            for (int h = 0; h < 2; h++) {
+                V kk = kb_add(kb, k, kb_add(kb, kl, kb_i32(kb, 8 * h)));
+                V ok = kb_lt(kb, kk, kb_i32(kb, s->K));
+                /* the bf16 pair (kk, kk+1) as one 4-byte load (K even: aligned) */
+                V p = kb_gep(kb, kb->bf16, w, kb_add(kb, wrow, kb_to_i64(kb, kb_min(kb, kk, kb_i32(kb, s->K - 2)))));
+                V v = kb_load(kb, kb->i32, p);
+                b[u][h] = kb_select(kb, ok, v, kb_i32(kb, 0));
+            }
+        }
+        bool tail = steps % unroll != 0;
+        for (int u = 0; u < unroll; u++) {
+            V step = kb_add(kb, kb_get(kb, st), kb_i32(kb, u));
+            if (tail)
+                kb_if(kb, kb_lt(kb, step, kb_i32(kb, steps)));
+            V k = kb_add(kb, kbeg, kb_mul(kb, step, kb_i32(kb, 16)));
+            /* A fragment: rows 0..15 at k, stored [m][k] (lanes 16-31 address the k+8 half) */
+            V af[4];
+            V row = kb_rem(kb, lane, kb_i32(kb, 16)), col = kb_add(kb, k, kb_mul(kb, kb_div(kb, lane, kb_i32(kb, 16)), kb_i32(kb, 8)));
+            nvvm_ldmatrix_x4(kb, kb_smem(kb, kb_add(kb, kb_mul(kb, row, kb_i32(kb, lda)), kb_mul(kb, col, kb_i32(kb, 2)))), false, af);
+            V c[4], dd[4];
+            for (int e = 0; e < 4; e++)
+                c[e] = kb_get(kb, acc[0][0][e]);
+            nvvm_mma_bf16(kb, af, b[u], c, dd);
+            for (int e = 0; e < 4; e++)
+                kb_set(kb, acc[0][0][e], dd[e]);
+            if (tail)
+                kb_endif(kb);
+        }
+    }
+    kb_endfor(kb);
+
+    /* ---- reduce the K splits through smem, then the epilogue in ks == 0 warps ---- */
+    if (s->wk > 1) {
+        V slot = kb_add(kb, kb_i32(kb, red), kb_mul(kb, kb_add(kb, kb_mul(kb, ks, kb_i32(kb, s->wn)), nt), kb_i32(kb, 32 * 4 * 4)));
+        for (int e = 0; e < 4; e++)
+            kb_store(kb, kb_get(kb, acc[0][0][e]),
+                     kb_gep(kb, kb->f32, kb_smem(kb, slot), kb_add(kb, kb_mul(kb, lane, kb_i32(kb, 4)), kb_i32(kb, e))));
+        nvvm_bar_sync(kb);
+        kb_if(kb, kb_eq(kb, ks, kb_i32(kb, 0)));
+        for (int q = 1; q < s->wk; q++) {
+            V qs = kb_add(kb, kb_i32(kb, red), kb_mul(kb, kb_add(kb, kb_i32(kb, q * s->wn), nt), kb_i32(kb, 32 * 4 * 4)));
+            for (int e = 0; e < 4; e++)
+                kb_set(kb, acc[0][0][e],
+                       kb_add(kb, kb_get(kb, acc[0][0][e]),
+                              kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, qs), kb_add(kb, kb_mul(kb, lane, kb_i32(kb, 4)), kb_i32(kb, e))))));
+        }
+    }
+    T ot = s->out == DT_BF16 ? kb->bf16 : kb->f32;
+    for (int e = 0; e < 4; e++) {
+        V row = kb_add(kb, m0, mma_acc_row(kb, 0, e)), col = kb_add(kb, n0, mma_acc_col(kb, 0, e));
+        kb_if(kb, kb_and(kb, kb_lt(kb, row, M), kb_lt(kb, col, kb_i32(kb, s->N))));
+        V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, s->N)), kb_to_i64(kb, col));
+        V v = kb_get(kb, acc[0][0][e]);
+        if (res)
+            v = kb_add(kb, v, load_in(kb, s->out, res, off));
+        kb_store(kb, s->out == DT_BF16 ? kb_f32_to_bf16(kb, v) : v, kb_gep(kb, ot, o, off));
+        kb_endif(kb);
+    }
+    if (s->wk > 1)
+        kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
+{
+    const Node *w = n->src[1];
+    const char *pro = node_str(n, "prologue", NULL);
+    GemvShape s = {.N = w->dim[0].n, .K = w->dim[1].n, .wn = (int)node_int(n, "wn", 1), .wk = (int)node_int(n, "wk", 4),
+                   .pro = !pro ? 0 : !strcmp(pro, "rmsnorm") ? 1 : 2, .group = node_int(n, "group", w->dim[1].n),
+                   .eps = (float)node_float(n, "eps", 1e-5), .in = n->src[0]->dtype, .out = n->dtype};
+    s.residual = n->nsrc - 2 - (s.pro != 0) == 1;
+    s.Kp = (s.K + 15) / 16 * 16;
+    if (s.K % 8 || s.wn < 1 || s.wk < 1 || s.wn * s.wk != 4 || (s.Kp / s.wk) % 16 || s.group < 1 || s.K % s.group)
+        return diag_fail(d, "gemv: invalid schedule wn=%d wk=%d for K=%lld", s.wn, s.wk, (long long)s.K);
+    unsigned smem = (unsigned)(GV_ROWS * (s.Kp + 8) * 2 + (s.wk > 1 ? 4 * 32 * 4 * 4 : 0));
+    char name[96];
+    static const char *const pn[] = {"", "_rms", "_gnorm"};
+    snprintf(name, sizeof name, "gemv_n%lld_k%lld_%s%s%s_w%dx%d", (long long)s.N, (long long)s.K, dtype_name(s.out),
+             s.residual ? "_res" : "", pn[s.pro], s.wn, s.wk);
+    KLaunch *l = kout_add(out, name, GV_THREADS, smem);
+    kl_param(l, "wn", s.wn);
+    kl_param(l, "wk", s.wk);
+    SymExpr M = node_rows_expr(n);
+    l->grid[0] = sym_const((s.N + 8 * s.wn - 1) / (8 * s.wn));
+    l->grid[1] = sym_ceildiv(M, GV_ROWS);
+    int64_t osz = (int64_t)dtype_size(s.out);
+    l->flops = sym_scale(M, 2 * s.N * s.K);
+    l->bytes = sym_add(sym_scale(M, s.K * (int64_t)dtype_size(s.in) + s.N * osz * (s.residual ? 2 : 1)),
+                       sym_const(s.N * s.K * 2));
+    kl_arg_src(l, 0); /* x, W, out, [residual], [norm_w], M: the kernel's parameter order */
+    kl_arg_src(l, 1);
+    kl_arg_out(l);
+    if (s.residual)
+        kl_arg_src(l, 2);
+    if (s.pro)
+        kl_arg_src(l, n->nsrc - 1);
+    kl_arg_i32(l, M);
+    return emit(cg, &s, &l->ptx, d);
+}
