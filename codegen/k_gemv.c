@@ -6,7 +6,7 @@
  *     out[M, N] = P(x)[M, K] · W[N, K]^T (+ residual)
  *     P = identity (bf16 x) | rmsnorm (f32 x) | gated_rmsnorm (bf16 g, groups)
  *
- * Block: 4 warps = wn n8-column tiles × wk K-splits (partial sums reduced in
+ * Block: 4 or 8 warps = wn n8-column tiles × wk K-splits (partial sums reduced in
  * shared memory); grid (ceil(N / 8wn), ceil(M / 16)). Each lane loads two
  * 4-byte pairs of a W row per k16 step, so a warp reads 32 contiguous bytes
  * of 8 rows; UNROLL steps are loaded before the first mma. K must be a
@@ -18,11 +18,12 @@
 #include "mma.h"
 #include "nvvm.h"
 
-enum { GV_THREADS = 128, GV_ROWS = 16, GV_UNROLL = 8 };
+enum { GV_ROWS = 16, GV_UNROLL = 8 };
 
 typedef struct GemvShape {
     int64_t N, K, Kp;    /* sizes; Kp = K rounded up to 16 */
     int wn, wk;          /* warps: n8 tiles × K splits */
+    int warps;           /* wn · wk: 4 or 8 */
     int pro;             /* 0 none, 1 rmsnorm, 2 gated_rmsnorm */
     int64_t group;       /* norm group (gated) */
     float eps;           /* norm epsilon */
@@ -49,7 +50,7 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     if (s->pro)
         pk[np++] = KP_PTR;
     pk[np++] = KP_I32;
-    KB *kb = kb_new(cg->ctx, "gemv", pk, np, GV_THREADS);
+    KB *kb = kb_new(cg->ctx, "gemv", pk, np, 32 * s->warps);
     int ai = 0;
     V x = kb_param(kb, ai++), w = kb_param(kb, ai++), o = kb_param(kb, ai++);
     V res = s->residual ? kb_param(kb, ai++) : NULL;
@@ -59,41 +60,107 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     V m0 = kb_mul(kb, nvvm_ctaid_y(kb), kb_i32(kb, GV_ROWS));
     V zero = kb_f32(kb, 0);
 
-    /* ---- prologue: rows m0..m0+15 → bf16 A tile in smem (a warp per row) ---- */
-    int64_t grp = s->pro == 2 ? s->group : s->K;
-    KVar r = kb_for(kb, warp, kb_i32(kb, GV_ROWS), kb_i32(kb, 4));
+    /* ---- prologue: rows m0..m0+15 → bf16 A tile in smem, a warp per row. A live
+     * row is read with 16-byte loads and held in registers (two passes over
+     * global memory when it does not fit), normalised per group, stored bf16;
+     * rows past M are zero-filled without reading anything. ---- */
+    int64_t grp = s->pro == 2 ? s->group : s->K;      /* norm group (whole row for rmsnorm) */
+    int vec = s->in == DT_BF16 ? 8 : 4;                /* elements per 16-byte load */
+    int nvec = (int)((s->K / vec + 31) / 32);          /* loads per lane */
+    bool regs = nvec * vec <= 64;
+    int ngrp = (int)(s->K / grp);
+    T vt = s->in == DT_BF16 ? kb->bf16 : kb->f32;
+    KVar r = kb_for(kb, warp, kb_i32(kb, GV_ROWS), kb_i32(kb, s->warps));
     {
         V rv = kb_get(kb, r), m = kb_add(kb, m0, rv);
-        V live = kb_lt(kb, m, M);
-        V xrow = kb_mul(kb, kb_to_i64(kb, kb_min(kb, m, kb_sub(kb, M, kb_i32(kb, 1)))), kb_i64(kb, s->K));
         V srow = kb_mul(kb, rv, kb_i32(kb, lda));
-        KVar g0 = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, s->K), kb_i32(kb, (int)grp));
+        kb_if(kb, kb_lt(kb, m, M));
         {
-            V g0v = kb_get(kb, g0);
-            V inv = kb_f32(kb, 1);
-            if (s->pro) {
-                KVar ss = kb_var(kb, kb->f32, zero);
-                KVar i = kb_for(kb, lane, kb_i32(kb, grp), kb_i32(kb, 32));
-                V v = load_in(kb, s->in, x, kb_add(kb, xrow, kb_to_i64(kb, kb_add(kb, g0v, kb_get(kb, i)))));
-                kb_set(kb, ss, kb_fma(kb, v, v, kb_get(kb, ss)));
-                kb_endfor(kb);
-                inv = kb_rsqrt(kb, kb_add(kb, kb_mul(kb, nvvm_warp_sum(kb, kb_get(kb, ss)), kb_f32(kb, 1.0 / (double)grp)),
-                                          kb_f32(kb, s->eps)));
+            V xrow = kb_gep(kb, vt, x, kb_mul(kb, kb_to_i64(kb, m), kb_i64(kb, s->K)));
+            V vals[16][8];
+            V inv[16];
+            for (int pass = 0; pass < (s->pro && !regs ? 2 : 1); pass++) {
+                V ss[16];
+                for (int g = 0; g < ngrp; g++)
+                    ss[g] = zero;
+                for (int j = 0; j < nvec; j++) {
+                    V q = kb_add(kb, lane, kb_i32(kb, 32 * j)); /* vector index */
+                    bool guard = (j + 1) * 32 * vec > s->K;
+                    V qc = guard ? kb_min(kb, q, kb_i32(kb, (int)(s->K / vec) - 1)) : q;
+                    V live = guard ? kb_lt(kb, q, kb_i32(kb, (int)(s->K / vec))) : NULL;
+                    V v = kb_load_vec(kb, vt, vec, kb_gep(kb, vt, xrow, kb_mul(kb, qc, kb_i32(kb, vec))), 16);
+                    V g = kb_div(kb, kb_mul(kb, qc, kb_i32(kb, vec)), kb_i32(kb, (int)grp));
+                    for (int e = 0; e < vec; e++) {
+                        V f = kb_extract(kb, v, e);
+                        if (s->in == DT_BF16)
+                            f = kb_bf16_to_f32(kb, f);
+                        if (live)
+                            f = kb_select(kb, live, f, zero);
+                        if (regs || pass == 0)
+                            vals[j % 16][e] = f;
+                        if (s->pro && pass == 0)
+                            for (int gi = 0; gi < ngrp; gi++)
+                                ss[gi] = kb_add(kb, ss[gi], kb_select(kb, kb_eq(kb, g, kb_i32(kb, gi)), kb_mul(kb, f, f), zero));
+                        if (!regs && (!s->pro || pass == 1)) { /* stream: normalise and store now */
+                            V k = kb_add(kb, kb_mul(kb, qc, kb_i32(kb, vec)), kb_i32(kb, e));
+                            V o = f;
+                            if (s->pro) {
+                                V gi = kb_div(kb, k, kb_i32(kb, (int)grp));
+                                V iv = inv[0];
+                                for (int g2 = 1; g2 < ngrp; g2++)
+                                    iv = kb_select(kb, kb_eq(kb, gi, kb_i32(kb, g2)), inv[g2], iv);
+                                o = kb_mul(kb, kb_mul(kb, o, iv), kb_load(kb, kb->f32, kb_gep(kb, kb->f32, nw, k)));
+                            }
+                            if (live)
+                                kb_if(kb, live);
+                            kb_store(kb, kb_f32_to_bf16(kb, o), kb_smem(kb, kb_add(kb, srow, kb_mul(kb, k, kb_i32(kb, 2)))));
+                            if (live)
+                                kb_endif(kb);
+                        }
+                    }
+                }
+                if (s->pro && pass == 0)
+                    for (int g = 0; g < ngrp; g++)
+                        inv[g] = kb_rsqrt(kb, kb_add(kb, kb_mul(kb, nvvm_warp_sum(kb, ss[g]), kb_f32(kb, 1.0 / (double)grp)),
+                                                    kb_f32(kb, s->eps)));
             }
-            KVar j = kb_for(kb, lane, kb_i32(kb, grp), kb_i32(kb, 32));
-            {
-                V k = kb_add(kb, g0v, kb_get(kb, j));
-                V v = load_in(kb, s->in, x, kb_add(kb, xrow, kb_to_i64(kb, k)));
-                if (s->pro)
-                    v = kb_mul(kb, kb_mul(kb, v, inv), kb_load(kb, kb->f32, kb_gep(kb, kb->f32, nw, k)));
-                v = kb_select(kb, live, v, zero);
-                kb_store(kb, kb_f32_to_bf16(kb, v), kb_smem(kb, kb_add(kb, srow, kb_mul(kb, k, kb_i32(kb, 2)))));
+            if (regs) { /* normalise from registers, 16-byte or 8-byte smem stores */
+                for (int j = 0; j < nvec; j++) {
+                    V q = kb_add(kb, lane, kb_i32(kb, 32 * j));
+                    bool guard = (j + 1) * 32 * vec > s->K;
+                    if (guard)
+                        kb_if(kb, kb_lt(kb, q, kb_i32(kb, (int)(s->K / vec))));
+                    V k0 = kb_mul(kb, q, kb_i32(kb, vec));
+                    V iv = s->pro ? inv[0] : NULL;
+                    if (s->pro)
+                        for (int g2 = 1; g2 < ngrp; g2++)
+                            iv = kb_select(kb, kb_eq(kb, kb_div(kb, k0, kb_i32(kb, (int)grp)), kb_i32(kb, g2)), inv[g2], iv);
+                    V w4 = s->pro ? kb_load_vec(kb, kb->f32, vec, kb_gep(kb, kb->f32, nw, k0), 16) : NULL;
+                    V packed = LLVMGetUndef(LLVMVectorType(kb->i32, (unsigned)(vec / 2)));
+                    for (int e = 0; e < vec; e += 2) {
+                        V lo = vals[j][e], hi = vals[j][e + 1];
+                        if (s->pro) {
+                            lo = kb_mul(kb, kb_mul(kb, lo, iv), kb_extract(kb, w4, e));
+                            hi = kb_mul(kb, kb_mul(kb, hi, iv), kb_extract(kb, w4, e + 1));
+                        }
+                        packed = LLVMBuildInsertElement(kb->b, packed, kb_pack_bf16x2(kb, lo, hi), kb_i32(kb, e / 2), "");
+                    }
+                    kb_store_vec(kb, packed, kb_smem(kb, kb_add(kb, srow, kb_mul(kb, k0, kb_i32(kb, 2)))), (unsigned)vec * 2);
+                    if (guard)
+                        kb_endif(kb);
+                }
             }
+        }
+        kb_else(kb);
+        { /* a row past M: zeros */
+            KVar j = kb_for(kb, lane, kb_i32(kb, (int)(s->Kp / 8)), kb_i32(kb, 32));
+            kb_store_vec(kb, LLVMConstNull(LLVMVectorType(kb->i32, 4)),
+                         kb_smem(kb, kb_add(kb, srow, kb_mul(kb, kb_get(kb, j), kb_i32(kb, 16)))), 16);
             kb_endfor(kb);
         }
-        kb_endfor(kb);
-        if (s->Kp > s->K) { /* zero the padding columns */
-            KVar j = kb_for(kb, kb_add(kb, lane, kb_i32(kb, s->K)), kb_i32(kb, s->Kp), kb_i32(kb, 32));
+        kb_endif(kb);
+        if (s->Kp > s->K) { /* zero the padding columns of every row */
+            KVar j = kb_for(kb, kb_add(kb, lane, kb_i32(kb, (int)s->K)), kb_i32(kb, (int)s->Kp), kb_i32(kb, 32));
             kb_store(kb, kb_f32_to_bf16(kb, zero), kb_smem(kb, kb_add(kb, srow, kb_mul(kb, kb_get(kb, j), kb_i32(kb, 2)))));
             kb_endfor(kb);
         }
@@ -190,14 +257,16 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
                    .eps = (float)node_float(n, "eps", 1e-5), .in = n->src[0]->dtype, .out = n->dtype};
     s.residual = n->nsrc - 2 - (s.pro != 0) == 1;
     s.Kp = (s.K + 15) / 16 * 16;
-    if (s.K % 8 || s.wn < 1 || s.wk < 1 || s.wn * s.wk != 4 || (s.Kp / s.wk) % 16 || s.group < 1 || s.K % s.group)
+    s.warps = s.wn * s.wk;
+    if (s.K % 8 || s.wn < 1 || s.wk < 1 || (s.warps != 4 && s.warps != 8) || (s.Kp / s.wk) % 16 || s.group < 1 ||
+        s.K % s.group || s.group % 8 || s.K / s.group > 16)
         return diag_fail(d, "gemv: invalid schedule wn=%d wk=%d for K=%lld", s.wn, s.wk, (long long)s.K);
-    unsigned smem = (unsigned)(GV_ROWS * (s.Kp + 8) * 2 + (s.wk > 1 ? 4 * 32 * 4 * 4 : 0));
+    unsigned smem = (unsigned)(GV_ROWS * (s.Kp + 8) * 2 + (s.wk > 1 ? s.warps * 32 * 4 * 4 : 0));
     char name[96];
     static const char *const pn[] = {"", "_rms", "_gnorm"};
     snprintf(name, sizeof name, "gemv_n%lld_k%lld_%s%s%s_w%dx%d", (long long)s.N, (long long)s.K, dtype_name(s.out),
              s.residual ? "_res" : "", pn[s.pro], s.wn, s.wk);
-    KLaunch *l = kout_add(out, name, GV_THREADS, smem);
+    KLaunch *l = kout_add(out, name, (unsigned)(32 * s.warps), smem);
     kl_param(l, "wn", s.wn);
     kl_param(l, "wk", s.wk);
     SymExpr M = node_rows_expr(n);

@@ -39,10 +39,12 @@ bool pass_lower(Graph *g, Diag *d)
         case OP_matmul:
             if (dec) { /* few rows: stream the weight through a GEMV-shaped kernel */
                 int64_t N = n->src[1]->dim[0].n, Kp = (n->src[1]->dim[1].n + 15) / 16 * 16;
-                int wn = N / 32 >= 264 ? 4 : N / 16 >= 264 ? 2 : 1, wk = 4 / wn;
+                /* 4 warps; 8 (more K splits) when even one n8 tile per block gives few blocks */
+                int warps = N / 8 < 264 ? 8 : 4;
+                int wn = N / 32 >= 264 ? 4 : N / 16 >= 264 ? 2 : 1, wk = warps / wn;
                 while (wk > 1 && (Kp % (16 * wk)))
                     wk /= 2;
-                wn = 4 / wk;
+                wn = warps / wk;
                 node_set_str(g, n, "kernel", "gemv");
                 node_set_int(g, n, "wn", wn);
                 node_set_int(g, n, "wk", wk);
