@@ -4,8 +4,12 @@
  * sequence), chunks of TC = 64 tokens in order — with every chunk product
  * on mma.sync (bf16 operands, fp32 accumulate) and the state in registers:
  *
- *   conv + SiLU   a thread per channel slides the d_conv window down the
- *                 chunk (one global load per input), bf16 X, B, C → smem
+ *   prefetch      the next chunk's raw x, B, C, z rows (cp.async into the other
+ *                 half of a double buffer) and its dt (a plain load, stored late),
+ *                 so no global latency sits on the chunk-to-chunk path
+ *   conv + SiLU   a thread per channel slides the d_conv window down the chunk
+ *                 from the staged rows; the window stays in its registers from
+ *                 chunk to chunk (read from the conv ring once, at the start)
  *   cumsum        warp 0: cum = inclusive scan of dt·A; w_s = exp(cum_T − cum_s)·dt_s
  *   G = C·Bᵀ      (TC×TC, k = N), masked s ≤ t and scaled by exp(cum_t − cum_s)·dt_s → bf16
  *   Y = G·X + exp(cum_t)·(C·Sᵀ) + D·x     (TC×P; S from the bf16 copy of the state)
@@ -22,9 +26,13 @@
 
 enum { TC = 64, THREADS = 256, UNROLL = 8 }; /* chunk, block size, conv unroll */
 
+/* Bytes per cp.async piece: 16 when zxbcdt rows are 16-byte aligned, else 4. */
+static int piece_bytes(const Mx *m) { return m->Din % 8 == 0 ? 16 : m->Din % 2 == 0 ? 4 : 0; }
+
 bool scan_tc_supported(const Mx *m)
 {
-    return (m->P == 64 || m->P == 128) && (m->N == 64 || m->N == 128 || m->N == 256) && m->W >= 2 && m->W <= 8;
+    return (m->P == 64 || m->P == 128) && (m->N == 64 || m->N == 128 || m->N == 256) && m->W >= 2 && m->W <= 8 &&
+           piece_bytes(m) > 0;
 }
 
 /* Shared-memory layout (byte offsets); bf16 tiles padded by 16 bytes per row. */
@@ -32,6 +40,8 @@ typedef struct Lay {
     int x, xw, b, c, g, sb; /* tiles: X [TC][P], Xw [TC][P], B [TC][N], C [TC][N], G [TC][TC], Sb [P][N] */
     int ldx, ldn, ldg;      /* row strides of the P-wide, N-wide and TC-wide tiles */
     int dt, cum, w;         /* f32 vectors [TC] */
+    int stage, ldr;         /* raw rows, 2 × [TC][x P | B N | C N | z P] bf16; row stride */
+    int dtraw;              /* raw dt, 2 × [TC] f32 */
     int total;              /* bytes */
 } Lay;
 
@@ -50,7 +60,10 @@ static Lay layout(const Mx *m)
     l.dt = l.sb + (int)m->P * l.ldn;
     l.cum = l.dt + 4 * TC;
     l.w = l.cum + 4 * TC;
-    l.total = l.w + 4 * TC;
+    l.ldr = (int)(2 * m->P + 2 * m->N) * 2;
+    l.stage = l.w + 4 * TC;
+    l.dtraw = l.stage + 2 * TC * l.ldr;
+    l.total = l.dtraw + 2 * 4 * TC;
     return l;
 }
 
@@ -63,32 +76,56 @@ static V sf(KB *kb, int off, V idx) /* &f32 smem[off + 4*idx] */
 
 static V sbf(KB *kb, V byte_off) { return kb_smem(kb, byte_off); }
 
-/* Raw xBC input of channel gch at row u (relative to this call) of sequence b:
- * from zxbcdt for u >= 0, else from the conv ring. */
-static V raw_input(KB *kb, const Mx *m, V raw, V ring, V b, V seq, V pos, V u, V gch)
+/* Issues the cp.async copies of chunk rows [t0, t0 + TC) of sequence b, head h
+ * into stage `st`: per row x (P), B and C of the group (N each), z (P); rows
+ * past seq are zero-filled. */
+static void prefetch_rows(KB *kb, const Mx *m, const Lay *L, V raw, V b, V h, V seq, V t0, V st, V tid)
 {
-    KVar v = kb_var(kb, kb->f32, NULL);
-    kb_if(kb, kb_ge(kb, u, kb_i32(kb, 0)));
+    int pb = piece_bytes(m), pe = pb / 2; /* bytes and elements per piece */
+    int P = (int)m->P, N = (int)m->N, per_row = (2 * P + 2 * N) / pe;
+    V g = kb_div(kb, h, kb_i32(kb, m->H / m->G));
+    V src_x = kb_add(kb, kb_i32(kb, m->Di), kb_mul(kb, h, kb_i32(kb, P)));
+    V src_b = kb_add(kb, kb_i32(kb, 2 * m->Di), kb_mul(kb, g, kb_i32(kb, N)));
+    V src_c = kb_add(kb, kb_i32(kb, 2 * m->Di + m->GN), kb_mul(kb, g, kb_i32(kb, N)));
+    V src_z = kb_mul(kb, h, kb_i32(kb, P));
+    V sbase = kb_add(kb, kb_i32(kb, L->stage), kb_mul(kb, st, kb_i32(kb, TC * L->ldr)));
+    KVar e = kb_for(kb, tid, kb_i32(kb, TC * per_row), kb_i32(kb, THREADS));
     {
-        V row = kb_add(kb, kb_mul(kb, b, seq), u);
-        V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)),
-                       kb_to_i64(kb, kb_add(kb, gch, kb_i32(kb, m->Di))));
-        kb_set(kb, v, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, off))));
+        V ev = kb_get(kb, e), t = kb_div(kb, ev, kb_i32(kb, per_row)), q = kb_rem(kb, ev, kb_i32(kb, per_row));
+        V c = kb_mul(kb, q, kb_i32(kb, pe)); /* element column in the staged row */
+        V col = kb_select(kb, kb_lt(kb, c, kb_i32(kb, P)), kb_add(kb, src_x, c),
+                kb_select(kb, kb_lt(kb, c, kb_i32(kb, P + N)), kb_add(kb, src_b, kb_sub(kb, c, kb_i32(kb, P))),
+                kb_select(kb, kb_lt(kb, c, kb_i32(kb, P + 2 * N)), kb_add(kb, src_c, kb_sub(kb, c, kb_i32(kb, P + N))),
+                                    kb_add(kb, src_z, kb_sub(kb, c, kb_i32(kb, P + 2 * N))))));
+        V tt = kb_add(kb, t0, t);
+        V ok = kb_lt(kb, tt, seq);
+        V row = kb_add(kb, kb_mul(kb, b, seq), kb_select(kb, ok, tt, kb_i32(kb, 0)));
+        V gp = kb_gep(kb, kb->bf16, raw, kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, col)));
+        V sp = kb_smem(kb, kb_add(kb, sbase, kb_add(kb, kb_mul(kb, t, kb_i32(kb, L->ldr)), kb_mul(kb, c, kb_i32(kb, 2)))));
+        V bytes = kb_select(kb, ok, kb_i32(kb, pb), kb_i32(kb, 0));
+        if (pb == 16)
+            nvvm_cp_async16(kb, sp, gp, bytes);
+        else
+            nvvm_cp_async4(kb, sp, gp, bytes);
     }
-    kb_else(kb);
-    {
-        V slot = ring_slot(kb, m, kb_add(kb, pos, u));
-        V off = kb_add(kb, kb_mul(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), gch), kb_i32(kb, m->W)), slot);
-        kb_set(kb, v, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ring, off)));
-    }
-    kb_endif(kb);
-    return kb_get(kb, v);
+    kb_endfor(kb);
+}
+
+/* Raw dt of head h at chunk row tid (threads < TC): the value, 0 past seq. */
+static V load_dt_raw(KB *kb, const Mx *m, V raw, V b, V h, V seq, V t0, V tid)
+{
+    V tt = kb_add(kb, t0, tid);
+    V ok = kb_lt(kb, tt, seq);
+    V row = kb_add(kb, kb_mul(kb, b, seq), kb_select(kb, ok, tt, kb_i32(kb, 0)));
+    V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, kb_add(kb, h, kb_i32(kb, m->Di + m->CD))));
+    return kb_select(kb, ok, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, off))), kb_f32(kb, 0));
 }
 
 bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
 {
     Lay L = layout(m);
-    int P = (int)m->P, N = (int)m->N, W = (int)m->W;
+    int P = (int)m->P, N = (int)m->N, W = (int)m->W, CP = (int)m->CP;
+    int slots = (CP + THREADS - 1) / THREADS; /* channels per thread */
     KB *kb = kb_new(cg->ctx, "mamba2_scan_tc",
                     (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32},
                     11, THREADS);
@@ -101,7 +138,15 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
     V pos = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b));
     V A = kb_neg(kb, kb_exp(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, alog, h))));
     V Dh = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, Dp, h));
+    V dtbias = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, dtb, h));
     V zero = kb_f32(kb, 0);
+
+    /* chunk 0 on its way before anything else */
+    prefetch_rows(kb, m, &L, raw, b, h, seq, kb_i32(kb, 0), kb_i32(kb, 0), tid);
+    nvvm_cp_async_commit(kb);
+    kb_if(kb, kb_lt(kb, tid, kb_i32(kb, TC)));
+    kb_store(kb, load_dt_raw(kb, m, raw, b, h, seq, kb_i32(kb, 0), tid), sf(kb, L.dtraw, tid));
+    kb_endif(kb);
 
     /* State tile of this warp: rows p in [sm0, sm0 + P/2), cols n in [sn0, sn0 + N/4). */
     int smi = P / 32, sni = N / 32;
@@ -126,73 +171,93 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
             }
     WRITE_SB();
 
-    KVar c0 = kb_for(kb, kb_i32(kb, 0), seq, kb_i32(kb, TC));
+    /* Conv channels of this thread (tid + 256·j): weights, bias, tile column, and the
+     * window of the W-1 inputs before the current row, read once from the ring. */
+    V wk[4][8], bias[4], dst[4], dld[4], chv[4], act[4];
+    KVar win[4][8];
+    for (int j = 0; j < slots; j++) {
+        chv[j] = kb_add(kb, tid, kb_i32(kb, j * THREADS));
+        act[j] = kb_lt(kb, chv[j], kb_i32(kb, CP));
+        V ch = kb_min(kb, chv[j], kb_i32(kb, CP - 1));
+        V gch = head_channel(kb, m, h, ch);
+        for (int k = 0; k < W; k++)
+            wk[j][k] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cw, kb_add(kb, kb_mul(kb, gch, kb_i32(kb, W)), kb_i32(kb, k))));
+        bias[j] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cbias, gch));
+        V isx = kb_lt(kb, ch, kb_i32(kb, P)), isb = kb_lt(kb, ch, kb_i32(kb, P + N));
+        V col = kb_select(kb, isx, ch, kb_select(kb, isb, kb_sub(kb, ch, kb_i32(kb, P)), kb_sub(kb, ch, kb_i32(kb, P + N))));
+        dst[j] = kb_add(kb, kb_select(kb, isx, kb_i32(kb, L.x), kb_select(kb, isb, kb_i32(kb, L.b), kb_i32(kb, L.c))),
+                        kb_mul(kb, col, kb_i32(kb, 2)));
+        dld[j] = kb_select(kb, isx, kb_i32(kb, L.ldx), kb_i32(kb, L.ldn));
+        for (int k = 0; k < W - 1; k++) {
+            V slot = ring_slot(kb, m, kb_add(kb, pos, kb_i32(kb, k - (W - 1))));
+            V off = kb_add(kb, kb_mul(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), gch), kb_i32(kb, W)), slot);
+            win[j][k] = kb_var(kb, kb->f32, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ring, off)));
+        }
+    }
+
+    V nchunks = kb_div(kb, kb_add(kb, seq, kb_i32(kb, TC - 1)), kb_i32(kb, TC));
+    KVar ci = kb_for(kb, kb_i32(kb, 0), nchunks, kb_i32(kb, 1));
     {
-        V t0 = kb_get(kb, c0);
+        V c = kb_get(kb, ci);
+        V t0 = kb_mul(kb, c, kb_i32(kb, TC));
+        V stg = kb_rem(kb, c, kb_i32(kb, 2));
         V tc = kb_min(kb, kb_i32(kb, TC), kb_sub(kb, seq, t0));
-        nvvm_bar_sync(kb);
-        /* ---- conv + SiLU: a thread per channel slides the window down the chunk ---- */
-        KVar ch = kb_for(kb, tid, kb_i32(kb, m->CP), kb_i32(kb, THREADS));
-        {
-            V chv = kb_get(kb, ch), gch = head_channel(kb, m, h, chv);
-            V wk[8];
-            for (int k = 0; k < W; k++)
-                wk[k] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cw, kb_add(kb, kb_mul(kb, gch, kb_i32(kb, W)), kb_i32(kb, k))));
-            V bias = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cbias, gch));
-            /* destination column: X, B or C tile */
-            V isx = kb_lt(kb, chv, kb_i32(kb, P)), isb = kb_lt(kb, chv, kb_i32(kb, P + N));
-            V col = kb_select(kb, isx, chv, kb_select(kb, isb, kb_sub(kb, chv, kb_i32(kb, P)), kb_sub(kb, chv, kb_i32(kb, P + N))));
-            V base = kb_select(kb, isx, kb_i32(kb, L.x), kb_select(kb, isb, kb_i32(kb, L.b), kb_i32(kb, L.c)));
-            V ld = kb_select(kb, isx, kb_i32(kb, L.ldx), kb_i32(kb, L.ldn));
-            base = kb_add(kb, base, kb_mul(kb, col, kb_i32(kb, 2)));
-            KVar win[8]; /* the W-1 inputs before the current row */
-            for (int k = 0; k < W - 1; k++)
-                win[k] = kb_var(kb, kb->f32, raw_input(kb, m, raw, ring, b, seq, pos, kb_add(kb, t0, kb_i32(kb, k - (W - 1))), gch));
+        V rows = kb_add(kb, kb_i32(kb, L.stage), kb_mul(kb, stg, kb_i32(kb, TC * L.ldr)));
+        nvvm_cp_async_wait(kb, 0);
+        nvvm_bar_sync(kb); /* this chunk's rows are in; the last chunk is done with smem */
+        /* ---- conv + SiLU from the staged rows ---- */
+        for (int j = 0; j < slots; j++) {
+            bool guard = (j + 1) * THREADS > CP;
+            if (guard)
+                kb_if(kb, act[j]);
             KVar tb = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, TC), kb_i32(kb, UNROLL));
             {
                 V tbv = kb_get(kb, tb);
-                V xs[UNROLL];
-                for (int u = 0; u < UNROLL; u++) { /* all loads first */
-                    V t = kb_add(kb, tbv, kb_i32(kb, u));
-                    V row = kb_add(kb, kb_mul(kb, b, seq), kb_add(kb, t0, kb_min(kb, t, kb_sub(kb, tc, kb_i32(kb, 1)))));
-                    V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)),
-                                   kb_to_i64(kb, kb_add(kb, gch, kb_i32(kb, m->Di))));
-                    V v = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, off)));
-                    xs[u] = kb_select(kb, kb_lt(kb, t, tc), v, zero);
-                }
                 V wv[8];
                 for (int k = 0; k < W - 1; k++)
-                    wv[k] = kb_get(kb, win[k]);
+                    wv[k] = kb_get(kb, win[j][k]);
                 for (int u = 0; u < UNROLL; u++) {
                     V t = kb_add(kb, tbv, kb_i32(kb, u));
-                    V acc = bias;
+                    V xin = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_smem(kb, kb_add(kb, rows,
+                                kb_add(kb, kb_mul(kb, t, kb_i32(kb, L.ldr)), kb_mul(kb, chv[j], kb_i32(kb, 2)))))));
+                    V acc = bias[j];
                     for (int k = 0; k < W - 1; k++)
-                        acc = kb_fma(kb, wk[k], wv[k], acc);
-                    acc = kb_fma(kb, wk[W - 1], xs[u], acc);
-                    V y = kb_select(kb, kb_lt(kb, t, tc), kb_silu(kb, acc), zero);
-                    kb_store(kb, kb_f32_to_bf16(kb, y), sbf(kb, kb_add(kb, base, kb_mul(kb, t, ld))));
+                        acc = kb_fma(kb, wk[j][k], wv[k], acc);
+                    acc = kb_fma(kb, wk[j][W - 1], xin, acc);
+                    kb_store(kb, kb_f32_to_bf16(kb, kb_silu(kb, acc)), sbf(kb, kb_add(kb, dst[j], kb_mul(kb, t, dld[j]))));
                     for (int k = 0; k + 1 < W - 1; k++)
                         wv[k] = wv[k + 1];
-                    wv[W - 2] = xs[u];
+                    wv[W - 2] = xin;
                 }
                 for (int k = 0; k < W - 1; k++)
-                    kb_set(kb, win[k], wv[k]);
+                    kb_set(kb, win[j][k], wv[k]);
             }
             kb_endfor(kb);
+            if (guard)
+                kb_endif(kb);
         }
-        kb_endfor(kb);
-        /* ---- dt and dt·A ---- */
+        /* ---- dt and dt·A (0 past the end of the sequence) ---- */
         kb_if(kb, kb_lt(kb, tid, kb_i32(kb, TC)));
         {
-            KVar v = kb_var(kb, kb->f32, zero);
-            kb_if(kb, kb_lt(kb, tid, tc));
-            kb_set(kb, v, dt_value(kb, m, raw, dtb, h, kb_add(kb, kb_mul(kb, b, seq), kb_add(kb, t0, tid))));
-            kb_endif(kb);
-            kb_store(kb, kb_get(kb, v), sf(kb, L.dt, tid));
-            kb_store(kb, kb_mul(kb, kb_get(kb, v), A), sf(kb, L.cum, tid));
+            V r = kb_load(kb, kb->f32, sf(kb, L.dtraw, kb_add(kb, kb_mul(kb, stg, kb_i32(kb, TC)), tid)));
+            V v = kb_min(kb, kb_max(kb, kb_softplus(kb, kb_add(kb, r, dtbias)), kb_f32(kb, m->dt_min)), kb_f32(kb, m->dt_max));
+            v = kb_select(kb, kb_lt(kb, tid, tc), v, zero);
+            kb_store(kb, v, sf(kb, L.dt, tid));
+            kb_store(kb, kb_mul(kb, v, A), sf(kb, L.cum, tid));
         }
         kb_endif(kb);
         nvvm_bar_sync(kb);
+        /* ---- the next chunk's rows on their way (the other stage is free now) ---- */
+        V more = kb_lt(kb, kb_add(kb, c, kb_i32(kb, 1)), nchunks);
+        V t1 = kb_add(kb, t0, kb_i32(kb, TC)), other = kb_sub(kb, kb_i32(kb, 1), stg);
+        kb_if(kb, more);
+        prefetch_rows(kb, m, &L, raw, b, h, seq, t1, other, tid);
+        kb_endif(kb);
+        nvvm_cp_async_commit(kb);
+        KVar dtn = kb_var(kb, kb->f32, zero);
+        kb_if(kb, kb_and(kb, more, kb_lt(kb, tid, kb_i32(kb, TC))));
+        kb_set(kb, dtn, load_dt_raw(kb, m, raw, b, h, seq, t1, tid));
+        kb_endif(kb);
         /* ---- warp 0: inclusive scan of dt·A, then w_s = exp(cum_T - cum_s)·dt_s ---- */
         kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
         {
@@ -278,7 +343,14 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
                             V xt = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, sbf(kb, xoff)));
                             V y = kb_add(kb, kb_fma(kb, et, kb_get(kb, ao[i][j][e + e2]), kb_get(kb, ad[i][j][e + e2])),
                                          kb_mul(kb, Dh, xt));
-                            store_y(kb, m, raw, out, row, h, p, y);
+                            if (!m->nbg) { /* gate by silu(z), z from the staged row */
+                                V zoff = kb_add(kb, rows, kb_add(kb, kb_mul(kb, t, kb_i32(kb, L.ldr)),
+                                                                 kb_mul(kb, kb_add(kb, p, kb_i32(kb, P + 2 * N)), kb_i32(kb, 2))));
+                                y = kb_mul(kb, y, kb_silu(kb, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_smem(kb, zoff)))));
+                            }
+                            V ooff = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Di)),
+                                            kb_to_i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), p)));
+                            kb_store(kb, kb_f32_to_bf16(kb, y), kb_gep(kb, kb->bf16, out, ooff));
                         }
                     kb_endif(kb);
                 }
@@ -293,6 +365,9 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
             Tile txw = {kb_i32(kb, L.xw), L.ldx, true}, tb_ = {kb_i32(kb, L.b), L.ldn, true};
             mma_warp_tile(kb, txw, tb_, sm0, sn0, kb_i32(kb, 0), smi, sni, TC, S);
         }
+        kb_if(kb, kb_lt(kb, tid, kb_i32(kb, TC))); /* the next chunk's dt, loaded long ago */
+        kb_store(kb, kb_get(kb, dtn), sf(kb, L.dtraw, kb_add(kb, kb_mul(kb, other, kb_i32(kb, TC)), tid)));
+        kb_endif(kb);
         nvvm_bar_sync(kb); /* everyone is done reading Sb */
         WRITE_SB();
     }

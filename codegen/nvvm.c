@@ -97,6 +97,11 @@ void nvvm_cp_async16(KB *kb, V sptr, V gptr, V src_bytes)
     nvvm_call(kb, "llvm.nvvm.cp.async.cg.shared.global.16.s", kb->t_void, (V[]){sptr, gptr, src_bytes}, 3);
 }
 
+void nvvm_cp_async4(KB *kb, V sptr, V gptr, V src_bytes)
+{
+    nvvm_call(kb, "llvm.nvvm.cp.async.ca.shared.global.4.s", kb->t_void, (V[]){sptr, gptr, src_bytes}, 3);
+}
+
 void nvvm_cp_async_commit(KB *kb) { nvvm_call(kb, "llvm.nvvm.cp.async.commit.group", kb->t_void, NULL, 0); }
 
 void nvvm_cp_async_wait(KB *kb, int n)

@@ -40,5 +40,7 @@ void nvvm_mma_bf16(KB *kb, const V a[4], const V b[2], const V c[4], V d[4]);
 
 /* cp.async.cg.shared.global 16 bytes; src_bytes < 16 zero-fills the rest. */
 void nvvm_cp_async16(KB *kb, V sptr, V gptr, V src_bytes);
+/* cp.async.ca.shared.global 4 bytes (for rows only 4-byte aligned). */
+void nvvm_cp_async4(KB *kb, V sptr, V gptr, V src_bytes);
 void nvvm_cp_async_commit(KB *kb);
 void nvvm_cp_async_wait(KB *kb, int n); /* wait until at most n groups pending */
