@@ -232,8 +232,11 @@ float msac_session_last_ms(const msac_session *s);
  * after the last, behind a short spin kernel that holds the stream while the
  * run is enqueued (so a launch's time is its device time, not the host's
  * launch rate); out_launch_ms[j] (an array of msac_plan_program_launches
- * floats, or NULL) gets the median time of launch j. The sum of the launch
- * medians is below the total by the gaps between launches.
+ * floats, or NULL) gets the median time of launch j. Each mark costs device
+ * time too (about 1.3 µs from one mark to the next with nothing between them
+ * on an H100), so launches of a few µs read high and the sum of the launch
+ * medians can exceed the total; for long launches it is below the total by
+ * the gaps between launches.
  *
  * Inputs: the tokens currently in the session's token buffer are reused
  * (call prefill/decode once before, or the tokens are zero); every sequence
