@@ -373,12 +373,20 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     Mx m = mx_of(n);
     int T = (int)node_int(n, "kchunk", 64), threads = (int)node_int(n, "threads", 256);
-    bool tc = node_int(n, "tc", 1) && scan_tc_supported(&m);
+    bool tc = node_int(n, "tc", 1) && scan_tc_supported(&m, cg->target->smem_max);
     if (tc)
         T = 64, threads = 256; /* the tensor-core scan's fixed tiling */
     if (T < 1 || T > 256 || threads % 32 || threads < T)
         return diag_fail(d, "mamba2_scan: invalid schedule kchunk=%d threads=%d", T, threads);
     unsigned smem = tc ? scan_tc_smem(&m) : (unsigned)(4 * (T * m.CP + 3 * T + m.P * (m.N + 1) + T * T));
+    if (smem > (unsigned)cg->target->smem_max) {
+        int fit = T; /* the largest chunk whose SIMT scan fits */
+        while (fit > 1 && 4 * (fit * m.CP + 3 * fit + m.P * (m.N + 1) + fit * fit) > cg->target->smem_max)
+            fit /= 2;
+        return diag_fail(d, "mamba2_scan: headdim %lld with d_state %lld and chunk %d needs %u bytes of shared memory, "
+                            "more than %s blocks have (%d); set chunk_size: %d (or less) for this layer",
+                         (long long)m.P, (long long)m.N, T, smem, cg->target->name, cg->target->smem_max, fit);
+    }
     char name[96];
     snprintf(name, sizeof name, "mamba2_scan%s_h%lld_p%lld_n%lld_g%lld_c%d", tc ? "_tc" : "", (long long)m.H,
              (long long)m.P, (long long)m.N, (long long)m.G, T);

@@ -29,12 +29,6 @@ enum { TC = 64, THREADS = 256, UNROLL = 8 }; /* chunk, block size, conv unroll *
 /* Bytes per cp.async piece: 16 when zxbcdt rows are 16-byte aligned, else 4. */
 static int piece_bytes(const Mx *m) { return m->Din % 8 == 0 ? 16 : m->Din % 2 == 0 ? 4 : 0; }
 
-bool scan_tc_supported(const Mx *m)
-{
-    return (m->P == 64 || m->P == 128) && (m->N == 64 || m->N == 128 || m->N == 256) && m->W >= 2 && m->W <= 8 &&
-           piece_bytes(m) > 0;
-}
-
 /* Shared-memory layout (byte offsets); bf16 tiles padded by 16 bytes per row. */
 typedef struct Lay {
     int x, xw, b, c, g, sb; /* tiles: X [TC][P], Xw [TC][P], B [TC][N], C [TC][N], G [TC][TC], Sb [P][N] */
@@ -65,6 +59,12 @@ static Lay layout(const Mx *m)
     l.dtraw = l.stage + 2 * TC * l.ldr;
     l.total = l.dtraw + 2 * 4 * TC;
     return l;
+}
+
+bool scan_tc_supported(const Mx *m, int smem_max)
+{
+    return (m->P == 64 || m->P == 128) && (m->N == 64 || m->N == 128 || m->N == 256) && m->W >= 2 && m->W <= 8 &&
+           piece_bytes(m) > 0 && layout(m).total <= smem_max;
 }
 
 unsigned scan_tc_smem(const Mx *m) { return (unsigned)layout(m).total; }

@@ -26,7 +26,7 @@ void store_y(KB *kb, const Mx *m, V raw, V out, V row, V h, V p, V y);
 V smem_f32(KB *kb, int base_floats, V idx);
 
 /* The tensor-core scan (k_mamba2_tc.c): supported shapes, shared memory, emitter. */
-bool scan_tc_supported(const Mx *m);
+bool scan_tc_supported(const Mx *m, int smem_max);
 unsigned scan_tc_smem(const Mx *m);
 typedef struct Codegen Codegen;
 bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d);

@@ -11,9 +11,9 @@
 /* PTX ISA 8.0 (CUDA 12.0) is the oldest that has everything we emit for
  * both targets; sm_90a kernels may use wgmma and setmaxnreg. */
 const TargetDesc target_table[] = {
-    {"sm_80", "sm_80", "+ptx80", 80, 80},
-    {"sm_90a", "sm_90a", "+ptx80", 90, 80},
-    {NULL, NULL, NULL, 0, 0},
+    {"sm_80", "sm_80", "+ptx80", 80, 80, 163 * 1024},
+    {"sm_90a", "sm_90a", "+ptx80", 90, 80, 227 * 1024},
+    {NULL, NULL, NULL, 0, 0, 0},
 };
 
 const TargetDesc *target_lookup(const char *name)

@@ -16,6 +16,7 @@ typedef struct TargetDesc {
     const char *features; /* LLVM features: the PTX ISA version */
     int sm;               /* compute capability x10 */
     int ptx_isa;          /* PTX ISA x10 */
+    int smem_max;         /* dynamic shared memory a block may opt in to (bytes) */
 } TargetDesc;
 
 /* The supported targets; NULL-named sentinel at the end. */

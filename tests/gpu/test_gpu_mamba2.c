@@ -129,8 +129,8 @@ static void odd_sizes(void **state)
                        NULL, 2, 33, 3);
 }
 
-/* The tensor-core scan's shapes: headdim 64 and 128, d_state 64 and 256, two
- * groups, sequences that end mid-chunk (chunk 64). */
+/* The tensor-core scan's shapes: headdim 64 and 128, d_state 64, two groups,
+ * 4-byte-aligned zxbcdt rows (4 heads), sequences that end mid-chunk. */
 static void tc_scan_shapes(void **state)
 {
     (void)state;
@@ -139,7 +139,7 @@ static void tc_scan_shapes(void **state)
                        "layers:\n  - kind: mamba2\n    repeat: 2\n",
                        NULL, 2, 150, 3);
     run_prefill_decode("name: tc128\nvocab_size: 512\nd_model: 128\n"
-                       "mamba2: {d_state: 256, headdim: 128, expand: 2, ngroups: 1, chunk_size: 256}\n"
+                       "mamba2: {d_state: 64, headdim: 128, expand: 2, ngroups: 1, chunk_size: 256}\n"
                        "layers:\n  - kind: mamba2\n    repeat: 2\n",
                        NULL, 3, 77, 2);
 }
