@@ -142,6 +142,20 @@ static int buffer_of(PB *b, const char *prog, const Graph *g, const Node *v)
     return i >= 0 ? i : add_buffer(p, PBUF_WORKSPACE, name, v->dtype, sz, off, 0);
 }
 
+/* The plan buffer of node n's scratch (attrs scratch, scratch_off). */
+static int scratch_of(PB *b, const char *prog, const Node *n)
+{
+    SymExpr off, sz;
+    if (!sym_parse_expr(node_str(n, "scratch_off", ""), &off) || !sym_parse_expr(node_str(n, "scratch", ""), &sz)) {
+        diag_fail(b->d, "%%%s: kernel needs scratch but none was planned", n->name ? n->name : "?");
+        return -1;
+    }
+    char name[160];
+    snprintf(name, sizeof name, "%s:%s.scratch", prog, n->name ? n->name : "?");
+    int i = find_buffer(b->p, PBUF_WORKSPACE, name);
+    return i >= 0 ? i : add_buffer(b->p, PBUF_WORKSPACE, name, DT_BF16, sz, off, 0);
+}
+
 static uint64_t str_hash(const char *s) { return plan_fnv1a(s, strlen(s), PLAN_FNV_SEED); }
 
 /* Adds (or finds) a kernel; takes ownership of l->ptx. */
@@ -230,7 +244,16 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
             for (int k = 0; k < l->nargs; k++) {
                 const KArg *a = &l->args[k];
                 PlanArg *pa = &pl->args[k];
-                if (a->kind == KA_SRC || a->kind == KA_OUT) {
+                if (a->kind == KA_SCRATCH) {
+                    int bi = scratch_of(b, name, n);
+                    if (bi < 0) {
+                        ok = false;
+                        break;
+                    }
+                    pa->kind = PARG_BUF;
+                    pa->buf = (uint32_t)bi;
+                    pa->expr = pexpr(a->val);
+                } else if (a->kind == KA_SRC || a->kind == KA_OUT) {
                     int bi = buffer_of(b, name, g, a->kind == KA_SRC ? n->src[a->src] : n);
                     if (bi < 0) {
                         ok = false;

@@ -373,7 +373,7 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     Mx m = mx_of(n);
     int T = (int)node_int(n, "kchunk", 64), threads = (int)node_int(n, "threads", 256);
-    bool tc = node_int(n, "tc", 1) && scan_tc_supported(&m, cg->target->smem_max);
+    bool tc = node_int(n, "tc", 1) && scan_tc_supported(&m, cg->target->smem_max) && node_str(n, "scratch", NULL);
     if (tc)
         T = 64, threads = 256; /* the tensor-core scan's fixed tiling */
     if (T < 1 || T > 256 || threads % 32 || threads < T)
@@ -387,7 +387,25 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
                             "more than %s blocks have (%d); set chunk_size: %d (or less) for this layer",
                          (long long)m.P, (long long)m.N, T, smem, cg->target->name, cg->target->smem_max, fit);
     }
+    SymExpr rows = node_rows_expr(n);
     char name[96];
+    if (tc) { /* B and C conv once per group, into the scratch */
+        snprintf(name, sizeof name, "mamba2_conv_bc_gn%lld_w%lld", (long long)m.GN, (long long)m.W);
+        KLaunch *c = kout_add(out, name, 128, 0);
+        c->grid[0] = sym_ceildiv(sym_mono(MONO_S, 1), 32);
+        c->grid[1] = sym_mono(MONO_B, 1);
+        c->flops = sym_scale(rows, 2 * m.GN * (2 * m.W + 6));
+        c->bytes = sym_scale(rows, 2 * m.GN * 2 * 2);
+        kl_arg_src(c, 0);
+        kl_arg_src(c, 1);
+        kl_arg_src(c, 2);
+        kl_arg_src(c, 7);
+        kl_arg_src(c, 9);
+        kl_arg_scratch(c);
+        kl_arg_i32(c, sym_mono(MONO_S, 1));
+        if (!emit_conv_bc(cg, &m, &c->ptx, d))
+            return false;
+    }
     snprintf(name, sizeof name, "mamba2_scan%s_h%lld_p%lld_n%lld_g%lld_c%d", tc ? "_tc" : "", (long long)m.H,
              (long long)m.P, (long long)m.N, (long long)m.G, T);
     KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
@@ -398,10 +416,12 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     l->grid[1] = sym_mono(MONO_B, 1);
     /* useful work of the chunked SSD per token and head: C·Bᵀ (T·N), its product
      * with x (T·P), C·S and the state update (2·2·N·P); the conv (2·W per channel) */
-    SymExpr rows = node_rows_expr(n);
-    l->flops = sym_scale(rows, m.H * (T * m.N + T * m.P + 4 * m.N * m.P + 2 * m.W * m.CP));
+    int64_t conv_ch = tc ? m.P : m.CP;
+    l->flops = sym_scale(rows, m.H * (T * m.N + T * m.P + 4 * m.N * m.P + 2 * m.W * conv_ch));
     l->bytes = sym_add(sym_scale(rows, m.Din * 2 + m.Di * 2), sym_mono(MONO_B, 2 * m.H * m.P * m.N * 4));
     state_args(l);
+    if (tc)
+        kl_arg_scratch(l);
     kl_arg_i32(l, sym_mono(MONO_S, 1));
     if (!(tc ? emit_scan_tc(cg, &m, &l->ptx, d) : emit_scan(cg, &m, T, threads, &l->ptx, d)))
         return false;

@@ -53,6 +53,7 @@ void kl_arg_src(KLaunch *l, int src)
 }
 
 void kl_arg_out(KLaunch *l) { next_arg(l)->kind = KA_OUT; }
+void kl_arg_scratch(KLaunch *l) { next_arg(l)->kind = KA_SCRATCH; }
 
 void kl_arg_i32(KLaunch *l, SymExpr v)
 {

@@ -14,6 +14,7 @@ typedef enum {
     KA_OUT, /* pointer to the node's own value (+ off bytes) */
     KA_I32, /* 32-bit integer: the value of `val` */
     KA_F32, /* float `f` */
+    KA_SCRATCH, /* pointer to the node's scratch (attr scratch_off) (+ off bytes) */
 } KArgKind;
 
 typedef struct KArg {
@@ -61,6 +62,7 @@ KLaunch *kout_add(KOut *o, const char *name, unsigned block, unsigned smem);
 void kl_arg_src(KLaunch *l, int src);
 void kl_arg_out(KLaunch *l);
 void kl_arg_i32(KLaunch *l, SymExpr v);
+void kl_arg_scratch(KLaunch *l);
 void kl_arg_f32(KLaunch *l, float f);
 void kl_param(KLaunch *l, const char *key, int64_t v);
 /* Rows of a node: product of all dims but the last, as a SymExpr. */

@@ -30,3 +30,4 @@ bool scan_tc_supported(const Mx *m, int smem_max);
 unsigned scan_tc_smem(const Mx *m);
 typedef struct Codegen Codegen;
 bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d);
+bool emit_conv_bc(Codegen *cg, const Mx *m, char **ptx, Diag *d);

@@ -56,7 +56,18 @@ V nvvm_warp_max(KB *kb, V x)
 V nvvm_ex2(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.ex2.approx.f32", kb->f32, &x, 1); }
 V nvvm_lg2(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.lg2.approx.f", kb->f32, &x, 1); }
 V nvvm_rsqrt(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.rsqrt.approx.f", kb->f32, &x, 1); }
-V nvvm_rcp(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.rcp.rn.f", kb->f32, &x, 1); }
+V nvvm_rcp(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.rcp.approx.ftz.f", kb->f32, &x, 1); }
+
+V nvvm_tanh(KB *kb, V x)
+{
+    T fty = LLVMFunctionType(kb->f32, &kb->f32, 1, 0);
+    const char asm_text[] = "tanh.approx.f32 $0, $1;", cons[] = "=f,f";
+    V fn = LLVMGetInlineAsm(fty, asm_text, sizeof asm_text - 1, cons, sizeof cons - 1, 0, 0, LLVMInlineAsmDialectATT, 0);
+    return LLVMBuildCall2(kb->b, fty, fn, &x, 1, "");
+}
+
+void nvvm_griddep_wait(KB *kb) { nvvm_call(kb, "llvm.nvvm.griddepcontrol.wait", kb->t_void, NULL, 0); }
+void nvvm_griddep_launch(KB *kb) { nvvm_call(kb, "llvm.nvvm.griddepcontrol.launch.dependents", kb->t_void, NULL, 0); }
 
 void nvvm_ldmatrix_x4(KB *kb, V sptr, bool trans, V out[4])
 {

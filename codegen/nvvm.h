@@ -27,7 +27,11 @@ V nvvm_warp_max(KB *kb, V x);
 V nvvm_ex2(KB *kb, V x);   /* 2^x, ex2.approx.f32 */
 V nvvm_lg2(KB *kb, V x);   /* log2 x, lg2.approx.f32 */
 V nvvm_rsqrt(KB *kb, V x); /* rsqrt.approx.f32 */
-V nvvm_rcp(KB *kb, V x);   /* 1/x, rcp.rn.f32 */
+V nvvm_rcp(KB *kb, V x);   /* 1/x, rcp.approx.ftz.f32 */
+V nvvm_tanh(KB *kb, V x);  /* tanh.approx.f32 (inline PTX: LLVM has no intrinsic) */
+/* griddepcontrol (sm_90): wait for the grid this one depends on / let dependents launch. */
+void nvvm_griddep_wait(KB *kb);
+void nvvm_griddep_launch(KB *kb);
 
 /* ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16: four 8x8 b16 matrices;
  * lane l supplies the address of row l%8 of matrix l/8. out[4] = i32 regs. */

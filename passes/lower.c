@@ -9,7 +9,8 @@
  *            wn/wk chosen for >= 264 blocks (two per SM) where N allows
  *   rmsnorm  one warp per row, 4 rows per block
  *   embed    128 threads per row
- *   mamba2   prefill: chunked scan, chunk = min(YAML chunk, 64), 256 threads
+ *   mamba2   prefill: B, C conv once per group into scratch, then the chunked scan
+ *            (chunk = min(YAML chunk, 64), 256 threads), then the grouped norm
  *            decode:  single-step state update, 4 warps per 16 state rows (psplit = headdim/16) */
 #include <string.h>
 
@@ -73,9 +74,13 @@ bool pass_lower(Graph *g, Diag *d)
                 node_set_int(g, n, "psplit", P % 16 == 0 ? P / 16 : 1);
             } else {
                 int64_t c = node_int(n, "chunk", 64);
+                int64_t bc = 2 * node_int(n, "groups", 1) * node_int(n, "dstate", 0) * 2; /* B, C bf16 per token */
+                char sc[64];
+                snprintf(sc, sizeof sc, "%lld*batch*seq", (long long)bc);
                 node_set_str(g, n, "kernel", "mamba2_scan");
                 node_set_int(g, n, "kchunk", c < 64 ? c : 64);
                 node_set_int(g, n, "threads", 256);
+                node_set_str(g, n, "scratch", sc); /* silu(conv(B, C)), computed once per group */
             }
             break;
         default:

@@ -9,7 +9,10 @@
  * to end. A size that is not a single monomial gets a slot of its own.
  *
  * Results are attributes: ws_off (byte offset) and ws_bytes (size), both
- * symbolic expressions as text; graph outputs get out="<name>" instead. */
+ * symbolic expressions as text; graph outputs get out="<name>" instead. A
+ * node whose kernel needs scratch memory says so with scratch="<bytes>"
+ * (set by lower); the scratch lives only while that node runs and gets
+ * scratch_off. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +22,7 @@ enum { ALIGN = 128 };
 
 typedef struct Slot {
     int node;      /* node id */
+    bool scratch;  /* the node's scratch rather than its value */
     int mono;      /* monomial the size scales with, -1 if none */
     int64_t size;  /* coefficient of that monomial, aligned */
     int64_t off;   /* assigned offset, in the same units */
@@ -40,7 +44,7 @@ static int single_mono(const SymExpr *e)
 bool pass_plan_buffers(Graph *g, Diag *d)
 {
     int n = g->nnodes;
-    Slot *s = calloc((size_t)n + 1, sizeof(Slot));
+    Slot *s = calloc(2 * (size_t)n + 1, sizeof(Slot));
     int *last = calloc((size_t)n + 1, sizeof(int));
     if (!s || !last) {
         free(s);
@@ -61,26 +65,40 @@ bool pass_plan_buffers(Graph *g, Diag *d)
         for (int k = 0; k < g->noutputs; k++)
             if (g->outputs[k].node == v)
                 out = g->outputs[k].name;
-        if (out) {
-            node_set_str(g, v, "out", out);
-            continue;
-        }
-        SymExpr bytes;
-        if (!node_bytes_expr(v, &bytes)) {
-            free(s);
-            free(last);
-            return diag_fail(d, "%%%s: size is not expressible in batch, seq, ctx", v->name ? v->name : "?");
-        }
-        Slot *sl = &s[ns++];
-        sl->node = i;
-        sl->start = i;
-        sl->end = last[i];
-        sl->mono = single_mono(&bytes);
-        sl->size = sl->mono >= 0 ? (bytes.c[sl->mono] + ALIGN - 1) / ALIGN * ALIGN : 0;
-        if (sl->mono < 0) { /* mixed size: its own slot, placed after the groups */
-            char buf[128];
-            sym_format(bytes, buf, sizeof buf);
-            node_set_str(g, v, "ws_bytes", buf);
+        for (int part = 0; part < 2; part++) { /* the value, then the scratch */
+            SymExpr bytes;
+            if (part == 0) {
+                if (out) {
+                    node_set_str(g, v, "out", out);
+                    continue;
+                }
+                if (!node_bytes_expr(v, &bytes)) {
+                    free(s);
+                    free(last);
+                    return diag_fail(d, "%%%s: size is not expressible in batch, seq, ctx", v->name ? v->name : "?");
+                }
+            } else {
+                const char *sc = node_str(v, "scratch", NULL);
+                if (!sc)
+                    continue;
+                if (!sym_parse_expr(sc, &bytes) || bytes.div != 1) {
+                    free(s);
+                    free(last);
+                    return diag_fail(d, "%%%s: bad scratch size '%s'", v->name ? v->name : "?", sc);
+                }
+            }
+            Slot *sl = &s[ns++];
+            sl->node = i;
+            sl->scratch = part == 1;
+            sl->start = i;
+            sl->end = part ? i : last[i];
+            sl->mono = single_mono(&bytes);
+            sl->size = sl->mono >= 0 ? (bytes.c[sl->mono] + ALIGN - 1) / ALIGN * ALIGN : 0;
+            if (sl->mono < 0) { /* mixed size: its own slot, placed after the groups */
+                char buf[128];
+                sym_format(bytes, buf, sizeof buf);
+                node_set_str(g, v, part ? "scratch_bytes" : "ws_bytes", buf);
+            }
         }
     }
     /* First-fit per monomial; slots are in start order already. */
@@ -108,9 +126,11 @@ bool pass_plan_buffers(Graph *g, Diag *d)
             Node *v = g->nodes[s[a].node];
             char buf[128];
             sym_format(sym_add(base, sym_mono((Mono)m, off)), buf, sizeof buf);
-            node_set_str(g, v, "ws_off", buf);
-            sym_format(sym_mono((Mono)m, s[a].size), buf, sizeof buf);
-            node_set_str(g, v, "ws_bytes", buf);
+            node_set_str(g, v, s[a].scratch ? "scratch_off" : "ws_off", buf);
+            if (!s[a].scratch) {
+                sym_format(sym_mono((Mono)m, s[a].size), buf, sizeof buf);
+                node_set_str(g, v, "ws_bytes", buf);
+            }
         }
         base = sym_add(base, sym_mono((Mono)m, top));
     }
@@ -119,10 +139,10 @@ bool pass_plan_buffers(Graph *g, Diag *d)
             continue;
         Node *v = g->nodes[s[a].node];
         SymExpr bytes;
-        sym_parse_expr(node_str(v, "ws_bytes", "0"), &bytes);
+        sym_parse_expr(node_str(v, s[a].scratch ? "scratch_bytes" : "ws_bytes", "0"), &bytes);
         char buf[128];
         sym_format(base, buf, sizeof buf);
-        node_set_str(g, v, "ws_off", buf);
+        node_set_str(g, v, s[a].scratch ? "scratch_off" : "ws_off", buf);
         base = sym_add(base, bytes);
         base.c[MONO_1] = (base.c[MONO_1] + ALIGN - 1) / ALIGN * ALIGN;
     }
