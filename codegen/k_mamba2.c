@@ -297,26 +297,75 @@ static bool emit_norm(Codegen *cg, const Mx *m, int rows_per_block, char **ptx, 
         V c0 = kb_mul(kb, grp, kb_i32(kb, gs));
         V obase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Di)), kb_to_i64(kb, c0));
         V zbase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, c0));
-        KVar ss = kb_var(kb, kb->f32, kb_f32(kb, 0));
-        KVar i = kb_for(kb, lane, kb_i32(kb, gs), kb_i32(kb, 32));
-        V v = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, out, kb_add(kb, obase, kb_to_i64(kb, kb_get(kb, i))))));
-        kb_set(kb, ss, kb_fma(kb, v, v, kb_get(kb, ss)));
-        kb_endfor(kb);
-        V inv = kb_rsqrt(kb, kb_add(kb, kb_mul(kb, nvvm_warp_sum(kb, kb_get(kb, ss)), kb_f32(kb, 1.0 / (double)gs)),
-                                    kb_f32(kb, m->eps)));
-        KVar j = kb_for(kb, lane, kb_i32(kb, gs), kb_i32(kb, 32));
-        {
-            V jv = kb_get(kb, j);
-            V op = kb_gep(kb, kb->bf16, out, kb_add(kb, obase, kb_to_i64(kb, jv)));
-            V w = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, c0, jv)));
-            V r = kb_mul(kb, kb_mul(kb, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, op)), inv), w);
-            if (m->nbg) {
-                V z = kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, kb_add(kb, zbase, kb_to_i64(kb, jv))));
-                r = kb_mul(kb, r, kb_silu(kb, kb_bf16_to_f32(kb, z)));
+        /* 16-byte loads of 8 bf16; held in registers when the group is at most 2048 wide,
+         * else read twice (the second time from cache) */
+        int nvec = (int)((gs / 8 + 31) / 32);
+        bool regs = nvec <= 8;
+        V vals[8][8];
+        V ss = kb_f32(kb, 0);
+        KVar acc = kb_var(kb, kb->f32, kb_f32(kb, 0));
+        if (regs) {
+            for (int j = 0; j < nvec; j++) {
+                V q = kb_add(kb, lane, kb_i32(kb, 32 * j));
+                bool guard = (j + 1) * 32 * 8 > gs;
+                V qc = guard ? kb_min(kb, q, kb_i32(kb, (int)(gs / 8) - 1)) : q;
+                V v = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, out, kb_add(kb, obase, kb_to_i64(kb, kb_mul(kb, qc, kb_i32(kb, 8))))), 16);
+                for (int e = 0; e < 8; e++) {
+                    vals[j][e] = kb_bf16_to_f32(kb, kb_extract(kb, v, e));
+                    V sq = kb_mul(kb, vals[j][e], vals[j][e]);
+                    ss = kb_add(kb, ss, guard ? kb_select(kb, kb_lt(kb, q, kb_i32(kb, (int)(gs / 8))), sq, kb_f32(kb, 0)) : sq);
+                }
             }
-            kb_store(kb, kb_f32_to_bf16(kb, r), op);
+        } else {
+            KVar i = kb_for(kb, lane, kb_i32(kb, (int)(gs / 8)), kb_i32(kb, 32));
+            V v = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, out, kb_add(kb, obase, kb_to_i64(kb, kb_mul(kb, kb_get(kb, i), kb_i32(kb, 8))))), 16);
+            V part = kb_get(kb, acc);
+            for (int e = 0; e < 8; e++) {
+                V f = kb_bf16_to_f32(kb, kb_extract(kb, v, e));
+                part = kb_fma(kb, f, f, part);
+            }
+            kb_set(kb, acc, part);
+            kb_endfor(kb);
+            ss = kb_get(kb, acc);
         }
-        kb_endfor(kb);
+        V inv = kb_rsqrt(kb, kb_add(kb, kb_mul(kb, nvvm_warp_sum(kb, ss), kb_f32(kb, 1.0 / (double)gs)), kb_f32(kb, m->eps)));
+        /* normalise 8 elements at column k0 of the group and store them */
+        for (int j = 0; j < (regs ? nvec : 1); j++) {
+            KVar it = {0};
+            V q;
+            bool guard = false;
+            if (regs) {
+                q = kb_add(kb, lane, kb_i32(kb, 32 * j));
+                guard = (j + 1) * 32 * 8 > gs;
+                if (guard)
+                    kb_if(kb, kb_lt(kb, q, kb_i32(kb, (int)(gs / 8))));
+            } else {
+                it = kb_for(kb, lane, kb_i32(kb, (int)(gs / 8)), kb_i32(kb, 32));
+                q = kb_get(kb, it);
+            }
+            V k0 = kb_mul(kb, q, kb_i32(kb, 8));
+            V op = kb_gep(kb, kb->bf16, out, kb_add(kb, obase, kb_to_i64(kb, k0)));
+            V src = regs ? NULL : kb_load_vec(kb, kb->bf16, 8, op, 16);
+            V w8 = kb_load_vec(kb, kb->f32, 8, kb_gep(kb, kb->f32, wp, kb_add(kb, c0, k0)), 16);
+            V packed = LLVMGetUndef(LLVMVectorType(kb->i32, 4));
+            for (int e = 0; e < 8; e += 2) {
+                V r[2];
+                for (int e2 = 0; e2 < 2; e2++) {
+                    V x = regs ? vals[j][e + e2] : kb_bf16_to_f32(kb, kb_extract(kb, src, e + e2));
+                    r[e2] = kb_mul(kb, kb_mul(kb, x, inv), kb_extract(kb, w8, e + e2));
+                    if (m->nbg) {
+                        V zk = kb_add(kb, zbase, kb_to_i64(kb, kb_add(kb, k0, kb_i32(kb, e + e2))));
+                        r[e2] = kb_mul(kb, r[e2], kb_silu(kb, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, zk)))));
+                    }
+                }
+                packed = LLVMBuildInsertElement(kb->b, packed, kb_pack_bf16x2(kb, r[0], r[1]), kb_i32(kb, e / 2), "");
+            }
+            kb_store_vec(kb, packed, op, 16);
+            if (regs && guard)
+                kb_endif(kb);
+            if (!regs)
+                kb_endfor(kb);
+        }
         /* conv ring: the last W-1 raw inputs of each sequence */
         V b = kb_div(kb, row, seq), t = kb_rem(kb, row, seq);
         kb_if(kb, kb_and(kb, kb_eq(kb, grp, kb_i32(kb, 0)), kb_ge(kb, t, kb_sub(kb, seq, kb_i32(kb, m->W - 1)))));
