@@ -19,6 +19,9 @@ bool k_embed(Codegen *cg, const Node *n, KOut *out, Diag *d)
     KB *kb = kb_new(cg->ctx, "embed", (KParamKind[]){KP_PTR, KP_PTR, KP_PTR}, 3, threads);
     V tab = kb_param(kb, 0), tok = kb_param(kb, 1), o = kb_param(kb, 2);
     V row = nvvm_ctaid_x(kb);
+    bool pdl = kl_use_pdl(cg, n);
+    if (pdl)
+        nvvm_pdl_sync(kb);
     V id = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, tok, row));
     V valid = kb_and(kb, kb_ge(kb, id, kb_i32(kb, 0)), kb_lt(kb, id, kb_i32(kb, vocab)));
     V safe = kb_select(kb, valid, id, kb_i32(kb, 0));
@@ -44,6 +47,7 @@ bool k_embed(Codegen *cg, const Node *n, KOut *out, Diag *d)
     snprintf(name, sizeof name, "embed_d%lld", (long long)D);
     KLaunch *l = kout_add(out, name, (unsigned)threads, 0);
     kl_param(l, "threads", threads);
+    kl_param(l, "pdl", pdl);
     l->grid[0] = node_rows_expr(n);
     l->bytes = sym_scale(node_rows_expr(n), D * 6 + 4); /* bf16 row in, f32 row out, the token id */
     kl_arg_src(l, 0);

@@ -29,6 +29,7 @@ typedef struct GemvShape {
     float eps;           /* norm epsilon */
     DType in, out;       /* x and output dtypes */
     bool residual;       /* add a residual */
+    bool pdl;            /* programmatic dependent launch (sm_90): wait for the predecessor late */
 } GemvShape;
 
 static V load_in(KB *kb, DType dt, V base, V idx)
@@ -36,6 +37,60 @@ static V load_in(KB *kb, DType dt, V base, V idx)
     if (dt == DT_BF16)
         return kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, base, idx)));
     return kb_load(kb, kb->f32, kb_gep(kb, kb->f32, base, idx));
+}
+
+/* One warp's walk over its K range: where its W fragments are and how far it goes. */
+typedef struct Walk {
+    V w;          /* weight base */
+    V wrow;       /* i64 element offset of this lane's W row */
+    V kl;         /* lane's k offset within a k16 step (0, 2, 4, 6) */
+    V kbeg;       /* first k of this warp's split */
+    V lane;       /* lane index */
+    int lda;      /* A row stride in smem (bytes) */
+    int steps;    /* k16 steps in the split */
+    int unroll;   /* steps per batch */
+    int64_t K;    /* reduction size */
+} Walk;
+
+/* W fragments of `unroll` k16 steps from step0 (0 past the end): loads only. */
+static void load_batch(KB *kb, const Walk *g, V step0, V b[][2])
+{
+    for (int u = 0; u < g->unroll; u++) {
+        V k = kb_add(kb, g->kbeg, kb_mul(kb, kb_add(kb, step0, kb_i32(kb, u)), kb_i32(kb, 16)));
+        for (int h = 0; h < 2; h++) {
+            V kk = kb_add(kb, k, kb_add(kb, g->kl, kb_i32(kb, 8 * h)));
+            V ok = kb_lt(kb, kk, kb_i32(kb, g->K));
+            /* the bf16 pair (kk, kk+1) as one 4-byte load (K even: aligned) */
+            V p = kb_gep(kb, kb->bf16, g->w, kb_add(kb, g->wrow, kb_to_i64(kb, kb_min(kb, kk, kb_i32(kb, g->K - 2)))));
+            b[u][h] = kb_select(kb, ok, kb_load(kb, kb->i32, p), kb_i32(kb, 0));
+        }
+    }
+}
+
+/* acc += A[0..16, k] · W fragments b, for the `unroll` steps from step0. */
+static void mma_batch(KB *kb, const Walk *g, V step0, V b[][2], KVar acc[4])
+{
+    bool tail = g->steps % g->unroll != 0;
+    for (int u = 0; u < g->unroll; u++) {
+        V step = kb_add(kb, step0, kb_i32(kb, u));
+        if (tail)
+            kb_if(kb, kb_lt(kb, step, kb_i32(kb, g->steps)));
+        V k = kb_add(kb, g->kbeg, kb_mul(kb, step, kb_i32(kb, 16)));
+        /* A fragment: rows 0..15 at k, stored [m][k] (lanes 16-31 address the k+8 half) */
+        V af[4];
+        V row = kb_rem(kb, g->lane, kb_i32(kb, 16));
+        V col = kb_add(kb, k, kb_mul(kb, kb_div(kb, g->lane, kb_i32(kb, 16)), kb_i32(kb, 8)));
+        nvvm_ldmatrix_x4(kb, kb_smem(kb, kb_add(kb, kb_mul(kb, row, kb_i32(kb, g->lda)), kb_mul(kb, col, kb_i32(kb, 2)))),
+                         false, af);
+        V c[4], dd[4];
+        for (int e = 0; e < 4; e++)
+            c[e] = kb_get(kb, acc[e]);
+        nvvm_mma_bf16(kb, af, b[u], c, dd);
+        for (int e = 0; e < 4; e++)
+            kb_set(kb, acc[e], dd[e]);
+        if (tail)
+            kb_endif(kb);
+    }
 }
 
 static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
@@ -59,6 +114,21 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
     V m0 = kb_mul(kb, nvvm_ctaid_y(kb), kb_i32(kb, GV_ROWS));
     V zero = kb_f32(kb, 0);
+
+    /* warp = (nt, ks): n8 tile nt of the block's columns, K split ks */
+    V nt = kb_rem(kb, warp, kb_i32(kb, s->wn)), ks = kb_div(kb, warp, kb_i32(kb, s->wn));
+    V n0 = kb_add(kb, kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, 8 * s->wn)), kb_mul(kb, nt, kb_i32(kb, 8)));
+    V n = kb_add(kb, n0, kb_div(kb, lane, kb_i32(kb, 4)));
+    int64_t kw = s->Kp / s->wk; /* K range per split, a multiple of 16 */
+    Walk gw = {.w = w, .wrow = kb_mul(kb, kb_to_i64(kb, kb_min(kb, n, kb_i32(kb, s->N - 1))), kb_i64(kb, s->K)),
+               .kl = kb_mul(kb, kb_rem(kb, lane, kb_i32(kb, 4)), kb_i32(kb, 2)), .kbeg = kb_mul(kb, ks, kb_i32(kb, kw)),
+               .lane = lane, .lda = lda, .steps = (int)(kw / 16), .K = s->K};
+    gw.unroll = gw.steps < GV_UNROLL ? gw.steps : GV_UNROLL;
+    /* the first batch of weights is in flight before anything waits on the previous kernel */
+    V b0[GV_UNROLL][2];
+    load_batch(kb, &gw, kb_i32(kb, 0), b0);
+    if (s->pdl)
+        nvvm_pdl_sync(kb);
 
     /* ---- prologue: rows m0..m0+15 → bf16 A tile in smem, a warp per row. A live
      * row is read with 16-byte loads and held in registers (two passes over
@@ -168,51 +238,16 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     kb_endfor(kb);
     nvvm_bar_sync(kb);
 
-    /* ---- main loop: warp = (nt, ks) ---- */
-    V nt = kb_rem(kb, warp, kb_i32(kb, s->wn)), ks = kb_div(kb, warp, kb_i32(kb, s->wn));
-    V n0 = kb_add(kb, kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, 8 * s->wn)), kb_mul(kb, nt, kb_i32(kb, 8)));
-    V n = kb_add(kb, n0, kb_div(kb, lane, kb_i32(kb, 4)));
-    V wrow = kb_mul(kb, kb_to_i64(kb, kb_min(kb, n, kb_i32(kb, s->N - 1))), kb_i64(kb, s->K));
-    V kl = kb_mul(kb, kb_rem(kb, lane, kb_i32(kb, 4)), kb_i32(kb, 2));
-    int64_t kw = s->Kp / s->wk; /* K range per split, a multiple of 16 */
-    V kbeg = kb_mul(kb, ks, kb_i32(kb, kw));
+    /* ---- main loop: the prefetched batch, then the rest ---- */
     KVar acc[MMA_MAX_MI][MMA_MAX_NI][4];
     for (int e = 0; e < 4; e++)
         acc[0][0][e] = kb_var(kb, kb->f32, zero);
-    int steps = (int)(kw / 16), unroll = steps < GV_UNROLL ? steps : GV_UNROLL;
-    KVar st = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, steps), kb_i32(kb, unroll));
+    mma_batch(kb, &gw, kb_i32(kb, 0), b0, acc[0][0]);
+    KVar st = kb_for(kb, kb_i32(kb, gw.unroll), kb_i32(kb, gw.steps), kb_i32(kb, gw.unroll));
     {
         V b[GV_UNROLL][2];
-        for (int u = 0; u < unroll; u++) { /* W fragments of `unroll` k16 steps, loads first */
-            V k = kb_add(kb, kbeg, kb_mul(kb, kb_add(kb, kb_get(kb, st), kb_i32(kb, u)), kb_i32(kb, 16)));
-            for (int h = 0; h < 2; h++) {
-                V kk = kb_add(kb, k, kb_add(kb, kl, kb_i32(kb, 8 * h)));
-                V ok = kb_lt(kb, kk, kb_i32(kb, s->K));
-                /* the bf16 pair (kk, kk+1) as one 4-byte load (K even: aligned) */
-                V p = kb_gep(kb, kb->bf16, w, kb_add(kb, wrow, kb_to_i64(kb, kb_min(kb, kk, kb_i32(kb, s->K - 2)))));
-                V v = kb_load(kb, kb->i32, p);
-                b[u][h] = kb_select(kb, ok, v, kb_i32(kb, 0));
-            }
-        }
-        bool tail = steps % unroll != 0;
-        for (int u = 0; u < unroll; u++) {
-            V step = kb_add(kb, kb_get(kb, st), kb_i32(kb, u));
-            if (tail)
-                kb_if(kb, kb_lt(kb, step, kb_i32(kb, steps)));
-            V k = kb_add(kb, kbeg, kb_mul(kb, step, kb_i32(kb, 16)));
-            /* A fragment: rows 0..15 at k, stored [m][k] (lanes 16-31 address the k+8 half) */
-            V af[4];
-            V row = kb_rem(kb, lane, kb_i32(kb, 16)), col = kb_add(kb, k, kb_mul(kb, kb_div(kb, lane, kb_i32(kb, 16)), kb_i32(kb, 8)));
-            nvvm_ldmatrix_x4(kb, kb_smem(kb, kb_add(kb, kb_mul(kb, row, kb_i32(kb, lda)), kb_mul(kb, col, kb_i32(kb, 2)))), false, af);
-            V c[4], dd[4];
-            for (int e = 0; e < 4; e++)
-                c[e] = kb_get(kb, acc[0][0][e]);
-            nvvm_mma_bf16(kb, af, b[u], c, dd);
-            for (int e = 0; e < 4; e++)
-                kb_set(kb, acc[0][0][e], dd[e]);
-            if (tail)
-                kb_endif(kb);
-        }
+        load_batch(kb, &gw, kb_get(kb, st), b);
+        mma_batch(kb, &gw, kb_get(kb, st), b, acc[0][0]);
     }
     kb_endfor(kb);
 
@@ -256,6 +291,7 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
                    .pro = !pro ? 0 : !strcmp(pro, "rmsnorm") ? 1 : 2, .group = node_int(n, "group", w->dim[1].n),
                    .eps = (float)node_float(n, "eps", 1e-5), .in = n->src[0]->dtype, .out = n->dtype};
     s.residual = n->nsrc - 2 - (s.pro != 0) == 1;
+    s.pdl = kl_use_pdl(cg, n);
     s.Kp = (s.K + 15) / 16 * 16;
     s.warps = s.wn * s.wk;
     if (s.K % 8 || s.wn < 1 || s.wk < 1 || (s.warps != 4 && s.warps != 8) || (s.Kp / s.wk) % 16 || s.group < 1 ||
@@ -269,6 +305,7 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
     KLaunch *l = kout_add(out, name, (unsigned)(32 * s.warps), smem);
     kl_param(l, "wn", s.wn);
     kl_param(l, "wk", s.wk);
+    kl_param(l, "pdl", s.pdl);
     SymExpr M = node_rows_expr(n);
     l->grid[0] = sym_const((s.N + 8 * s.wn - 1) / (8 * s.wn));
     l->grid[1] = sym_ceildiv(M, GV_ROWS);

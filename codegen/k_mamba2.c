@@ -192,7 +192,7 @@ static bool emit_scan(Codegen *cg, const Mx *m, int T, int threads, char **ptx, 
  * are issued before any is used. */
 enum { STEP_THREADS = 128, STEP_WARPS = 4 };
 
-static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, char **ptx, Diag *d)
+static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, bool pdl, char **ptx, Diag *d)
 {
     int PB = (int)m->P / psplit, RW = PB / STEP_WARPS, Q = (int)m->N / 4, J = (Q + 31) / 32;
     KB *kb = kb_new(cg->ctx, "mamba2_step",
@@ -206,6 +206,21 @@ static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, cha
     V p0 = kb_mul(kb, kb_rem(kb, nvvm_ctaid_x(kb), kb_i32(kb, psplit)), kb_i32(kb, PB));
     V pos = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b));
     V one = kb_i32(kb, 1), zero = kb_i32(kb, 0);
+    /* this block's state rows: in flight before anything waits on the previous kernel */
+    V sbase = kb_mul(kb, kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->H)), h)), kb_i64(kb, m->P * m->N));
+    T v4 = LLVMVectorType(kb->f32, 4);
+    V sp[16][8], s4[16][8];
+    for (int r = 0; r < RW; r++) /* issue every load first */
+        for (int j = 0; j < J; j++) {
+            V q = kb_min(kb, kb_add(kb, lane, kb_i32(kb, 32 * j)), kb_i32(kb, Q - 1));
+            V pl = kb_add(kb, kb_mul(kb, warp, kb_i32(kb, RW)), kb_i32(kb, r));
+            V off = kb_add(kb, sbase, kb_to_i64(kb, kb_add(kb, kb_mul(kb, kb_add(kb, p0, pl), kb_i32(kb, m->N)),
+                                                             kb_mul(kb, q, kb_i32(kb, 4)))));
+            sp[r][j] = kb_gep(kb, kb->f32, ssm, off);
+            s4[r][j] = kb_load_vec(kb, kb->f32, 4, sp[r][j], 16);
+        }
+    if (pdl)
+        nvvm_pdl_sync(kb);
     /* conv of this block's x channels and its group's B, C channels → smem [x | B | C] */
     KVar e = kb_for(kb, tid, kb_i32(kb, PB + 2 * m->N), kb_i32(kb, STEP_THREADS));
     {
@@ -231,18 +246,6 @@ static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, cha
     V dA = kb_exp(kb, kb_mul(kb, dt, kb_neg(kb, kb_exp(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, alog, h))))));
     V Dh = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, Dp, h));
     nvvm_bar_sync(kb);
-    V sbase = kb_mul(kb, kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->H)), h)), kb_i64(kb, m->P * m->N));
-    T v4 = LLVMVectorType(kb->f32, 4);
-    V sp[16][8], s4[16][8];
-    for (int r = 0; r < RW; r++) /* issue every load first */
-        for (int j = 0; j < J; j++) {
-            V q = kb_min(kb, kb_add(kb, lane, kb_i32(kb, 32 * j)), kb_i32(kb, Q - 1));
-            V pl = kb_add(kb, kb_mul(kb, warp, kb_i32(kb, RW)), kb_i32(kb, r));
-            V off = kb_add(kb, sbase, kb_to_i64(kb, kb_add(kb, kb_mul(kb, kb_add(kb, p0, pl), kb_i32(kb, m->N)),
-                                                             kb_mul(kb, q, kb_i32(kb, 4)))));
-            sp[r][j] = kb_gep(kb, kb->f32, ssm, off);
-            s4[r][j] = kb_load_vec(kb, kb->f32, 4, sp[r][j], 16);
-        }
     for (int r = 0; r < RW; r++) {
         V pl = kb_add(kb, kb_mul(kb, warp, kb_i32(kb, RW)), kb_i32(kb, r));
         V x = kb_load(kb, kb->f32, smem_f32(kb, 0, pl));
@@ -497,7 +500,9 @@ bool k_mamba2_step(Codegen *cg, const Node *n, KOut *out, Diag *d)
     state_args(l);
     /* norm="deferred": the consumer GEMV normalises, so this launch also keeps the conv ring */
     bool deferred = node_str(n, "norm", NULL) != NULL;
-    if (!emit_step(cg, &m, psplit, deferred, &l->ptx, d))
+    bool pdl = kl_use_pdl(cg, n);
+    kl_param(l, "pdl", pdl);
+    if (!emit_step(cg, &m, psplit, deferred, pdl, &l->ptx, d))
         return false;
     return deferred ? true : add_norm_launch(cg, n, &m, out, d);
 }

@@ -88,3 +88,13 @@ SymExpr node_rows_expr(const Node *n)
     }
     return e;
 }
+
+bool kl_use_pdl(const Codegen *cg, const Node *n)
+{
+    if (cg->target->sm < 90)
+        return false;
+    for (int i = 0; i < n->ndim; i++)
+        if (n->dim[i].sym == SYM_SEQ)
+            return false;
+    return true;
+}

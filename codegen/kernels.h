@@ -65,5 +65,8 @@ void kl_arg_i32(KLaunch *l, SymExpr v);
 void kl_arg_scratch(KLaunch *l);
 void kl_arg_f32(KLaunch *l, float f);
 void kl_param(KLaunch *l, const char *key, int64_t v);
+/* Whether a kernel for n uses programmatic dependent launch: one-token
+ * (decode) nodes on targets that have griddepcontrol (sm_90). */
+bool kl_use_pdl(const Codegen *cg, const Node *n);
 /* Rows of a node: product of all dims but the last, as a SymExpr. */
 SymExpr node_rows_expr(const Node *n);

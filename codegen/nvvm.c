@@ -69,6 +69,12 @@ V nvvm_tanh(KB *kb, V x)
 void nvvm_griddep_wait(KB *kb) { nvvm_call(kb, "llvm.nvvm.griddepcontrol.wait", kb->t_void, NULL, 0); }
 void nvvm_griddep_launch(KB *kb) { nvvm_call(kb, "llvm.nvvm.griddepcontrol.launch.dependents", kb->t_void, NULL, 0); }
 
+void nvvm_pdl_sync(KB *kb)
+{
+    nvvm_griddep_wait(kb);
+    nvvm_griddep_launch(kb);
+}
+
 void nvvm_ldmatrix_x4(KB *kb, V sptr, bool trans, V out[4])
 {
     T i32 = kb->i32;

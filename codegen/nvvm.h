@@ -32,6 +32,11 @@ V nvvm_tanh(KB *kb, V x);  /* tanh.approx.f32 (inline PTX: LLVM has no intrinsic
 /* griddepcontrol (sm_90): wait for the grid this one depends on / let dependents launch. */
 void nvvm_griddep_wait(KB *kb);
 void nvvm_griddep_launch(KB *kb);
+/* The PDL handshake of msac's kernels: wait for the predecessor grid, then let
+ * the successor launch. Before it a kernel may only read weights and state a
+ * kernel before its predecessor wrote, and write nothing: the predecessor may
+ * still be reading buffers the workspace plan shares. */
+void nvvm_pdl_sync(KB *kb);
 
 /* ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16: four 8x8 b16 matrices;
  * lane l supplies the address of row l%8 of matrix l/8. out[4] = i32 regs. */

@@ -4,6 +4,8 @@
  * rt_launch_args, so there is one place that builds arguments. */
 #include <stdio.h>
 
+#include <string.h>
+
 #include "rt_internal.h"
 
 msac_status rt_check_sizes(const char *what, int max_batch, int max_seq, int max_ctx, const int64_t *positions,
@@ -98,4 +100,12 @@ msac_status rt_launch_args(const Plan *p, const PlanLaunch *l, const uint64_t *b
         out->params[a] = v;
     }
     return NULL;
+}
+
+int64_t rt_kernel_param(const PlanKernel *k, const char *key, int64_t dflt)
+{
+    for (uint32_t i = 0; i < k->nparams; i++)
+        if (!strcmp(k->params[i].key, key))
+            return k->params[i].value;
+    return dflt;
 }

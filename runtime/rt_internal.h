@@ -50,6 +50,7 @@ struct msac_plan {
 const char *rt_dtype_name(uint32_t dtype); /* "f32", "bf16", "i32", "?" */
 size_t rt_dtype_size(uint32_t dtype);      /* bytes per element, 0 if unknown */
 uint64_t rt_weight_numel(const PlanWeight *w); /* product of dims (validated by plan_read) */
+int64_t rt_kernel_param(const PlanKernel *k, const char *key, int64_t dflt); /* tunable value, dflt if absent */
 
 /* ---- bf16 ---- */
 uint16_t rt_bf16_from_f32(float x); /* round to nearest even; NaN stays a quiet NaN */

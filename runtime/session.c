@@ -327,6 +327,19 @@ static msac_status launch_program(msac_session *s, const PlanProgram *pr, int ba
             CU_RETURN(cu->EventRecord(marks[j], s->stream), "cuEventRecord(before launch %u of %s)", j, pr->name);
         if (!a.grid[0] || !a.grid[1] || !a.grid[2])
             continue; /* nothing to do at this size */
+        if (rt_kernel_param(k, "pdl", 0)) {
+            /* Programmatic dependent launch: the kernel waits (griddepcontrol.wait) before it
+             * touches its predecessor's results, so it may be scheduled while that one ends. */
+            CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION};
+            attr.value.programmaticStreamSerializationAllowed = 1;
+            CUlaunchConfig cfg = {.gridDimX = a.grid[0], .gridDimY = a.grid[1], .gridDimZ = a.grid[2],
+                                  .blockDimX = k->block[0], .blockDimY = k->block[1], .blockDimZ = k->block[2],
+                                  .sharedMemBytes = k->smem, .hStream = s->stream, .attrs = &attr, .numAttrs = 1};
+            CU_RETURN(cu->LaunchKernelEx(&cfg, s->funcs[l->kernel], a.params, NULL),
+                      "cuLaunchKernelEx(kernel %s, launch %u of %s, grid %ux%ux%u, programmatic)", k->name, j,
+                      pr->name, a.grid[0], a.grid[1], a.grid[2]);
+            continue;
+        }
         CU_RETURN(cu->LaunchKernel(s->funcs[l->kernel], a.grid[0], a.grid[1], a.grid[2], k->block[0], k->block[1],
                                    k->block[2], k->smem, s->stream, a.params, NULL),
                   "cuLaunchKernel(kernel %s, launch %u of %s, grid %ux%ux%u)", k->name, j, pr->name, a.grid[0],
