@@ -16,8 +16,18 @@ void compile_options_init(CompileOptions *o)
 }
 
 typedef struct DumpCtx {
-    const CompileOptions *o; /* which pass to dump, where */
+    const CompileOptions *o; /* which pass to dump, where; schedule and tweak hooks */
 } DumpCtx;
+
+/* After lowering: the schedule overrides, then the caller's tweak. */
+static void tweak_cb(void *user, const char *program, Graph *g)
+{
+    const DumpCtx *dc = user;
+    if (dc->o->schedule)
+        schedule_apply(dc->o->schedule, g);
+    if (dc->o->tweak)
+        dc->o->tweak(dc->o->tweak_user, program, g);
+}
 
 static void dump_cb(void *user, const char *program, const char *pass, const Graph *g)
 {
@@ -65,7 +75,7 @@ bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
         return false;
     Programs progs;
     DumpCtx dc = {o};
-    PipelineHooks hooks = {dump_cb, &dc, o->tweak, o->tweak_user};
+    PipelineHooks hooks = {dump_cb, &dc, tweak_cb, &dc};
     if (!pipeline_run(g->arena, g, &progs, &hooks, d))
         return false;
     if (o->progress)

@@ -10,6 +10,7 @@
 
 #include "diag.h"
 #include "plan_format.h"
+#include "schedule.h"
 
 typedef struct Graph Graph;
 
@@ -24,6 +25,7 @@ typedef struct CompileOptions {
      * autotuner and the schedule tests use this). NULL for none. */
     void (*tweak)(void *user, const char *program, Graph *g);
     void *tweak_user;         /* passed to tweak */
+    const ScheduleSet *schedule; /* overrides applied after lowering (before tweak), or NULL */
 } CompileOptions;
 
 void compile_options_init(CompileOptions *o);

@@ -18,7 +18,7 @@
 #include "mma.h"
 #include "nvvm.h"
 
-enum { GV_ROWS = 16, GV_UNROLL = 8 };
+enum { GV_ROWS = 16, GV_UNROLL = 16 }; /* rows per block; k16 steps whose W loads are in flight together */
 
 typedef struct GemvShape {
     int64_t N, K, Kp;    /* sizes; Kp = K rounded up to 16 */

@@ -35,12 +35,14 @@ typedef struct BenchArgs {
     double peak_gbs;     /* roofline memory peak */
     const char *json;    /* JSON output path or NULL */
     bool graphs;         /* decode as CUDA graphs */
+    ScheduleSet sched;   /* --schedule overrides for a YAML input */
 } BenchArgs;
 
 static const char synopsis[] =
     "usage: msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
     "                  [--program prefill|decode|all] [--warmup N] [--iters N]\n"
-    "                  [--target sm_90a|sm_80] [--peak-tflops T] [--peak-gbs G] [--json FILE] [--no-graphs]\n";
+    "                  [--target sm_90a|sm_80] [--schedule KERNEL:key=val,...] [--peak-tflops T]\n"
+    "                  [--peak-gbs G] [--json FILE] [--no-graphs]\n";
 
 static void usage(FILE *f)
 {
@@ -112,7 +114,8 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             continue;
         }
         static const char *const valued[] = {"--batch",  "--seq",         "--decode-batch", "--warmup", "--iters",
-                                             "--target", "--peak-tflops", "--peak-gbs",     "--json",   "--program"};
+                                             "--target", "--peak-tflops", "--peak-gbs",     "--json",   "--program",
+                                             "--schedule"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(o, valued[k]);
@@ -142,6 +145,13 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             a->json = v;
         else if (!strcmp(o, "--target"))
             ok = !strcmp(v, "sm_90a") || !strcmp(v, "sm_80") ? (a->target = v, true) : false;
+        else if (!strcmp(o, "--schedule")) {
+            Diag sd = {0};
+            if (!schedule_parse(&a->sched, v, &sd)) {
+                fprintf(stderr, "msac bench: %s\n", sd.msg);
+                return 2;
+            }
+        }
         else if (!strcmp(o, "--program")) {
             a->prefill = !strcmp(v, "prefill") || !strcmp(v, "all");
             a->decode = !strcmp(v, "decode") || !strcmp(v, "all");
@@ -178,7 +188,7 @@ static bool report(msac_status st)
 }
 
 /* Compiles a model YAML in memory and loads the plan. */
-static bool compile_yaml(const char *path, const char *target, msac_plan **out)
+static bool compile_yaml(const char *path, const char *target, const ScheduleSet *sched, msac_plan **out)
 {
     Diag d = {0};
     char *text = frontend_read_file(path, &d);
@@ -190,6 +200,7 @@ static bool compile_yaml(const char *path, const char *target, msac_plan **out)
     compile_options_init(&o);
     if (target)
         o.target = target;
+    o.schedule = sched;
     Plan *p = NULL;
     uint8_t *bytes = NULL;
     size_t len = 0;
@@ -305,7 +316,7 @@ int cli_bench(int argc, char **argv)
     msac_device *dev = NULL;
     BenchReport r = {.peak_tflops = a.peak_tflops, .peak_gbs = a.peak_gbs, .warmup = a.warmup, .iters = a.iters};
     rc = 1;
-    if (yaml ? !compile_yaml(a.input, a.target, &plan) : !report(msac_plan_load(a.input, &plan)))
+    if (yaml ? !compile_yaml(a.input, a.target, &a.sched, &plan) : !report(msac_plan_load(a.input, &plan)))
         goto out;
     msac_status st = msac_device_open(0, &dev);
     if (st) {

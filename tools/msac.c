@@ -14,9 +14,11 @@ static const char usage_text[] =
     "\n"
     "usage:\n"
     "  msac compile MODEL.yaml -o PLAN [--target sm_90a|sm_80] [--emit-ptx DIR]\n"
-    "               [--dump=after-PASS | --dump=all] [-q]\n"
+    "               [--dump=after-PASS | --dump=all] [--schedule KERNEL:key=val,...] [-q]\n"
     "      Lower the model to IR, run the passes, generate PTX (LLVM NVPTX) and write\n"
     "      the plan file. --dump prints the IR after a pass (all: after every pass).\n"
+    "      --schedule overrides a kernel template's schedule (repeatable), e.g.\n"
+    "      gemm:bk=64,stages=4 (see docs/kernels.md for each template's parameters).\n"
     "  msac info PLAN\n"
     "      Kernels, launch programs, buffer plan and weight table of a plan.\n"
     "  msac run PLAN [--device gpu|cpu|auto] [--weights FILE.safetensors] [--seed N]\n"
@@ -46,6 +48,8 @@ static int cmd_compile(int argc, char **argv)
     CompileOptions o;
     compile_options_init(&o);
     o.progress = true;
+    ScheduleSet sched = {0};
+    o.schedule = &sched;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-o") && i + 1 < argc)
@@ -54,6 +58,13 @@ static int cmd_compile(int argc, char **argv)
             o.target = argv[++i];
         else if (!strcmp(a, "--emit-ptx") && i + 1 < argc)
             o.emit_ptx_dir = argv[++i];
+        else if (!strcmp(a, "--schedule") && i + 1 < argc) {
+            Diag sd = {0};
+            if (!schedule_parse(&sched, argv[++i], &sd)) {
+                fprintf(stderr, "msac compile: %s\n", sd.msg);
+                return 2;
+            }
+        }
         else if (!strncmp(a, "--dump=after-", 13))
             o.dump = a + 13;
         else if (!strcmp(a, "--dump=all"))
