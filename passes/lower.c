@@ -4,7 +4,8 @@
  * replace them; codegen/k_*.c validate and consume them.
  *
  * Default schedules (heuristics, documented in docs/kernels.md):
- *   gemm     prefill: 128x128x32 tile, 8 warps (2x4), 3 stages
+ *   gemm     prefill: 128x128x64 tile, 8 warps (2x4), 3 stages (measured best of
+ *            bk 32/64, stages 3/4, 256x128 and 128x256 tiles on an H100; docs/kernels.md)
  *   gemv     decode (M = batch, small): 16-row tiles, 4 warps as wn n8-tiles × wk K-splits,
  *            wn/wk chosen for >= 264 blocks (two per SM) where N allows
  *   rmsnorm  one warp per row, 4 rows per block
@@ -54,7 +55,7 @@ bool pass_lower(Graph *g, Diag *d)
             node_set_str(g, n, "kernel", "gemm");
             node_set_int(g, n, "bm", 128);
             node_set_int(g, n, "bn", 128);
-            node_set_int(g, n, "bk", 32);
+            node_set_int(g, n, "bk", 64);
             node_set_int(g, n, "wm", 2);
             node_set_int(g, n, "wn", 4);
             node_set_int(g, n, "stages", 3);
