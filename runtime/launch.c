@@ -109,3 +109,54 @@ int64_t rt_kernel_param(const PlanKernel *k, const char *key, int64_t dflt)
             return k->params[i].value;
     return dflt;
 }
+
+msac_status rt_check_ragged(const char *what, int64_t vocab, int max_batch, int max_ctx, const int64_t *positions,
+                            int batch, const int *lengths, const int32_t *tokens, int64_t *out_total)
+{
+    if (batch < 1 || batch > max_batch)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: batch %d is outside 1..%d (the session's max_batch)", what,
+                           batch, max_batch);
+    if (!lengths)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: lengths is NULL", what);
+    int64_t total = 0;
+    for (int r = 0; r < batch; r++) {
+        if (lengths[r] < 0)
+            return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: length %d of sequence %d is negative", what,
+                               lengths[r], r);
+        int64_t at = positions ? positions[r] : 0;
+        if (at + lengths[r] > max_ctx)
+            return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                               "%s: sequence %d is at position %lld; %d more tokens exceed max_ctx %d (reset the "
+                               "session or raise max_ctx)",
+                               what, r, (long long)at, lengths[r], max_ctx);
+        total += lengths[r];
+    }
+    if (total && !tokens)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", what);
+    int64_t i = 0;
+    for (int r = 0; r < batch; r++) {
+        for (int t = 0; t < lengths[r]; t++, i++) {
+            if (tokens[i] < 0 || tokens[i] >= vocab)
+                return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                                   "%s: token %d at [%d, %d] (tokens[%lld]) is outside the vocabulary [0, %lld)", what,
+                                   tokens[i], r, t, (long long)i, (long long)vocab);
+        }
+    }
+    *out_total = total;
+    return NULL;
+}
+
+bool rt_ragged_next(int batch, const int *lengths, const int *done, int max_seq, RtRaggedStep *out)
+{
+    int r = 0;
+    while (r < batch && done[r] >= lengths[r])
+        r++;
+    if (r == batch)
+        return false;
+    int e = r, seq = max_seq;
+    for (; e < batch && done[e] < lengths[e]; e++)
+        if (lengths[e] - done[e] < seq)
+            seq = lengths[e] - done[e];
+    *out = (RtRaggedStep){r, e - r, seq};
+    return true;
+}

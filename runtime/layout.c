@@ -161,3 +161,66 @@ msac_status rt_call_buffers(const Plan *p, const RtLayout *l, uint64_t base, int
     }
     return NULL;
 }
+
+msac_status rt_state_rows(const Plan *p, int64_t max_ctx, uint64_t *out_row_bytes)
+{
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        const PlanBuffer *b = &p->buffers[i];
+        out_row_bytes[i] = 0;
+        if (b->kind != PBUF_STATE)
+            continue;
+        const PlanExpr *e = &b->bytes;
+        if (e->div != 1 || e->c[0] || e->c[2] || e->c[3] || e->c[4]) {
+            char text[128];
+            plan_expr_format(e, text, sizeof text);
+            return status_make(MSAC_ERR_UNSUPPORTED,
+                               "plan: state buffer \"%s\" (bytes %s) is not laid out per sequence; running some rows "
+                               "of a session alone needs bytes = c*batch + k*batch*ctx",
+                               b->name, text);
+        }
+        int64_t row;
+        if (!plan_expr_eval_checked(e, 1, 1, max_ctx, &row) || row < 0)
+            return status_make(MSAC_ERR_BAD_PLAN, "plan: state buffer \"%s\": one row's size overflows at ctx=%lld",
+                               b->name, (long long)max_ctx);
+        out_row_bytes[i] = (uint64_t)row;
+    }
+    for (uint32_t g = 0; g < p->nprograms; g++) {
+        const PlanProgram *pr = &p->programs[g];
+        for (uint32_t j = 0; j < pr->nlaunch; j++) {
+            const PlanLaunch *l = &pr->launch[j];
+            for (uint32_t a = 0; a < l->nargs; a++) {
+                const PlanArg *arg = &l->args[a];
+                if (arg->kind != PARG_BUF || p->buffers[arg->buf].kind != PBUF_STATE)
+                    continue;
+                const int64_t *c = arg->expr.c;
+                int64_t off = -1;
+                bool constant = !c[1] && !c[2] && !c[3] && !c[4] && !c[5];
+                if (!constant || !plan_expr_eval_checked(&arg->expr, 0, 0, 0, &off) || off < 0 ||
+                    (off > 0 && (uint64_t)off >= out_row_bytes[arg->buf]))
+                    return status_make(MSAC_ERR_UNSUPPORTED,
+                                       "plan: %s launch %u (kernel %s) argument %u points into state \"%s\" at an "
+                                       "offset that is not inside its first row; running some rows of a session "
+                                       "alone is not possible",
+                                       pr->name, j, p->kernels[l->kernel].name, a, p->buffers[arg->buf].name);
+            }
+        }
+    }
+    return NULL;
+}
+
+msac_status rt_call_shift_rows(const Plan *p, const uint64_t *row_bytes, int row, uint64_t *bufptr,
+                               uint64_t *bufsize)
+{
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        if (p->buffers[i].kind != PBUF_STATE)
+            continue;
+        uint64_t shift;
+        if (row < 0 || __builtin_mul_overflow((uint64_t)row, row_bytes[i], &shift) || shift > bufsize[i])
+            return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                               "row %d is outside state buffer \"%s\" (%llu bytes, %llu per row)", row,
+                               p->buffers[i].name, (unsigned long long)bufsize[i], (unsigned long long)row_bytes[i]);
+        bufptr[i] += shift;
+        bufsize[i] -= shift;
+    }
+    return NULL;
+}

@@ -103,6 +103,46 @@ msac_status rt_check_call(const char *what, int64_t vocab, int max_batch, int ma
 msac_status rt_call_buffers(const Plan *p, const RtLayout *l, uint64_t base, int64_t batch, int64_t seq,
                             int64_t ctx, uint64_t *bufptr, uint64_t *bufsize);
 
+/* Bytes of one sequence's row of every state buffer into out_row_bytes
+ * (nbuffers entries; 0 for buffers that are not states), with ctx at the
+ * session's max_ctx. A state must be laid out per sequence, [batch, ...]
+ * row-major, for a call to run on rows other than 0..batch-1: its size
+ * c*batch + k*batch*ctx (no other term, divisor 1), and every launch
+ * argument into it at a constant offset inside the first row. Otherwise
+ * MSAC_ERR_UNSUPPORTED naming the buffer (MSAC_ERR_BAD_PLAN on overflow). */
+msac_status rt_state_rows(const Plan *p, int64_t max_ctx, uint64_t *out_row_bytes);
+
+/* Moves every state buffer of a call, as rt_call_buffers addressed it, to
+ * start at sequence `row`: bufptr += row * row_bytes, bufsize shrinks by as
+ * much, so that rows 0..b-1 of the call are the session's rows row..row+b-1.
+ * Inputs, outputs, weights and workspace are per call and stay. */
+msac_status rt_call_shift_rows(const Plan *p, const uint64_t *row_bytes, int row, uint64_t *bufptr,
+                               uint64_t *bufsize);
+
+/* Checks a ragged prefill (msac_session_prefill_ragged) against the limits:
+ * batch in 1..max_batch, lengths non-NULL, every length >= 0 and
+ * positions[r] + lengths[r] <= max_ctx, tokens (sum of lengths, back to
+ * back) non-NULL when any length is > 0 and each in [0, vocab). Stores the
+ * sum of the lengths in *out_total. */
+msac_status rt_check_ragged(const char *what, int64_t vocab, int max_batch, int max_ctx, const int64_t *positions,
+                            int batch, const int *lengths, const int32_t *tokens, int64_t *out_total);
+
+/* One internal call of a ragged prefill: rows row..row+batch-1 of the
+ * session each take their next `seq` tokens. */
+typedef struct RtRaggedStep {
+    int row;   /* first session row of the call */
+    int batch; /* rows in the call */
+    int seq;   /* tokens per row, 1..max_seq */
+} RtRaggedStep;
+
+/* The next call of a ragged prefill, given each row's length and the
+ * tokens it has consumed so far (done[r] <= lengths[r]): the first
+ * unfinished row and the unfinished rows right after it, for the fewest
+ * tokens any of them has left (at most max_seq). False when every row is
+ * done. Rows are independent, so any order is correct; this one puts the
+ * shared part of the lengths into one wide call first. */
+bool rt_ragged_next(int batch, const int *lengths, const int *done, int max_seq, RtRaggedStep *out);
+
 /* The value of one kernel parameter. */
 typedef union RtArgValue {
     uint64_t ptr; /* PARG_BUF: device address (a CUdeviceptr) */

@@ -44,7 +44,7 @@ struct msac_session {
     CUgraphExec *graphs;        /* [max_batch + 1] captured decode step per batch size, NULL if none */
     bool *graph_failed;         /* [max_batch + 1] capture failed: replay with plain launches */
     float last_ms;              /* device time of the last call */
-    int last_batch, last_seq;   /* sizes of the last successful call, 0 before any */
+    int last_batch, last_seq;   /* sizes of the last successful call, 0 before any; seq -1 after a ragged prefill */
 };
 
 /* Makes the session's context current and computes every buffer's address

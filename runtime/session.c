@@ -475,6 +475,11 @@ msac_status msac_session_read_output(msac_session *s, const char *name, float *o
     if (!s->last_batch)
         return status_make(MSAC_ERR_INVALID_ARGUMENT, "read_output(%s): no prefill or decode has run yet", name);
     const PlanBuffer *b = &p->buffers[idx];
+    if (b->kind == PBUF_OUTPUT && s->last_seq < 0)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                           "read_output(%s): the last call was a ragged prefill, whose outputs are not kept (its "
+                           "out_last_logits has each sequence's last logits; states can be read)",
+                           name);
     size_t item = rt_dtype_size(b->dtype);
     uint64_t have = s->layout.buf_size[idx]; /* states: all of it */
     int64_t at_call;

@@ -212,6 +212,114 @@ static void test_layout(void **state)
     plan_free(p);
 }
 
+/* Ragged prefill, the driver-free half: argument checks, the split into
+ * uniform calls, and state rows moved to a row offset. */
+static void test_ragged(void **state)
+{
+    (void)state;
+    const int64_t pos[3] = {0, 10, 2};
+    const int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t total = -1;
+    const int l3[3] = {2, 6, 0};
+    assert_null(rt_check_ragged("ragged", 32, 3, 16, pos, 3, l3, tok, &total));
+    assert_int_equal(total, 8);
+    const int l0[2] = {0, 0};
+    assert_null(rt_check_ragged("ragged", 32, 3, 16, pos, 2, l0, NULL, &total));
+    assert_int_equal(total, 0);
+    expect_status(rt_check_ragged("ragged", 32, 3, 16, pos, 4, l3, tok, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "ragged: batch 4 is outside 1..3 (the session's max_batch)");
+    expect_status(rt_check_ragged("ragged", 32, 3, 16, pos, 0, l3, tok, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "batch 0 is outside");
+    expect_status(rt_check_ragged("ragged", 32, 3, 16, pos, 2, NULL, tok, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "ragged: lengths is NULL");
+    const int neg[2] = {1, -2};
+    expect_status(rt_check_ragged("ragged", 32, 3, 16, pos, 2, neg, tok, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "ragged: length -2 of sequence 1 is negative");
+    const int l7[2] = {1, 7};
+    expect_status(rt_check_ragged("ragged", 32, 3, 16, pos, 2, l7, tok, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "ragged: sequence 1 is at position 10; 7 more tokens exceed max_ctx 16");
+    expect_status(rt_check_ragged("ragged", 32, 3, 16, pos, 3, l3, NULL, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "ragged: tokens is NULL");
+    expect_status(rt_check_ragged("ragged", 8, 3, 16, pos, 3, l3, tok, &total), MSAC_ERR_INVALID_ARGUMENT,
+                  "ragged: token 8 at [1, 5] (tokens[7]) is outside the vocabulary [0, 8)");
+    assert_int_equal(total, 0); /* errors leave it alone */
+
+    /* the split: lengths 5, 2, 0, 9, 9, 1 with max_seq 4 */
+    const int len[6] = {5, 2, 0, 9, 9, 1};
+    int done[6] = {0};
+    const RtRaggedStep want[] = {{0, 2, 2}, {0, 1, 3}, {3, 3, 1}, {3, 2, 4}, {3, 2, 4}};
+    RtRaggedStep c;
+    size_t n = 0;
+    while (rt_ragged_next(6, len, done, 4, &c)) {
+        assert_true(n < sizeof want / sizeof want[0]);
+        if (c.row != want[n].row || c.batch != want[n].batch || c.seq != want[n].seq)
+            fail_msg("call %zu: rows %d+%d seq %d, expected rows %d+%d seq %d", n, c.row, c.batch, c.seq,
+                     want[n].row, want[n].batch, want[n].seq);
+        for (int r = c.row; r < c.row + c.batch; r++) {
+            assert_true(done[r] + c.seq <= len[r]);
+            done[r] += c.seq;
+        }
+        n++;
+    }
+    assert_int_equal(n, sizeof want / sizeof want[0]);
+    for (int r = 0; r < 6; r++)
+        assert_int_equal(done[r], len[r]);
+    /* sorted lengths: one call per distinct length */
+    const int sorted[4] = {7, 7, 3, 1};
+    int done2[4] = {0};
+    n = 0;
+    while (rt_ragged_next(4, sorted, done2, 8, &c)) {
+        for (int r = c.row; r < c.row + c.batch; r++)
+            done2[r] += c.seq;
+        n++;
+    }
+    assert_int_equal(n, 3);
+    assert_false(rt_ragged_next(2, l0, (const int[2]){0, 0}, 4, &c));
+
+    /* state rows: conv_state 192 B per row, kv_cache 64*ctx B per row */
+    Plan *p = fixture_plan();
+    uint64_t rows[FX_NBUF];
+    assert_null(rt_state_rows(p, 16, rows));
+    for (int i = 0; i < FX_NBUF; i++)
+        assert_int_equal(rows[i], i == FX_BUF_CONVST ? 192 : i == FX_BUF_KV ? 64 * 16 : 0);
+    msac_plan *plan = fixture_load(p);
+    RtLayout l;
+    assert_null(rt_layout_compute(plan, 2, 8, 16, &l));
+    uint64_t ptr[FX_NBUF], size[FX_NBUF], ptr0[FX_NBUF];
+    const uint64_t base = 0x7f0000000000ull;
+    assert_null(rt_call_buffers(p, &l, base, 1, 3, 16, ptr0, size));
+    assert_null(rt_call_buffers(p, &l, base, 1, 3, 16, ptr, size));
+    assert_null(rt_call_shift_rows(p, rows, 1, ptr, size));
+    for (int i = 0; i < FX_NBUF; i++)
+        assert_true(ptr[i] == ptr0[i] + rows[i]);
+    assert_int_equal(size[FX_BUF_CONVST], 192);
+    assert_int_equal(size[FX_BUF_KV], 1024);
+    assert_int_equal(size[FX_BUF_TOKENS], 64);
+    assert_null(rt_call_shift_rows(p, rows, 0, ptr0, size));
+    assert_null(rt_call_buffers(p, &l, base, 1, 3, 16, ptr, size));
+    expect_status(rt_call_shift_rows(p, rows, 3, ptr, size), MSAC_ERR_INVALID_ARGUMENT,
+                  "row 3 is outside state buffer \"conv_state\" (384 bytes, 192 per row)");
+    rt_layout_free(&l);
+    msac_plan_free(plan);
+
+    /* states that are not per sequence, or addressed past their first row */
+    p->buffers[FX_BUF_KV].bytes = (PlanExpr){{0, 0, 0, 0, 64, 0}, 1}; /* batch*seq */
+    expect_status(rt_state_rows(p, 16, rows), MSAC_ERR_UNSUPPORTED,
+                  "plan: state buffer \"kv_cache\" (bytes 64*batch*seq) is not laid out per sequence");
+    p->buffers[FX_BUF_KV].bytes = (PlanExpr){{0, 0, 0, 0, 0, 64}, 2}; /* ceil(64*batch*ctx/2) */
+    expect_status(rt_state_rows(p, 16, rows), MSAC_ERR_UNSUPPORTED, "not laid out per sequence");
+    p->buffers[FX_BUF_KV].bytes = (PlanExpr){{0, 0, 0, 0, 0, 64}, 1};
+    p->programs[0].launch[1].args[2].expr = (PlanExpr){{0, 96, 0, 0, 0, 0}, 1}; /* conv_state + 96*batch */
+    expect_status(rt_state_rows(p, 16, rows), MSAC_ERR_UNSUPPORTED,
+                  "plan: prefill launch 1 (kernel conv_c64w4) argument 2 points into state \"conv_state\" at an "
+                  "offset that is not inside its first row");
+    p->programs[0].launch[1].args[2].expr = (PlanExpr){{192, 0, 0, 0, 0, 0}, 1}; /* one row in */
+    expect_status(rt_state_rows(p, 16, rows), MSAC_ERR_UNSUPPORTED, "argument 2 points into state");
+    p->programs[0].launch[1].args[2].expr = (PlanExpr){{96, 0, 0, 0, 0, 0}, 1}; /* inside row 0 */
+    assert_null(rt_state_rows(p, 16, rows));
+    plan_free(p);
+}
+
 static void test_json(void **state)
 {
     (void)state;
@@ -305,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_target),
         cmocka_unit_test(test_check_call),
         cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_ragged),
         cmocka_unit_test(test_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

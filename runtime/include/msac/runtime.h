@@ -1,24 +1,54 @@
 /* msac/runtime.h — the msac runtime: load a compiled plan (.msac), bind
  * weights, and run prefill and decode steps on an NVIDIA GPU.
  *
- * The runtime links against libc and libdl only: the CUDA driver (libcuda) is
- * loaded with dlopen when a device is opened, so a program using this library
- * starts and reports cleanly on a machine without a GPU.
+ * Building against it: `cc app.c $(pkg-config --cflags --libs msacrt)`
+ * (examples/embed.c is a complete program). The runtime links against
+ * libc, libdl and libm only: the CUDA driver (libcuda.so.1) is loaded with
+ * dlopen when a device is opened, so a program using this library starts
+ * and reports cleanly on a machine without a GPU.
+ *
+ * A typical program:
+ *     msac_plan_load        the compiled plan (msac compile MODEL.yaml -o PLAN)
+ *     msac_device_open      GPU 0 (MSAC_ERR_NO_DRIVER / _NO_DEVICE without one)
+ *     msac_weights_open     a safetensors checkpoint (optional: seeded init otherwise)
+ *     msac_session_create   weights uploaded, states and workspace allocated
+ *     msac_session_prefill  the prompt (or msac_session_prefill_ragged for
+ *                           prompts of different lengths), then
+ *     msac_session_decode   one token per sequence per step
+ * and the matching _destroy / _close / _free calls in reverse order.
  *
  * Errors. Every call that can fail returns an msac_status: NULL means
- * success; otherwise it is a heap object carrying a code and a readable
- * message, which the caller owns and frees with msac_status_free(). No call
- * aborts on a user error (bad file, bad plan, no GPU, out of memory).
+ * success; otherwise it is a heap object carrying a code (msac_code) and a
+ * readable message, which the caller owns and frees with msac_status_free().
+ * No call aborts on a user error (bad file, bad plan, no GPU, out of
+ * memory). The codes each call can return are listed with the call; any
+ * call that allocates host memory can also return MSAC_ERR_OUT_OF_MEMORY,
+ * and any call that talks to the GPU can return MSAC_ERR_CUDA (the message
+ * names the driver call and its CUresult). Calls that return int use 0 for
+ * success and -1 for an index out of range or a NULL plan.
  *
  * Ownership. Objects are created by *_load / *_open / *_create and freed by
- * the matching *_free / *_close / *_destroy. A session keeps a reference to
- * its device and plan: free those only after the session is destroyed.
- * Out-parameters are named out_* and written only on success.
+ * the matching *_free / *_close / *_destroy, each of which accepts NULL. A
+ * session keeps a reference to its device and plan: free those only after
+ * the session is destroyed. A checkpoint (msac_weights) is only read while
+ * msac_session_create runs and may be closed right after. Strings and
+ * arrays returned by the info accessors belong to the plan and stay valid
+ * until msac_plan_free. Caller buffers (tokens, logits) are only used
+ * during the call. Out-parameters are named out_* and written only on
+ * success.
  *
- * Thread safety. msac_plan and msac_weights are immutable once loaded and may
- * be shared between threads. An msac_device may be shared; an msac_session
- * must be used by one thread at a time (calls on different sessions may run
- * concurrently). */
+ * Thread safety. Statuses are independent heap objects. msac_plan and
+ * msac_weights are immutable once loaded and may be used from any number
+ * of threads at once. An msac_device may be shared: sessions on the same
+ * device may be created, used and destroyed from different threads
+ * concurrently (each call makes the device's context current on the
+ * calling thread). An msac_session must be used by one thread at a time
+ * (external locking if several threads share one); calls on different
+ * sessions may run concurrently. Closing a device or freeing a plan while
+ * another thread still uses it is the caller's error.
+ *
+ * Calls are synchronous: when prefill / decode / read_output return, the
+ * GPU work is finished and the host buffers are written. */
 #ifndef MSAC_RUNTIME_H
 #define MSAC_RUNTIME_H
 
@@ -30,6 +60,7 @@ extern "C" {
 #endif
 
 /* ---- status ---- */
+/* The values are stable (part of the ABI; bindings may hard-code them). */
 typedef enum msac_code {
     MSAC_OK = 0,
     MSAC_ERR_INVALID_ARGUMENT = 1, /* a bad argument: null pointer, batch too large, token out of range */
@@ -47,18 +78,30 @@ typedef enum msac_code {
 typedef struct msac_status_s *msac_status;
 
 msac_code msac_status_code(msac_status st);          /* MSAC_OK for NULL */
-const char *msac_status_message(msac_status st);     /* "" for NULL; valid until freed */
+const char *msac_status_message(msac_status st);     /* "" for NULL; owned by st, valid until it is freed */
 void msac_status_free(msac_status st);               /* NULL is fine */
-const char *msac_code_name(msac_code code);          /* "MSAC_ERR_BAD_PLAN" etc. */
+const char *msac_code_name(msac_code code);          /* "MSAC_ERR_BAD_PLAN" etc.; static; "MSAC_ERR_UNKNOWN" otherwise */
 
 /* ---- plans ---- */
 typedef struct msac_plan msac_plan;
 
 /* Reads and validates a plan file: magic, format version, checksum and
- * every index and size inside it are checked before the plan is returned. */
+ * every index and size inside it are checked before the plan is returned.
+ * The plan is owned by the caller (msac_plan_free).
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL path or out_plan), MSAC_ERR_IO
+ * (cannot open or read, not a regular file), MSAC_ERR_BAD_PLAN (truncated,
+ * corrupt, wrong magic, format version or checksum, a bad index or size;
+ * the message starts with the path), MSAC_ERR_OUT_OF_MEMORY. */
 msac_status msac_plan_load(const char *path, msac_plan **out_plan);
+/* The same from `size` bytes at `data` (copied: data may be freed after the
+ * call). Errors as msac_plan_load, without MSAC_ERR_IO. */
 msac_status msac_plan_load_memory(const void *data, size_t size, msac_plan **out_plan);
+/* Frees a plan; every session made from it must be destroyed first. */
 void msac_plan_free(msac_plan *plan);
+
+/* The accessors below never fail and never allocate. A NULL plan gives -1
+ * or NULL where an int or a pointer is returned; msac_plan_get_info needs a
+ * plan. */
 
 typedef struct msac_plan_info {
     const char *model;        /* model name from the YAML */
@@ -139,22 +182,42 @@ typedef struct msac_weight_info {
 } msac_weight_info;
 int msac_plan_weight_info(const msac_plan *plan, int index, msac_weight_info *out_info);
 
-/* Bytes of device memory a session of this plan needs for the given limits
- * (weights + states + workspace + I/O). */
+/* Bytes of device memory msac_session_create allocates for these limits
+ * (the session options of the same names), exactly: weights + states +
+ * inputs and outputs + the workspace arena, each 256-byte aligned, in one
+ * allocation. Call it before creating a session to see whether it fits
+ * (`msac info --memory BATCH CTX PLAN` prints it with a breakdown).
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL plan or out_bytes, a limit
+ * below 1), MSAC_ERR_BAD_PLAN (a buffer size negative or overflowing at
+ * these limits), MSAC_ERR_OUT_OF_MEMORY (more than 2^64 bytes). */
 msac_status msac_plan_memory_required(const msac_plan *plan, int max_batch, int max_seq, int max_ctx,
                                       uint64_t *out_bytes);
 
 /* ---- weights ---- */
 typedef struct msac_weights msac_weights;
 
-/* Opens a safetensors checkpoint (memory-mapped; nothing is read yet). */
+/* Opens a safetensors checkpoint: the file is memory-mapped and its header
+ * checked (every tensor's dtype, shape and byte range); tensor data is read
+ * when a session is created from it. Owned by the caller
+ * (msac_weights_close), which may close it as soon as the sessions that use
+ * it have been created.
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL path or out_weights), MSAC_ERR_IO
+ * (cannot open, read or map), MSAC_ERR_BAD_WEIGHTS (not a safetensors file:
+ * truncated, malformed header JSON, a bad shape, a byte range outside the
+ * file or not matching dtype × shape, a name twice),
+ * MSAC_ERR_OUT_OF_MEMORY. Tensor dtypes are checked when read: F32, BF16
+ * and F16 are accepted. */
 msac_status msac_weights_open(const char *path, msac_weights **out_weights);
 void msac_weights_close(msac_weights *w);
 
 /* Host values of weight `index` as fp32 (bf16 weights are the exact bf16
  * values): from the checkpoint when `w` is non-NULL (the tensor is checked
  * for presence, shape and dtype), else from the seeded init. `out` holds the
- * weight's element count. This is what the device receives too. */
+ * weight's element count. This is what the device receives too.
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL plan or out, index out of range),
+ * MSAC_ERR_BAD_WEIGHTS (tensor missing from the checkpoint, wrong shape, a
+ * dtype other than F32 / BF16 / F16), MSAC_ERR_UNSUPPORTED (a plan weight
+ * dtype other than f32 / bf16). */
 msac_status msac_plan_weight_values(const msac_plan *plan, int index, const msac_weights *w, uint64_t seed,
                                     float *out);
 
@@ -170,9 +233,17 @@ typedef struct msac_device_info {
     uint64_t total_mem;  /* bytes */
 } msac_device_info;
 
-/* Loads libcuda, initialises it and opens device `ordinal`. Fails with
- * MSAC_ERR_NO_DRIVER / MSAC_ERR_NO_DEVICE on machines without a GPU. */
+/* Loads libcuda (dlopen, never unloaded), initialises it and retains the
+ * primary context of device `ordinal`. Owned by the caller
+ * (msac_device_close, after every session on it is destroyed). Opening the
+ * same ordinal twice gives two handles on the same context.
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL out_device), MSAC_ERR_NO_DRIVER
+ * (libcuda.so.1 not found, lacking an entry point the runtime needs, the
+ * toolkit's stub library, or cuInit failing for another reason; the
+ * message says which), MSAC_ERR_NO_DEVICE (cuInit finds no device, or
+ * `ordinal` is not below the device count), MSAC_ERR_CUDA. */
 msac_status msac_device_open(int ordinal, msac_device **out_device);
+/* Name, compute capability, SMs, driver version, memory (dev non-NULL). */
 void msac_device_get_info(const msac_device *dev, msac_device_info *out_info);
 void msac_device_close(msac_device *dev);
 
@@ -188,37 +259,111 @@ typedef struct msac_session_options {
     int use_graphs;           /* capture decode steps as CUDA graphs (default 1) */
 } msac_session_options;
 
+/* Fills *opts with the defaults above. */
 void msac_session_options_init(msac_session_options *opts);
 
-/* Allocates device buffers, uploads weights, loads the plan's kernels. */
+/* A session: one plan on one device, with its own device memory (weights,
+ * per-sequence states, I/O, workspace: msac_plan_memory_required bytes in
+ * one allocation), stream and positions. Rows 0..max_batch-1 are
+ * independent sequences; a call with batch b uses rows 0..b-1.
+ *
+ * Creates it: checks the plan's target against the device, loads every
+ * kernel's PTX, allocates and zeroes the device memory, uploads the weights
+ * (opts->weights or the seeded init; opts NULL = defaults). Owned by the
+ * caller (msac_session_destroy). On failure nothing is left allocated.
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL dev, plan or out_session, a limit
+ * below 1), MSAC_ERR_WRONG_TARGET (the plan was compiled for another GPU:
+ * "plan is for sm_90a, device NVIDIA A100 is sm_80"; recompile with
+ * --target), MSAC_ERR_BAD_PLAN (no vocab_size, no tokens input or logits
+ * output, I/O buffers too small, bad sizes), MSAC_ERR_UNSUPPORTED (an input
+ * this runtime cannot bind), MSAC_ERR_OUT_OF_MEMORY (the device allocation
+ * failed; the message gives the bytes asked for at these limits and the
+ * bytes free: lower max_batch / max_seq / max_ctx), MSAC_ERR_BAD_WEIGHTS
+ * (a tensor missing from the checkpoint or of the wrong shape),
+ * MSAC_ERR_CUDA (e.g. the PTX does not load: the message has the JIT log). */
 msac_status msac_session_create(msac_device *dev, const msac_plan *plan, const msac_session_options *opts,
                                 msac_session **out_session);
+/* Waits for the session's work, releases its device memory, graphs,
+ * modules and stream. NULL is fine. */
 void msac_session_destroy(msac_session *s);
 
-/* Zeroes every recurrent state and cache; positions restart at 0. */
+/* Zeroes every recurrent state and cache; positions restart at 0.
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL s), MSAC_ERR_CUDA. */
 msac_status msac_session_reset(msac_session *s);
 
 /* Runs `seq` tokens per sequence for `batch` sequences (tokens: batch×seq,
  * row-major), continuing from each sequence's current position. Writes the
  * logits of every position (batch×seq×vocab floats) when out_logits is
- * non-NULL. */
+ * non-NULL. Every sequence takes the same number of tokens: for prompts of
+ * different lengths use msac_session_prefill_ragged.
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL s or tokens, batch outside
+ * 1..max_batch, seq outside 1..max_seq, a token outside [0, vocab), a
+ * sequence that would pass max_ctx; nothing runs and no position moves),
+ * MSAC_ERR_UNSUPPORTED (the plan has no prefill program), MSAC_ERR_BAD_PLAN
+ * (a launch's grid or argument out of range at these sizes), MSAC_ERR_CUDA
+ * (a launch or copy failed: reset or destroy the session). */
 msac_status msac_session_prefill(msac_session *s, int batch, int seq, const int32_t *tokens, float *out_logits);
 
-/* One token per sequence (tokens: batch), logits batch×vocab. */
+/* Prefills `batch` sequences of different lengths in one call: sequence r
+ * (session row r) takes lengths[r] >= 0 tokens from its own current
+ * position. `tokens` holds the sequences back to back (sum of lengths
+ * int32 values: lengths[0] tokens of row 0, then lengths[1] of row 1, ...),
+ * so it is one flat array (ctypes: (c_int * batch), (c_int32 * total)).
+ * A length may exceed max_seq (up to max_ctx minus the row's position); a
+ * length of 0 leaves the row untouched. out_last_logits (batch×vocab
+ * floats, or NULL) gets, per sequence, the logits of its last token; rows
+ * of length 0 are not written. Results equal separate prefills of each
+ * sequence. All lengths 0 is a valid call that does nothing.
+ *
+ * Cost: the plan's kernels take one length for every row of a call, so
+ * this runs several ordinary prefill calls (fused variable-length kernels
+ * are later work). Each call takes a contiguous range of unfinished rows
+ * for the fewest tokens any of them has left (at most max_seq): the first
+ * one runs the shared part of all the lengths at full width, the rest
+ * finish the longer sequences on fewer rows. With every length <= max_seq
+ * there are at most `batch` calls (one per distinct end when the rows are
+ * sorted by length); each is synchronised before the next. Prefer sorting
+ * rows by length and batching equal lengths with msac_session_prefill.
+ * msac_session_last_ms is the sum of the calls' device times. Afterwards
+ * msac_session_read_output refuses outputs (each call overwrote them;
+ * states are readable) until the next prefill or decode.
+ * Errors: MSAC_ERR_INVALID_ARGUMENT (NULL s or lengths, tokens NULL with a
+ * length > 0, batch outside 1..max_batch, a negative length, a token
+ * outside [0, vocab), a sequence that would pass max_ctx; checked before
+ * anything runs), MSAC_ERR_UNSUPPORTED (no prefill program, or a plan whose
+ * states are not laid out per sequence), MSAC_ERR_BAD_PLAN, MSAC_ERR_CUDA.
+ * After a CUDA error, rows whose calls completed have advanced (see
+ * msac_session_position); reset the session before reusing it. */
+msac_status msac_session_prefill_ragged(msac_session *s, int batch, const int *lengths, const int32_t *tokens,
+                                        float *out_last_logits);
+
+/* One token per sequence (tokens: batch), logits batch×vocab, each row
+ * from its own position (rows may be at different positions, e.g. after a
+ * ragged prefill). Decode steps run as CUDA graphs when use_graphs is set
+ * (the default): the first step at each batch size captures the plan's
+ * decode launches into a graph, later steps at that size replay it with
+ * one cuGraphLaunch; if the driver refuses capture, that size runs as plain
+ * launches (same results).
+ * Errors: as msac_session_prefill (seq is 1; MSAC_ERR_UNSUPPORTED when the
+ * plan has no decode program). */
 msac_status msac_session_decode(msac_session *s, int batch, const int32_t *tokens, float *out_logits);
 
 /* Copies the output buffer `name` — "logits" or any other graph output the
  * plan has (a state's name works too) — as fp32 into out[0..n): the first n
  * elements, i.e. the rows of the last prefill/decode call in row-major
- * [batch, seq, ...] order (bf16 and i32 values are converted). Fails with
- * MSAC_ERR_INVALID_ARGUMENT for an unknown name, before any call, or when n
- * is more than the buffer holds at the last call's sizes. */
+ * [batch, seq, ...] order (bf16 and i32 values are converted); for a state,
+ * rows 0..max_batch-1. Fails with MSAC_ERR_INVALID_ARGUMENT for a NULL
+ * argument, an unknown name, before any call, for an output after a ragged
+ * prefill, or when n is more than the buffer holds at the last call's
+ * sizes; MSAC_ERR_CUDA when the copy fails. */
 msac_status msac_session_read_output(msac_session *s, const char *name, float *out, size_t n);
 
-/* Current position (tokens consumed) of sequence `row`. */
+/* Current position (tokens consumed) of sequence `row`; -1 for a NULL
+ * session or a row outside 0..max_batch-1. */
 int64_t msac_session_position(const msac_session *s, int row);
 
-/* Device time of the last prefill/decode call, in milliseconds (CUDA events). */
+/* Device time of the last prefill/decode call, in milliseconds (CUDA
+ * events); 0 for NULL or before any call. */
 float msac_session_last_ms(const msac_session *s);
 
 /* Times program "prefill" or "decode" at (batch, seq) (seq must be 1 for

@@ -1,0 +1,418 @@
+/* test_runtime_fake.c — the public API of libmsacrt against a fake CUDA
+ * driver (fakecuda/fake_cuda.c, found first through LD_LIBRARY_PATH), so
+ * that what needs a device is checked on machines without one:
+ *
+ *  - every failure a user meets has its code and a readable message: no
+ *    device (cuInit, no devices, ordinal out of range), no usable driver,
+ *    wrong GPU for the plan, out of device memory (with the sizes asked and
+ *    free), bad weights and bad plan at session creation; nothing leaks
+ *    device memory on those paths;
+ *  - msac_session_prefill_ragged end to end: the driver's launch hook plays
+ *    the fixture plan's two prefill kernels on the host with a causal model
+ *    (each token updates its sequence's state), so a ragged prefill must
+ *    give exactly the logits and states of separate one-sequence sessions,
+ *    split into the documented internal calls, with positions, argument
+ *    errors and plans whose states are not per sequence checked too. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cuda.h>
+#include <dlfcn.h>
+
+#include "plan_fixture.h"
+
+enum { VOCAB = 32, ST_FLOATS = 48, MAXCALLS = 64 };
+
+/* What the launch hook saw and keeps between the two prefill kernels. */
+typedef struct Played {
+    int pending_seq;         /* seq of the embed launch awaiting its conv launch, 0 if none */
+    int ncalls;              /* prefill calls played */
+    int batch[MAXCALLS];     /* [ncalls] rows of each call */
+    int seq[MAXCALLS];       /* [ncalls] tokens per row of each call */
+} Played;
+
+static Played played;
+
+static void expect_status(msac_status st, msac_code code, const char *substr)
+{
+    if (msac_status_code(st) != code || !strstr(msac_status_message(st), substr))
+        fail_msg("expected %s containing \"%s\", got %s \"%s\"", msac_code_name(code), substr,
+                 msac_code_name(msac_status_code(st)), msac_status_message(st));
+    msac_status_free(st);
+}
+
+static void check(msac_status st)
+{
+    if (st)
+        fail_msg("%s: %s", msac_code_name(msac_status_code(st)), msac_status_message(st));
+}
+
+static void *arg_ptr(void **params, int i) { return (void *)(uintptr_t)*(const uint64_t *)params[i]; }
+
+/* The fixture's prefill kernels on the host. embed_k(tokens, embed, h, seq,
+ * n, f): h row i (16 bytes) gets token i. conv_k(h, conv, conv_state, y,
+ * logits, pos, ctx), one block per sequence b: for each token in order the
+ * state row s (48 floats) becomes s0 = s0/2 + token + 1, s1 += 1 and the
+ * token's logits [pos+t, s0, token, s1, ctx, 0...]. The decode program's
+ * conv_k (not preceded by embed_k) does nothing. */
+static void play(const char *entry, const unsigned grid[3], void **params, void *user)
+{
+    Played *p = user;
+    if (!strcmp(entry, "embed_k")) {
+        const int32_t *tok = arg_ptr(params, 0);
+        int32_t *h = arg_ptr(params, 2);
+        int64_t n = *(const int64_t *)params[4];
+        for (int64_t i = 0; i < n; i++)
+            h[i * 4] = tok[i];
+        p->pending_seq = *(const int32_t *)params[3];
+        return;
+    }
+    if (strcmp(entry, "conv_k") || !p->pending_seq)
+        return;
+    int seq = p->pending_seq;
+    p->pending_seq = 0;
+    const int32_t *h = arg_ptr(params, 0), *pos = arg_ptr(params, 5);
+    float *state = arg_ptr(params, 2), *logits = arg_ptr(params, 4);
+    int32_t ctx = *(const int32_t *)params[6];
+    for (unsigned b = 0; b < grid[0]; b++) {
+        float *s = state + (size_t)b * ST_FLOATS;
+        for (int t = 0; t < seq; t++) {
+            size_t i = (size_t)b * (size_t)seq + (size_t)t;
+            int32_t tok = h[i * 4];
+            s[0] = s[0] * 0.5f + (float)tok + 1.0f;
+            s[1] += 1.0f;
+            float *o = logits + i * VOCAB;
+            memset(o, 0, VOCAB * sizeof *o);
+            o[0] = (float)(pos[b] + t);
+            o[1] = s[0];
+            o[2] = (float)tok;
+            o[3] = s[1];
+            o[4] = (float)ctx;
+        }
+    }
+    if (p->ncalls < MAXCALLS) {
+        p->batch[p->ncalls] = (int)grid[0];
+        p->seq[p->ncalls] = seq;
+    }
+    p->ncalls++;
+}
+
+/* The fake driver's handle; fails unless it is the library the runtime loaded. */
+static void *fake_driver(void)
+{
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (!h || !dlsym(h, "fake_cuda_set_hook"))
+        fail_msg("libcuda.so.1 is not the fake driver (run with LD_LIBRARY_PATH=<build>/tests/runtime/fakecuda)");
+    return h;
+}
+
+static size_t device_bytes_used(void)
+{
+    CUresult (*f)(size_t *, size_t *);
+    void *sym = dlsym(fake_driver(), "cuMemGetInfo_v2");
+    memcpy(&f, &sym, sizeof f);
+    size_t free_b = 0, total_b = 0;
+    assert_int_equal(f(&free_b, &total_b), CUDA_SUCCESS);
+    return total_b - free_b;
+}
+
+static msac_device *open_device(void)
+{
+    msac_device *dev = NULL;
+    check(msac_device_open(0, &dev));
+    return dev;
+}
+
+static void test_device_errors(void **state)
+{
+    (void)state;
+    msac_device *dev = NULL;
+    setenv("FAKE_CUDA_INIT", "100", 1);
+    expect_status(msac_device_open(0, &dev), MSAC_ERR_NO_DEVICE,
+                  "no CUDA device: cuInit: CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected (is "
+                  "CUDA_VISIBLE_DEVICES set?)");
+    setenv("FAKE_CUDA_INIT", "803", 1);
+    expect_status(msac_device_open(0, &dev), MSAC_ERR_NO_DRIVER,
+                  "no usable CUDA driver: cuInit: CUDA_ERROR_SYSTEM_DRIVER_MISMATCH");
+    setenv("FAKE_CUDA_INIT", "0", 1);
+    setenv("FAKE_CUDA_COUNT", "0", 1);
+    expect_status(msac_device_open(0, &dev), MSAC_ERR_NO_DEVICE, "no CUDA device 0: 0 devices present");
+    setenv("FAKE_CUDA_COUNT", "1", 1);
+    expect_status(msac_device_open(1, &dev), MSAC_ERR_NO_DEVICE, "no CUDA device 1: 1 device present");
+    expect_status(msac_device_open(-1, &dev), MSAC_ERR_NO_DEVICE, "no CUDA device -1");
+    assert_null(dev);
+
+    dev = open_device();
+    msac_device_info di;
+    msac_device_get_info(dev, &di);
+    assert_string_equal(di.name, "Fake GPU 0");
+    assert_int_equal(di.cc_major, 9);
+    assert_int_equal(di.cc_minor, 0);
+    assert_int_equal(di.sm_count, 4);
+    assert_int_equal(di.driver_version, 13000);
+    assert_true(di.total_mem == 1ull << 30);
+    msac_device_close(dev);
+}
+
+/* A safetensors file holding only the fixture's embedding (f32 [32, 8]). */
+static void write_partial_checkpoint(const char *path)
+{
+    char hdr[128];
+    int n = snprintf(hdr, sizeof hdr, "{\"embed.weight\":{\"dtype\":\"F32\",\"shape\":[32,8],\"data_offsets\":[0,1024]}}");
+    while (n % 8)
+        hdr[n++] = ' ';
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t len = (uint64_t)n;
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(len >> (8 * i));
+    float data[256] = {0};
+    assert_int_equal(fwrite(le, 1, 8, f), 8);
+    assert_int_equal(fwrite(hdr, 1, (size_t)n, f), (size_t)n);
+    assert_int_equal(fwrite(data, sizeof data, 1, f), 1);
+    fclose(f);
+}
+
+static void test_session_errors(void **state)
+{
+    (void)state;
+    Plan *p = fixture_plan();
+    msac_plan *plan = fixture_load(p);
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_batch = 2;
+    o.max_seq = 8;
+    o.max_ctx = 16;
+    msac_session *s = NULL;
+
+    /* wrong GPU: an sm_90a plan on an sm_80 device, and on an sm_100 one */
+    setenv("FAKE_CUDA_CC", "80", 1);
+    msac_device *dev = open_device();
+    expect_status(msac_session_create(dev, plan, &o, &s), MSAC_ERR_WRONG_TARGET,
+                  "plan is for sm_90a, device Fake GPU 0 is sm_80 (an sm_XYa plan needs exactly that GPU)");
+    msac_device_close(dev);
+    setenv("FAKE_CUDA_CC", "100", 1);
+    dev = open_device();
+    expect_status(msac_session_create(dev, plan, &o, &s), MSAC_ERR_WRONG_TARGET, "is sm_100");
+    msac_device_close(dev);
+    setenv("FAKE_CUDA_CC", "90", 1);
+
+    /* out of device memory: the message has what was asked and what is free */
+    uint64_t need = 0;
+    check(msac_plan_memory_required(plan, 2, 8, 16, &need));
+    assert_int_equal(need, 6656);
+    setenv("FAKE_CUDA_MEM", "4096", 1);
+    dev = open_device();
+    expect_status(msac_session_create(dev, plan, &o, &s), MSAC_ERR_OUT_OF_MEMORY,
+                  "cuMemAlloc(6656 bytes for weights, states and workspace at max_batch=2 max_seq=8 max_ctx=16; 4096 "
+                  "of 4096 bytes free): CUDA_ERROR_OUT_OF_MEMORY: out of memory");
+    msac_device_close(dev);
+    setenv("FAKE_CUDA_MEM", "6656", 1); /* exactly enough */
+    dev = open_device();
+    check(msac_session_create(dev, plan, &o, &s));
+    assert_int_equal(device_bytes_used(), 6656);
+    msac_session_destroy(s);
+    s = NULL;
+    assert_int_equal(device_bytes_used(), 0);
+    unsetenv("FAKE_CUDA_MEM");
+
+    /* bad weights: the checkpoint lacks a tensor; the allocation is released */
+    char *dir = fixture_tmpdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/partial.safetensors", dir);
+    write_partial_checkpoint(path);
+    msac_weights *w = NULL;
+    check(msac_weights_open(path, &w));
+    o.weights = w;
+    char want[4400];
+    snprintf(want, sizeof want, "weights: tensor \"backbone.layers.0.mixer.conv1d.weight\" missing from %s", path);
+    expect_status(msac_session_create(dev, plan, &o, &s), MSAC_ERR_BAD_WEIGHTS, want);
+    assert_int_equal(device_bytes_used(), 0);
+    o.weights = NULL;
+    msac_weights_close(w);
+    fixture_rmdir(dir);
+
+    /* bad plans: no logits output; an input this runtime cannot bind */
+    msac_plan_free(plan);
+    free(p->buffers[FX_BUF_LOGITS].name);
+    p->buffers[FX_BUF_LOGITS].name = strdup("scores");
+    plan = fixture_load(p);
+    expect_status(msac_session_create(dev, plan, &o, &s), MSAC_ERR_BAD_PLAN, "plan: no output \"logits\"");
+    msac_plan_free(plan);
+    free(p->buffers[FX_BUF_LOGITS].name);
+    p->buffers[FX_BUF_LOGITS].name = strdup("logits");
+    free(p->buffers[FX_BUF_POS].name);
+    p->buffers[FX_BUF_POS].name = strdup("mask");
+    plan = fixture_load(p);
+    expect_status(msac_session_create(dev, plan, &o, &s), MSAC_ERR_UNSUPPORTED,
+                  "plan input \"mask\" is not one this runtime binds (tokens, pos)");
+    msac_plan_free(plan);
+    assert_null(s);
+    assert_int_equal(device_bytes_used(), 0);
+    plan_free(p);
+    msac_device_close(dev);
+}
+
+/* Session of the fixture plan with the host kernels installed. */
+static msac_session *fake_session(msac_device *dev, const msac_plan *plan, int max_batch, int max_seq)
+{
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_batch = max_batch;
+    o.max_seq = max_seq;
+    o.max_ctx = 16;
+    msac_session *s = NULL;
+    check(msac_session_create(dev, plan, &o, &s));
+    return s;
+}
+
+/* One ragged prefill on `s` against one session per sequence (`ref`, one
+ * prefill of the whole length each): logits of each last token and the
+ * state rows must be equal, positions advanced by the lengths, rows of
+ * length 0 left alone. */
+static void ragged_vs_separate(msac_session *s, msac_session *const *ref, int batch, const int *lengths,
+                               const int32_t *tokens)
+{
+    float last[4 * VOCAB], want[16 * VOCAB], st[4 * ST_FLOATS], st1[ST_FLOATS];
+    int64_t pos0[4];
+    for (int r = 0; r < batch; r++)
+        pos0[r] = msac_session_position(s, r);
+    for (size_t i = 0; i < sizeof last / sizeof last[0]; i++)
+        last[i] = -7.0f;
+    check(msac_session_prefill_ragged(s, batch, lengths, tokens, last));
+    check(msac_session_read_output(s, "conv_state", st, (size_t)batch * ST_FLOATS));
+    const int32_t *t = tokens;
+    for (int r = 0; r < batch; r++) {
+        assert_int_equal(msac_session_position(s, r), pos0[r] + lengths[r]);
+        if (!lengths[r]) {
+            for (int v = 0; v < VOCAB; v++)
+                assert_true(last[r * VOCAB + v] == -7.0f);
+            continue;
+        }
+        check(msac_session_prefill(ref[r], 1, lengths[r], t, want));
+        t += lengths[r];
+        const float *w = want + (size_t)(lengths[r] - 1) * VOCAB;
+        for (int v = 0; v < VOCAB; v++)
+            if (last[r * VOCAB + v] != w[v])
+                fail_msg("sequence %d: last logits[%d] = %g, separately %g", r, v, (double)last[r * VOCAB + v],
+                         (double)w[v]);
+        assert_true(w[0] == (float)(pos0[r] + lengths[r] - 1)); /* its own position */
+        check(msac_session_read_output(ref[r], "conv_state", st1, ST_FLOATS));
+        assert_memory_equal(st + r * ST_FLOATS, st1, sizeof st1);
+    }
+}
+
+static void test_ragged(void **state)
+{
+    (void)state;
+    msac_device *dev = open_device();
+    void (*set_hook)(void (*)(const char *, const unsigned[3], void **, void *), void *);
+    void *sym = dlsym(fake_driver(), "fake_cuda_set_hook");
+    memcpy(&set_hook, &sym, sizeof set_hook);
+    set_hook(play, &played);
+
+    Plan *p = fixture_plan();
+    msac_plan *plan = fixture_load(p);
+    msac_session *s = fake_session(dev, plan, 4, 4), *ref[4];
+    for (int r = 0; r < 4; r++)
+        ref[r] = fake_session(dev, plan, 1, 16);
+
+    /* lengths 3, 0, 7, 2 with max_seq 4: row 0 alone (row 1 is empty), then
+     * rows 2-3 for 2 tokens, then row 2 for 4 (max_seq) and 1 */
+    const int len1[4] = {3, 0, 7, 2};
+    int32_t tok1[12];
+    for (int i = 0; i < 12; i++)
+        tok1[i] = (i * 7 + 3) % VOCAB;
+    played.ncalls = 0;
+    ragged_vs_separate(s, ref, 4, len1, tok1);
+    /* the reference sessions ran one call each: 3 of them */
+    assert_int_equal(played.ncalls, 4 + 3);
+    const int want_b[4] = {1, 2, 1, 1}, want_s[4] = {3, 2, 4, 1};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(played.batch[i], want_b[i]);
+        assert_int_equal(played.seq[i], want_s[i]);
+    }
+    assert_true(msac_session_last_ms(s) == 4 * 0.25f); /* the sum over the internal calls */
+    float out[VOCAB];
+    expect_status(msac_session_read_output(s, "logits", out, 1), MSAC_ERR_INVALID_ARGUMENT,
+                  "read_output(logits): the last call was a ragged prefill");
+
+    /* continuing: every row from its own position; all four rows share 1 token first */
+    const int len2[4] = {2, 5, 1, 4};
+    int32_t tok2[12];
+    for (int i = 0; i < 12; i++)
+        tok2[i] = (i * 11 + 5) % VOCAB;
+    played.ncalls = 0;
+    ragged_vs_separate(s, ref, 4, len2, tok2);
+    assert_int_equal(played.ncalls, 4 + 4);
+    assert_int_equal(played.batch[0], 4);
+    assert_int_equal(played.seq[0], 1);
+
+    /* argument errors run nothing and move no position */
+    played.ncalls = 0;
+    const int neg[2] = {1, -1}, big[2] = {1, 12}, ok2[2] = {1, 1};
+    const int32_t bad_tok[2] = {1, VOCAB};
+    expect_status(msac_session_prefill_ragged(NULL, 1, ok2, tok1, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "prefill_ragged: session is NULL");
+    expect_status(msac_session_prefill_ragged(s, 5, ok2, tok1, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "prefill_ragged: batch 5 is outside 1..4");
+    expect_status(msac_session_prefill_ragged(s, 2, NULL, tok1, NULL), MSAC_ERR_INVALID_ARGUMENT, "lengths is NULL");
+    expect_status(msac_session_prefill_ragged(s, 2, neg, tok1, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "length -1 of sequence 1 is negative");
+    expect_status(msac_session_prefill_ragged(s, 2, big, tok1, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "sequence 1 is at position 5; 12 more tokens exceed max_ctx 16");
+    expect_status(msac_session_prefill_ragged(s, 2, ok2, NULL, NULL), MSAC_ERR_INVALID_ARGUMENT, "tokens is NULL");
+    expect_status(msac_session_prefill_ragged(s, 2, ok2, bad_tok, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "token 32 at [1, 0] (tokens[1]) is outside the vocabulary [0, 32)");
+    const int zero[3] = {0, 0, 0};
+    check(msac_session_prefill_ragged(s, 3, zero, NULL, NULL)); /* nothing to do */
+    assert_int_equal(played.ncalls, 0);
+    assert_int_equal(msac_session_position(s, 0), 5);
+    assert_int_equal(msac_session_position(s, 1), 5);
+    assert_int_equal(msac_session_position(s, 2), 8);
+    assert_int_equal(msac_session_position(s, 3), 6);
+
+    /* a plain prefill afterwards: outputs readable again */
+    const int32_t one[1] = {9};
+    check(msac_session_prefill(s, 1, 1, one, NULL));
+    check(msac_session_read_output(s, "logits", out, VOCAB));
+    assert_true(out[0] == 5.0f && out[2] == 9.0f);
+    for (int r = 0; r < 4; r++)
+        msac_session_destroy(ref[r]);
+    msac_session_destroy(s);
+    msac_plan_free(plan);
+
+    /* a state that is not per sequence: ragged prefill refused, nothing run */
+    p->buffers[FX_BUF_CONVST].bytes = (PlanExpr){{4096, 0, 0, 0, 0, 0}, 1};
+    plan = fixture_load(p);
+    s = fake_session(dev, plan, 2, 4);
+    played.ncalls = 0;
+    const int l2[2] = {1, 2};
+    expect_status(msac_session_prefill_ragged(s, 2, l2, tok1, NULL), MSAC_ERR_UNSUPPORTED,
+                  "plan: state buffer \"conv_state\" (bytes 4096) is not laid out per sequence");
+    assert_int_equal(played.ncalls, 0);
+    assert_int_equal(msac_session_position(s, 1), 0);
+    msac_session_destroy(s);
+    msac_plan_free(plan);
+    plan_free(p);
+    set_hook(NULL, NULL);
+    assert_int_equal(device_bytes_used(), 0);
+    msac_device_close(dev);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_errors),
+        cmocka_unit_test(test_session_errors),
+        cmocka_unit_test(test_ragged),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
