@@ -361,3 +361,33 @@ msac_status msac_plan_memory_required(const msac_plan *plan, int max_batch, int 
     rt_layout_free(&l);
     return NULL;
 }
+
+msac_status msac_plan_memory_info(const msac_plan *plan, int max_batch, int max_seq, int max_ctx,
+                                  msac_memory_info *out_info)
+{
+    if (!plan || !out_info)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "msac_plan_memory_info: %s is NULL",
+                           plan ? "out_info" : "plan");
+    RtLayout l;
+    RT_RETURN_IF_ERROR(rt_layout_compute(plan, max_batch, max_seq, max_ctx, &l));
+    const Plan *p = plan->p;
+    msac_memory_info m = {.workspace = l.arena_size, .total = l.total};
+    for (uint32_t i = 0; i < p->nweights; i++)
+        m.weights += l.weight_bytes[i];
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        switch ((PlanBufKind)p->buffers[i].kind) {
+        case PBUF_STATE: m.states += l.buf_size[i]; break;
+        case PBUF_INPUT: m.inputs += l.buf_size[i]; break;
+        case PBUF_OUTPUT: m.outputs += l.buf_size[i]; break;
+        case PBUF_WEIGHT:    /* counted once per weight above */
+        case PBUF_WORKSPACE: /* inside the arena */
+            break;
+        }
+    }
+    /* every region lies inside the allocation, so the sum is at most total */
+    m.padding = m.total - (m.weights + m.states + m.inputs + m.outputs + m.workspace);
+    m.per_sequence_states = m.states / (uint64_t)max_batch;
+    rt_layout_free(&l);
+    *out_info = m;
+    return NULL;
+}

@@ -1,27 +1,146 @@
-/* cli_info.c — `msac info PLAN`: what a plan holds. */
+/* cli_info.c — `msac info PLAN`: what a plan holds; with
+ * `--memory BATCH CTX [--seq S]`, the device memory a session of that size
+ * needs (msac_plan_memory_info), region by region, before allocating it. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "msac/runtime.h"
 
-int cli_info(int argc, char **argv)
+static const char info_usage[] =
+    "usage: msac info PLAN [--memory BATCH CTX [--seq S]]\n"
+    "  Without --memory: the plan's kernels, launch programs, buffer plan and weights.\n"
+    "  --memory BATCH CTX: the device memory a session needs for BATCH sequences of up\n"
+    "  to CTX tokens (msac_session_options max_batch, max_ctx), before allocating it:\n"
+    "  weights, per-sequence states, inputs and outputs, the workspace arena for\n"
+    "  prefill calls of up to S tokens per sequence (max_seq; default CTX), total.\n"
+    "  The argument order is free: msac info --memory 8 4096 model.msac works too.\n";
+
+/* A size argument in 1..INT_MAX; false (with a message) otherwise. */
+static bool parse_size(const char *opt, const char *s, int *out)
 {
-    if (argc != 2 || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: msac info PLAN\n");
-        return argc == 2 ? 0 : 2;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > INT_MAX) {
+        fprintf(stderr, "msac info: bad value '%s' for %s (a whole number >= 1)\n", s, opt);
+        return false;
     }
-    msac_plan *p;
-    msac_status st = msac_plan_load(argv[1], &p);
+    *out = (int)v;
+    return true;
+}
+
+/* "12.3 MiB" for a byte count. */
+static const char *human(uint64_t b, char *buf, size_t n)
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024.0 && u < 6) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
+    return buf;
+}
+
+/* The --memory report. */
+static int memory_report(const char *path, const msac_plan *p, int batch, int seq, int ctx)
+{
+    msac_memory_info m;
+    msac_status st = msac_plan_memory_info(p, batch, seq, ctx, &m);
     if (st) {
-        fprintf(stderr, "msac: %s\n", msac_status_message(st));
+        fprintf(stderr, "msac info: %s\n", msac_status_message(st));
         msac_status_free(st);
         return 1;
     }
     msac_plan_info pi;
     msac_plan_get_info(p, &pi);
+    char h[32];
+    printf("device memory for %s (model %s, %s)\n", path, pi.model, pi.target);
+    printf("  session limits: max_batch %d, max_seq %d, max_ctx %d\n", batch, seq, ctx);
+    const struct {
+        const char *name;  /* region */
+        uint64_t bytes;    /* its size */
+        const char *what;  /* what it holds */
+    } rows[] = {
+        {"weights", m.weights, "device copies of the weights"},
+        {"states", m.states, "recurrent states and caches of every sequence"},
+        {"inputs", m.inputs, "tokens and positions of one call"},
+        {"outputs", m.outputs, "logits of one call (batch x seq x vocab fp32)"},
+        {"workspace", m.workspace, "intermediates of the largest call (one arena)"},
+        {"alignment", m.padding, "256-byte alignment between regions"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        printf("  %-10s %12s  %16llu B  %s\n", rows[i].name, human(rows[i].bytes, h, sizeof h),
+               (unsigned long long)rows[i].bytes, rows[i].what);
+    printf("  %-10s %12s  %16llu B  one allocation (msac_plan_memory_required)\n", "total",
+           human(m.total, h, sizeof h), (unsigned long long)m.total);
+    printf("  each more sequence adds %llu B of state\n", (unsigned long long)m.per_sequence_states);
+    return 0;
+}
+
+int cli_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int batch = 0, ctx = 0, seq = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(info_usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--memory")) {
+            if (i + 2 >= argc) {
+                fprintf(stderr, "msac info: --memory needs BATCH and CTX\n%s", info_usage);
+                return 2;
+            }
+            if (!parse_size("--memory BATCH", argv[i + 1], &batch) || !parse_size("--memory CTX", argv[i + 2], &ctx))
+                return 2;
+            i += 2;
+        } else if (!strcmp(a, "--seq")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "msac info: --seq needs a value\n");
+                return 2;
+            }
+            if (!parse_size("--seq", argv[++i], &seq))
+                return 2;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "msac info: unknown option '%s'\n%s", a, info_usage);
+            return 2;
+        } else if (!path) {
+            path = a;
+        } else {
+            fprintf(stderr, "msac info: unexpected argument '%s'\n%s", a, info_usage);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "msac info: no PLAN given\n%s", info_usage);
+        return 2;
+    }
+    if (seq && !batch) {
+        fprintf(stderr, "msac info: --seq applies to --memory\n");
+        return 2;
+    }
+    msac_plan *p;
+    msac_status st = msac_plan_load(path, &p);
+    if (st) {
+        fprintf(stderr, "msac: %s\n", msac_status_message(st));
+        msac_status_free(st);
+        return 1;
+    }
+    if (batch) {
+        int rc = memory_report(path, p, batch, seq ? seq : ctx, ctx);
+        msac_plan_free(p);
+        return rc;
+    }
+    msac_plan_info pi;
+    msac_plan_get_info(p, &pi);
     printf("plan %s\n  model %s, vocab %lld, target %s (PTX ISA %d.%d), written by msac %s, options %016llx\n",
-           argv[1], pi.model, (long long)pi.vocab_size, pi.target, pi.ptx_isa / 10, pi.ptx_isa % 10, pi.msac_version,
+           path, pi.model, (long long)pi.vocab_size, pi.target, pi.ptx_isa / 10, pi.ptx_isa % 10, pi.msac_version,
            (unsigned long long)pi.options_hash);
     printf("\nkernels (%d):\n", pi.num_kernels);
     for (int i = 0; i < pi.num_kernels; i++) {
@@ -72,7 +191,8 @@ int cli_info(int argc, char **argv)
     uint64_t mem;
     st = msac_plan_memory_required(p, 1, 2048, 4096, &mem);
     if (!st)
-        printf("\ndevice memory for batch 1, seq 2048, ctx 4096: %.1f MiB\n", (double)mem / 1048576.0);
+        printf("\ndevice memory for batch 1, seq 2048, ctx 4096: %.1f MiB (msac info --memory BATCH CTX PLAN: any size)\n",
+               (double)mem / 1048576.0);
     msac_status_free(st);
     msac_plan_free(p);
     return 0;

@@ -217,6 +217,22 @@ static void test_plan_info(void **state)
     assert_null(msac_plan_memory_required(plan, 4, 8, 16, &bytes2));
     assert_true(bytes2 > bytes);
     expect_status(msac_plan_memory_required(plan, 1, 1, 1, NULL), MSAC_ERR_INVALID_ARGUMENT, "out_bytes is NULL");
+    /* the breakdown: weights 512 + 256; states conv 192*2 + kv 64*2*16; tokens
+     * 4*2*8 + pos 4*2; logits 128*2*8; arena 16*16 + 32*16 (see test_launch) */
+    msac_memory_info mi;
+    assert_null(msac_plan_memory_info(plan, 2, 8, 16, &mi));
+    assert_int_equal(mi.weights, 768);
+    assert_int_equal(mi.states, 384 + 2048);
+    assert_int_equal(mi.inputs, 64 + 8);
+    assert_int_equal(mi.outputs, 2048);
+    assert_int_equal(mi.workspace, 768);
+    assert_int_equal(mi.total, 6656);
+    assert_int_equal(mi.padding, 6656 - (768 + 2432 + 72 + 2048 + 768));
+    assert_int_equal(mi.per_sequence_states, 1216);
+    expect_status(msac_plan_memory_info(plan, 2, 8, 16, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "msac_plan_memory_info: out_info is NULL");
+    expect_status(msac_plan_memory_info(NULL, 2, 8, 16, &mi), MSAC_ERR_INVALID_ARGUMENT, "plan is NULL");
+    expect_status(msac_plan_memory_info(plan, 2, 0, 16, &mi), MSAC_ERR_INVALID_ARGUMENT, "max_seq=0");
 
     /* the seeded init through the public API */
     float v1[256], v2[256];

@@ -193,6 +193,22 @@ int msac_plan_weight_info(const msac_plan *plan, int index, msac_weight_info *ou
 msac_status msac_plan_memory_required(const msac_plan *plan, int max_batch, int max_seq, int max_ctx,
                                       uint64_t *out_bytes);
 
+/* Where msac_plan_memory_required's bytes go, at the same limits. */
+typedef struct msac_memory_info {
+    uint64_t weights;   /* device copies of the weights (independent of the limits) */
+    uint64_t states;    /* per-sequence states and caches, at max_batch (and max_ctx) */
+    uint64_t inputs;    /* tokens and positions, at max_batch × max_seq */
+    uint64_t outputs;   /* logits and other outputs, at max_batch × max_seq */
+    uint64_t workspace; /* the workspace arena: intermediates of the largest call, at max_batch × max_seq */
+    uint64_t padding;   /* alignment between the regions */
+    uint64_t total;     /* the sum: what msac_plan_memory_required returns */
+    uint64_t per_sequence_states; /* states / max_batch: what each more sequence adds to states */
+} msac_memory_info;
+
+/* The breakdown of msac_plan_memory_required. Errors as that call. */
+msac_status msac_plan_memory_info(const msac_plan *plan, int max_batch, int max_seq, int max_ctx,
+                                  msac_memory_info *out_info);
+
 /* ---- weights ---- */
 typedef struct msac_weights msac_weights;
 
