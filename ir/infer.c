@@ -96,7 +96,7 @@ bool infer_weight(const Node *n, int *ndim, Dim *dim, Diag *d)
 
 bool infer_state(const Node *n, int *ndim, Dim *dim, Diag *d)
 {
-    CHECK(n->dtype == DT_F32, "state: must be f32");
+    CHECK(n->dtype == DT_F32 || n->dtype == DT_BF16, "state: must be f32 (or bf16 for a cache)");
     CHECK(n->ndim >= 1 && n->dim[0].sym == SYM_BATCH, "state: first dim must be batch");
     return leaf(n, ndim, dim, d);
 }
@@ -303,5 +303,150 @@ bool infer_mamba2_mixer(const Node *n, int *ndim, Dim *dim, Diag *d)
         return false;
     copy_shape(u, ndim, dim);
     dim[2] = dim_n(Di);
+    return true;
+}
+
+/* ---- latent attention and the indexer ---- */
+
+/* Operand i is [B, S, width] with B, S those of operand 0. */
+static bool want_rows(const Node *n, int i, int64_t width, Diag *d)
+{
+    const Node *x = n->src[0];
+    return want_rank(n, i, 3, d) && want_dim(n, i, 0, x->dim[0], d) && want_dim(n, i, 1, x->dim[1], d) &&
+           want_dim(n, i, 2, dim_n(width), d);
+}
+
+/* Operand i is a cache [B, ctx, width] of operand 0's batch. */
+static bool want_cache(const Node *n, int i, int64_t width, Diag *d)
+{
+    return want_rank(n, i, 3, d) && want_dim(n, i, 0, n->src[0]->dim[0], d) && want_dim(n, i, 1, dim_sym(SYM_CTX), d) &&
+           want_dim(n, i, 2, dim_n(width), d) && (n->src[i]->op == OP_state || diag_fail(d, "%s: operand %d must be a state", op_info[n->op].name, i));
+}
+
+static bool want_pos(const Node *n, int i, Diag *d)
+{
+    return want_dtype(n, i, DT_I32, d) && want_rank(n, i, 1, d) && want_dim(n, i, 0, n->src[0]->dim[0], d);
+}
+
+bool infer_rope(const Node *n, int *ndim, Dim *dim, Diag *d)
+{
+    if (!want_attr(n, "heads", 1, d) || !want_attr(n, "stride", 1, d) || !want_attr(n, "offset", 0, d) ||
+        !want_attr(n, "dim", 2, d))
+        return false;
+    int64_t H = node_int(n, "heads", 0), st = node_int(n, "stride", 0), off = node_int(n, "offset", 0),
+            dm = node_int(n, "dim", 0);
+    const char *style = node_str(n, "style", "half");
+    CHECK(!strcmp(style, "half") || !strcmp(style, "interleaved"), "rope: style must be half or interleaved");
+    CHECK(dm % 2 == 0 && off + dm <= st, "rope: need an even dim inside each block (offset %lld + dim %lld > stride %lld)",
+          (long long)off, (long long)dm, (long long)st);
+    CHECK(node_float(n, "theta", 10000.0) > 0, "rope: theta must be positive");
+    if (!want_rank(n, 0, 3, d) || !want_float(n, 0, d) || !want_dim(n, 0, 2, dim_n(H * st), d) || !want_pos(n, 1, d))
+        return false;
+    CHECK(n->dtype == n->src[0]->dtype, "rope: output dtype must equal the input's");
+    copy_shape(n->src[0], ndim, dim);
+    return true;
+}
+
+/* Shared attrs of the MLA ops: H, dn, dr, dv, R. */
+static bool mla_params(const Node *n, int64_t *H, int64_t *dn, int64_t *dr, int64_t *dv, int64_t *R, Diag *d)
+{
+    if (!want_attr(n, "heads", 1, d) || !want_attr(n, "nope", 1, d) || !want_attr(n, "rope_dim", 0, d) ||
+        !want_attr(n, "v_dim", 1, d) || !want_attr(n, "rank", 1, d))
+        return false;
+    *H = node_int(n, "heads", 0), *dn = node_int(n, "nope", 0), *dr = node_int(n, "rope_dim", 0);
+    *dv = node_int(n, "v_dim", 0), *R = node_int(n, "rank", 0);
+    return true;
+}
+
+static bool infer_absorb(const Node *n, bool q_side, int *ndim, Dim *dim, Diag *d)
+{
+    int64_t H, dn, dr, dv, R;
+    if (!mla_params(n, &H, &dn, &dr, &dv, &R, d))
+        return false;
+    if (!want_rank(n, 0, 3, d) || !want_dtype(n, 0, DT_BF16, d) ||
+        !want_dim(n, 0, 2, dim_n(q_side ? H * (dn + dr) : H * R), d) || !want_rank(n, 1, 2, d) ||
+        !want_dim(n, 1, 0, dim_n(H * (dn + dv)), d) || !want_dim(n, 1, 1, dim_n(R), d) || !want_float(n, 1, d))
+        return false;
+    copy_shape(n->src[0], ndim, dim);
+    dim[2] = dim_n(q_side ? H * R : H * dv);
+    return true;
+}
+
+bool infer_mla_absorb_q(const Node *n, int *ndim, Dim *dim, Diag *d) { return infer_absorb(n, true, ndim, dim, d); }
+bool infer_mla_absorb_o(const Node *n, int *ndim, Dim *dim, Diag *d) { return infer_absorb(n, false, ndim, dim, d); }
+
+bool infer_mla_attn(const Node *n, int *ndim, Dim *dim, Diag *d)
+{
+    if (!want_attr(n, "heads", 1, d) || !want_attr(n, "rank", 1, d) || !want_attr(n, "rope_dim", 0, d) ||
+        !want_attr(n, "q_stride", 1, d) || !want_attr(n, "q_off", 0, d))
+        return false;
+    int64_t H = node_int(n, "heads", 0), R = node_int(n, "rank", 0), dr = node_int(n, "rope_dim", 0),
+            qs = node_int(n, "q_stride", 0), qo = node_int(n, "q_off", 0);
+    CHECK(qo + dr <= qs, "mla_attn: q_off + rope_dim must fit in q_stride");
+    CHECK(node_float(n, "scale", -1) > 0, "mla_attn: needs attribute scale > 0");
+    if (!want_rank(n, 0, 3, d) || !want_dim(n, 0, 2, dim_n(H * R), d) || !want_rows(n, 1, H * qs, d) ||
+        !want_rows(n, 2, R, d) || !want_rows(n, 3, dr, d) || !want_cache(n, 4, R, d) || !want_cache(n, 5, dr, d) ||
+        !want_pos(n, 6, d))
+        return false;
+    if (n->nsrc == 8) {
+        const Node *sel = n->src[7];
+        if (!want_dtype(n, 7, DT_I32, d) || !want_rank(n, 7, 3, d) || !want_dim(n, 7, 0, n->src[0]->dim[0], d) ||
+            !want_dim(n, 7, 1, n->src[0]->dim[1], d))
+            return false;
+        CHECK(!sel->dim[2].sym && sel->dim[2].n >= 1, "mla_attn: sel must have a static k >= 1");
+    }
+    copy_shape(n->src[0], ndim, dim);
+    return true;
+}
+
+/* Shared checks of index_scores and index_topk; fills the output [B, S, ctx]. */
+static bool infer_index(const Node *n, Diag *d)
+{
+    if (!want_attr(n, "heads", 1, d) || !want_attr(n, "dim", 1, d))
+        return false;
+    int64_t H = node_int(n, "heads", 0), D = node_int(n, "dim", 0);
+    const char *kind = node_str(n, "kind", "dot");
+    CHECK(!strcmp(kind, "dot") || !strcmp(kind, "lightning"), "%s: kind must be dot or lightning", op_info[n->op].name);
+    CHECK(strcmp(kind, "dot") || (H == 1 && n->nsrc == 4), "%s: kind dot takes one head and no weights",
+          op_info[n->op].name);
+    CHECK(strcmp(kind, "lightning") || n->nsrc == 5, "%s: kind lightning needs the head weights w",
+          op_info[n->op].name);
+    CHECK(node_float(n, "scale", -1) > 0, "%s: needs attribute scale > 0", op_info[n->op].name);
+    if (!want_rank(n, 0, 3, d) || !want_dim(n, 0, 2, dim_n(H * D), d) || !want_float(n, 0, d) ||
+        !want_rows(n, 1, D, d) || !want_cache(n, 2, D, d) || !want_pos(n, 3, d))
+        return false;
+    if (n->nsrc == 5 && !want_rows(n, 4, H, d))
+        return false;
+    return true;
+}
+
+bool infer_index_scores(const Node *n, int *ndim, Dim *dim, Diag *d)
+{
+    if (!infer_index(n, d))
+        return false;
+    CHECK(n->dtype == DT_F32, "index_scores: output must be f32");
+    *ndim = 3;
+    dim[0] = n->src[0]->dim[0], dim[1] = n->src[0]->dim[1], dim[2] = dim_sym(SYM_CTX);
+    return true;
+}
+
+bool infer_topk(const Node *n, int *ndim, Dim *dim, Diag *d)
+{
+    if (!want_attr(n, "k", 1, d) || !want_rank(n, 0, 3, d) || !want_dtype(n, 0, DT_F32, d) ||
+        !want_dim(n, 0, 2, dim_sym(SYM_CTX), d) || !want_pos(n, 1, d))
+        return false;
+    CHECK(n->dtype == DT_I32, "topk: output must be i32");
+    copy_shape(n->src[0], ndim, dim);
+    dim[2] = dim_n(node_int(n, "k", 1));
+    return true;
+}
+
+bool infer_index_topk(const Node *n, int *ndim, Dim *dim, Diag *d)
+{
+    if (!infer_index(n, d) || !want_attr(n, "k", 1, d))
+        return false;
+    CHECK(n->dtype == DT_I32, "index_topk: output must be i32");
+    *ndim = 3;
+    dim[0] = n->src[0]->dim[0], dim[1] = n->src[0]->dim[1], dim[2] = dim_n(node_int(n, "k", 1));
     return true;
 }

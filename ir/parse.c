@@ -101,8 +101,11 @@ static bool string_lit(Parser *ps, const char **out)
     char buf[1024];
     size_t n = 0;
     while (*ps->p && *ps->p != '"' && *ps->p != '\n') {
-        if (*ps->p == '\\')
+        if (*ps->p == '\\') {
             adv(ps);
+            if (!*ps->p || *ps->p == '\n')
+                break; /* a backslash ending the line or the input escapes nothing */
+        }
         if (n + 1 < sizeof buf)
             buf[n++] = *ps->p;
         adv(ps);

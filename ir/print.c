@@ -26,6 +26,9 @@ static void print_float(double v, FILE *out)
     }
     char buf[64];
     snprintf(buf, sizeof buf, "%.9g", v);
+    char *plus = strchr(buf, '+'); /* "1e+20" -> "1e20": the parser reads numbers as words, and '+' ends a word */
+    if (plus)
+        memmove(plus, plus + 1, strlen(plus));
     fputs(buf, out);
     if (!strpbrk(buf, ".e"))
         fputs(".0", out);

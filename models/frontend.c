@@ -8,8 +8,9 @@
 
 #include "layers.h"
 
-static const char *const model_keys[] = {"name", "description", "vocab_size", "d_model", "norm_eps",
-                                         "tie_embeddings", "layers", "mamba2", NULL};
+/* Top-level keys; each layer kind's name is allowed too (its defaults mapping). */
+static const char *const base_keys[] = {"name", "description", "vocab_size", "d_model", "norm_eps", "tie_embeddings",
+                                        "layers", NULL};
 enum { MAX_LAYERS = 4096 };
 
 char *frontend_read_file(const char *path, Diag *d)
@@ -101,6 +102,13 @@ Graph *frontend_load_text(Arena *a, const char *text, const char *file, Diag *d)
     }
     YNode *root = ydoc_root(&y);
     ModelCfg m = {.norm_eps = 1e-5, .tie_embeddings = true};
+    const char *model_keys[32];
+    int nk = 0;
+    for (const char *const *k = base_keys; *k; k++)
+        model_keys[nk++] = *k;
+    for (int i = 0; i < n_layer_kinds && nk < 31; i++)
+        model_keys[nk++] = layer_kinds[i]->name;
+    model_keys[nk] = NULL;
     if (!ymap_check(&y, root, "the model", model_keys, d) || !yget_str(&y, root, "name", true, &m.name, d) ||
         !yget_int(&y, root, "vocab_size", true, 1, 1 << 24, &m.vocab_size, d) ||
         !yget_int(&y, root, "d_model", true, 1, 1 << 16, &m.d_model, d) ||

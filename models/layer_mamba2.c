@@ -16,25 +16,13 @@
 
 #include "layers.h"
 
-typedef struct Mamba2Opts {
-    int64_t d_state;       /* N: state size per head */
-    int64_t headdim;       /* P: channels per head */
-    int64_t expand;        /* Di = expand * d_model */
-    int64_t ngroups;       /* G: groups sharing B and C */
-    int64_t d_conv;        /* conv width */
-    int64_t chunk_size;    /* SSD chunk (default schedule; power of two) */
-    double dt_limit[2];    /* clamp of dt after softplus */
-    double dt_init[2];     /* init range of dt (for dt_bias) */
-    double a_init[2];      /* init range of -A (for A_log) */
-    bool norm_before_gate; /* rmsnorm(y)*silu(z) instead of rmsnorm(y*silu(z)) */
-    bool conv_bias;        /* conv1d has a bias */
-} Mamba2Opts;
 
-static const char *const mamba2_options[] = {"d_state", "headdim", "expand", "ngroups", "d_conv", "chunk_size",
+
+const char *const mamba2_options[] = {"d_state", "headdim", "expand", "ngroups", "d_conv", "chunk_size",
                                              "dt_limit", "dt_init_range", "A_init_range", "norm_before_gate",
                                              "conv_bias", NULL};
 
-static bool mamba2_parse(LayerCtx *lc, void *vo, Diag *d)
+bool mamba2_parse(LayerCtx *lc, void *vo, Diag *d)
 {
     Mamba2Opts *o = vo;
     *o = (Mamba2Opts){.d_state = 128, .headdim = 64, .expand = 2, .ngroups = 1, .d_conv = 4, .chunk_size = 256,
@@ -49,6 +37,7 @@ static bool mamba2_parse(LayerCtx *lc, void *vo, Diag *d)
         !layer_bool(lc, "norm_before_gate", &o->norm_before_gate, d) ||
         !layer_bool(lc, "conv_bias", &o->conv_bias, d))
         return false;
+    o->norm_eps = lc->model->norm_eps;
     int64_t di = o->expand * lc->model->d_model;
     if (di % o->headdim)
         return layer_fail(lc, "headdim", d, "expand * d_model = %lld is not a multiple of headdim (%lld)",
@@ -66,14 +55,14 @@ static bool mamba2_parse(LayerCtx *lc, void *vo, Diag *d)
     return true;
 }
 
-static Node *mamba2_build(Builder *b, LayerCtx *lc, const void *vo, Node *h)
+Node *mamba2_mixer(Builder *b, const Mamba2Opts *o, int64_t D, Node *h, const char *wprefix, const char *sprefix,
+                   Node *pos, DType out_dtype)
 {
-    const Mamba2Opts *o = vo;
     Graph *g = b->g;
-    int64_t D = lc->model->d_model, Di = o->expand * D, P = o->headdim, H = Di / P, N = o->d_state, G = o->ngroups;
+    int64_t Di = o->expand * D, P = o->headdim, H = Di / P, N = o->d_state, G = o->ngroups;
     int64_t CD = Di + 2 * G * N, Din = 2 * Di + 2 * G * N + H, W = o->d_conv;
     char w[160];
-#define WNAME(s) (snprintf(w, sizeof w, "backbone.layers.%d.mixer.%s", lc->index, s), w)
+#define WNAME(s) (snprintf(w, sizeof w, "%s%s", wprefix, s), w)
 
     Node *in_w = b_weight(b, "in_proj.w", WNAME("in_proj.weight"), DT_BF16, 2, (int64_t[]){Din, D}, "normal", 0.02, 0);
     Node *zxbcdt = b_op(b, OP_matmul, DT_BF16, "zxbcdt", 2, (Node *[]){h, in_w});
@@ -86,9 +75,9 @@ static Node *mamba2_build(Builder *b, LayerCtx *lc, const void *vo, Node *h)
     Node *conv_b = o->conv_bias ? b_weight(b, "conv.b", WNAME("conv1d.bias"), DT_F32, 1, (int64_t[]){CD}, "uniform", -cb, cb)
                                 : b_weight(b, "conv.b", WNAME("conv1d.bias"), DT_F32, 1, (int64_t[]){CD}, "zeros", 0, 0);
     char st[96];
-    snprintf(st, sizeof st, "layers.%d.conv_state", lc->index);
+    snprintf(st, sizeof st, "%sconv_state", sprefix);
     Node *conv_state = b_state(b, "conv_state", st, 2, (int64_t[]){CD, W});
-    Node *xbc_c = b_op(b, OP_conv1d, DT_F32, "xBC_conv", 5, (Node *[]){xbc_raw, conv_w, conv_b, conv_state, lc->pos});
+    Node *xbc_c = b_op(b, OP_conv1d, DT_F32, "xBC_conv", 5, (Node *[]){xbc_raw, conv_w, conv_b, conv_state, pos});
     Node *xbc = b_op(b, OP_silu, DT_BF16, "xBC", 1, &xbc_c);
     Node *x = b_slice(b, "x", xbc, 0, Di);
     Node *Bm = b_slice(b, "B", xbc, Di, Di + G * N);
@@ -102,7 +91,7 @@ static Node *mamba2_build(Builder *b, LayerCtx *lc, const void *vo, Node *h)
     Node *a_log = b_weight(b, "A_log", WNAME("A_log"), DT_F32, 1, (int64_t[]){H}, "log_uniform", o->a_init[0],
                            o->a_init[1]);
     Node *Dw = b_weight(b, "D", WNAME("D"), DT_F32, 1, (int64_t[]){H}, "ones", 0, 0);
-    snprintf(st, sizeof st, "layers.%d.ssm_state", lc->index);
+    snprintf(st, sizeof st, "%sssm_state", sprefix);
     Node *ssm_state = b_state(b, "ssm_state", st, 3, (int64_t[]){H, P, N});
     Node *y = b_op(b, OP_ssd, DT_F32, "y", 7, (Node *[]){x, dt, a_log, Bm, Cm, Dw, ssm_state});
     node_set_int(g, y, "heads", H);
@@ -113,14 +102,22 @@ static Node *mamba2_build(Builder *b, LayerCtx *lc, const void *vo, Node *h)
 
     Node *norm_w = b_weight(b, "gnorm.w", WNAME("norm.weight"), DT_F32, 1, (int64_t[]){Di}, "ones", 0, 0);
     Node *gn = b_op(b, OP_gated_rmsnorm, DT_BF16, "g", 3, (Node *[]){y, z, norm_w});
-    node_set_float(g, gn, "eps", lc->model->norm_eps);
+    node_set_float(g, gn, "eps", o->norm_eps);
     node_set_int(g, gn, "group", Di / G);
     node_set_int(g, gn, "norm_before_gate", o->norm_before_gate);
 
     Node *out_w = b_weight(b, "out_proj.w", WNAME("out_proj.weight"), DT_BF16, 2, (int64_t[]){D, Di}, "normal",
                            0.02, 0);
 #undef WNAME
-    return b_op(b, OP_matmul, DT_F32, "out", 2, (Node *[]){gn, out_w});
+    return b_op(b, OP_matmul, out_dtype, "out", 2, (Node *[]){gn, out_w});
+}
+
+static Node *mamba2_build(Builder *b, LayerCtx *lc, const void *vo, Node *h)
+{
+    char wp[96], sp[64];
+    snprintf(wp, sizeof wp, "backbone.layers.%d.mixer.", lc->index);
+    snprintf(sp, sizeof sp, "layers.%d.", lc->index);
+    return mamba2_mixer(b, vo, lc->model->d_model, h, wp, sp, lc->pos, DT_F32);
 }
 
 const LayerKind layer_mamba2 = {"mamba2", mamba2_options, mamba2_parse, mamba2_build, sizeof(Mamba2Opts)};

@@ -37,10 +37,36 @@ typedef struct LayerKind {
     size_t opts_size;              /* bytes of the options struct */
 } LayerKind;
 
+/* The Mamba2 mixer's options and builder, shared by the mamba2 layer and the
+ * mamba2 indexer of sparse_mla (models/layer_mamba2.c). */
+typedef struct Mamba2Opts {
+    int64_t d_state;       /* N: state size per head */
+    int64_t headdim;       /* P: channels per head */
+    int64_t expand;        /* Di = expand * d_model */
+    int64_t ngroups;       /* G: groups sharing B and C */
+    int64_t d_conv;        /* conv width */
+    int64_t chunk_size;    /* SSD chunk (default schedule; power of two) */
+    double dt_limit[2];    /* clamp of dt after softplus */
+    double dt_init[2];     /* init range of dt (for dt_bias) */
+    double a_init[2];      /* init range of -A (for A_log) */
+    bool norm_before_gate; /* rmsnorm(y)*silu(z) instead of rmsnorm(y*silu(z)) */
+    bool conv_bias;        /* conv1d has a bias */
+    double norm_eps;       /* the gated norm's epsilon (the model's norm_eps) */
+} Mamba2Opts;
+
+extern const char *const mamba2_options[];
+bool mamba2_parse(LayerCtx *lc, void *opts, Diag *d);
+/* Emits the mixer on h (bf16 [B,S,D]) with weights named wprefix + "in_proj.weight"
+ * etc., states named sprefix + "conv_state"/"ssm_state"; returns out_proj's output. */
+Node *mamba2_mixer(Builder *b, const Mamba2Opts *o, int64_t D, Node *h, const char *wprefix, const char *sprefix,
+                   Node *pos, DType out_dtype);
+
 /* The table (models/layers.c) and its entries, one file per kind. */
 extern const LayerKind *const layer_kinds[];
 extern const int n_layer_kinds;
 extern const LayerKind layer_mamba2;
+extern const LayerKind layer_mla;
+extern const LayerKind layer_sparse_mla;
 
 /* Reads option `key` from the layer entry, else from the defaults mapping. */
 YNode *layer_option(LayerCtx *lc, const char *key, YNode **map_out);
