@@ -174,6 +174,23 @@ void kb_store_vec(KB *kb, V vec, V ptr, unsigned align)
 V kb_extract(KB *kb, V vec, int i) { return LLVMBuildExtractElement(kb->b, vec, kb_i32(kb, i), ""); }
 V kb_smem(KB *kb, V byte_off) { return kb_gep(kb, kb->i8, kb->smem, byte_off); }
 
+V kb_table_f64(KB *kb, const double *vals, int n)
+{
+    T f64 = LLVMDoubleTypeInContext(kb->ctx);
+    V *c = malloc(sizeof(V) * (size_t)(n ? n : 1));
+    if (!c)
+        abort();
+    for (int i = 0; i < n; i++)
+        c[i] = LLVMConstReal(f64, vals[i]);
+    T at = LLVMArrayType2(f64, (uint64_t)n);
+    V g = LLVMAddGlobalInAddressSpace(kb->mod, at, "table", 1);
+    LLVMSetInitializer(g, LLVMConstArray2(f64, c, (uint64_t)n));
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMInternalLinkage);
+    free(c);
+    return g;
+}
+
 /* ---- control flow ---- */
 static KFrame *push(KB *kb)
 {

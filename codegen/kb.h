@@ -110,6 +110,8 @@ V kb_load_vec(KB *kb, T elem, int n, V ptr, unsigned align); /* <n x elem> */
 void kb_store_vec(KB *kb, V vec, V ptr, unsigned align);
 V kb_extract(KB *kb, V vec, int i);
 V kb_smem(KB *kb, V byte_off);            /* i8 pointer into dynamic shared memory */
+/* A read-only table of n doubles in global memory; returns its address. */
+V kb_table_f64(KB *kb, const double *vals, int n);
 
 /* ---- control flow ---- */
 void kb_if(KB *kb, V cond);

@@ -66,6 +66,9 @@ V nvvm_tanh(KB *kb, V x)
     return LLVMBuildCall2(kb->b, fty, fn, &x, 1, "");
 }
 
+V nvvm_sin(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.sin.approx.f", kb->f32, &x, 1); }
+V nvvm_cos(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.cos.approx.f", kb->f32, &x, 1); }
+
 void nvvm_griddep_wait(KB *kb) { nvvm_call(kb, "llvm.nvvm.griddepcontrol.wait", kb->t_void, NULL, 0); }
 void nvvm_griddep_launch(KB *kb) { nvvm_call(kb, "llvm.nvvm.griddepcontrol.launch.dependents", kb->t_void, NULL, 0); }
 

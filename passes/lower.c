@@ -10,6 +10,9 @@
  *            wn/wk chosen for >= 264 blocks (two per SM) where N allows
  *   rmsnorm  one warp per row, 4 rows per block
  *   embed    128 threads per row
+ *   slice, rope, mla_absorb: elementwise / per-head products, no schedule
+ *   mla_attn   a block per (query, head), 4 warps splitting the keys (online softmax, merged)
+ *   index_topk a block per query: its scores in shared memory, radix select of the top k
  *   mamba2   prefill: B, C conv once per group into scratch, then the chunked scan
  *            (chunk = min(YAML chunk, 64), 256 threads), then the grouped norm
  *            decode:  single-step state update, 4 warps per 16 state rows (psplit = headdim/16) */
@@ -83,6 +86,20 @@ bool pass_lower(Graph *g, Diag *d)
                 node_set_int(g, n, "threads", 256);
                 node_set_str(g, n, "scratch", sc); /* silu(conv(B, C)), computed once per group */
             }
+            break;
+        case OP_slice:
+        case OP_rope:
+        case OP_mla_absorb_q:
+        case OP_mla_absorb_o:
+            node_set_str(g, n, "kernel", oi->kernel);
+            break;
+        case OP_mla_attn:
+            node_set_str(g, n, "kernel", "mla_attn");
+            node_set_int(g, n, "warps", 4);
+            break;
+        case OP_index_topk:
+            node_set_str(g, n, "kernel", "index_topk");
+            node_set_int(g, n, "threads", 256);
             break;
         default:
             return diag_fail(d, "%%%s: no lowering rule for op '%s' (kernel '%s')", n->name ? n->name : "?",

@@ -15,6 +15,7 @@ bool pass_decode(Graph *g, Diag *d);        /* specialise to one token: seq := 1
 bool pass_fuse_scan(Graph *g, Diag *d);     /* conv1d+silu+softplus+ssd+gated norm → mamba2_mixer */
 bool pass_fuse_epilogue(Graph *g, Diag *d); /* add(matmul(x,w), r) → matmul(x,w,r) */
 bool pass_fuse_prologue(Graph *g, Diag *d); /* decode: norms into the following matmul's prologue */
+bool pass_fuse_index(Graph *g, Diag *d);    /* topk(index_scores) → index_topk (streaming) */
 bool pass_lower(Graph *g, Diag *d);         /* pick a kernel template and schedule per node */
 bool pass_plan_buffers(Graph *g, Diag *d);  /* workspace offsets by liveness */
 

@@ -240,6 +240,13 @@ msac_status msac_session_create(msac_device *dev, const msac_plan *plan, const m
                            o.max_seq, o.max_ctx);
     const Plan *p = plan->p;
     RT_RETURN_IF_ERROR(rt_check_target(p->target, dev->info.name, dev->info.cc_major, dev->info.cc_minor));
+    for (uint32_t k = 0; k < p->nkernels; k++) { /* kernels that hold a whole context on chip */
+        int64_t lim = rt_kernel_param(&p->kernels[k], "max_ctx", 0);
+        if (lim && o.max_ctx > lim)
+            return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                               "msac_session_create: max_ctx %d is above %lld, the longest context kernel %s supports",
+                               o.max_ctx, (long long)lim, p->kernels[k].name);
+    }
     if (plan->vocab_size <= 0)
         return status_make(MSAC_ERR_BAD_PLAN, "plan has no meta \"vocab_size\"");
 

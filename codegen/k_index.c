@@ -1,0 +1,239 @@
+/* k_index.c — the indexer's streaming top-k (op index_topk), two launches:
+ *
+ *   index_append  the call's k rows into the indexer's k cache at pos..pos+S-1
+ *   index_topk    a block per query (b, t): the scores of every cache row
+ *                 s <= pos+t go to shared memory as order-preserving u32 keys
+ *                 (kind dot: scale·q·k_s; lightning: Σ_h w_h relu(scale·q_h·k_s));
+ *                 the k-th largest key is found bit by bit (32 block-wide
+ *                 counts), then the rows above it and the first rows equal to
+ *                 it (ties to the lower index) are written in ascending order;
+ *                 fewer than k candidates → all of them, then -1.
+ * Memory is O(seq · k): the [seq, ctx] score matrix never leaves the chip. The
+ * scores of one query must fit in shared memory: ctx <= INDEX_MAX_CTX (the plan
+ * records it; sessions with a larger max_ctx are refused). */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "nvvm.h"
+
+enum { IX_THREADS = 256, IX_WARPS = IX_THREADS / 32 };
+#define INDEX_MAX_CTX 40960
+
+bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, char **ptx, Diag *d);
+
+/* Block-wide sum of an i32 per thread (values small: exact through f32 shuffles). */
+static V block_sum(KB *kb, V x, int red_off)
+{
+    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+    V s = nvvm_warp_sum(kb, kb_to_f32(kb, x));
+    V slot = kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, red_off)), warp);
+    nvvm_bar_sync(kb);
+    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 0)));
+    kb_store(kb, s, slot);
+    kb_endif(kb);
+    nvvm_bar_sync(kb);
+    V tot = kb_f32(kb, 0);
+    for (int w = 0; w < IX_WARPS; w++)
+        tot = kb_add(kb, tot, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, red_off)), kb_i32(kb, w))));
+    return LLVMBuildFPToSI(kb->b, tot, kb->i32, "");
+}
+
+/* Exclusive prefix sum of a 0/1 i32 flag over the block (thread order), and the block total. */
+static V block_scan(KB *kb, V flag, int red_off, V *total)
+{
+    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+    V v = kb_to_f32(kb, flag);
+    V inc = v;
+    for (int o = 1; o < 32; o *= 2) {
+        V up = nvvm_call(kb, "llvm.nvvm.shfl.sync.up.f32", kb->f32, (V[]){kb_i32(kb, -1), inc, kb_i32(kb, o), kb_i32(kb, 0)}, 4);
+        inc = kb_add(kb, inc, kb_select(kb, kb_ge(kb, lane, kb_i32(kb, o)), up, kb_f32(kb, 0)));
+    }
+    V sm = kb_smem(kb, kb_i32(kb, red_off));
+    nvvm_bar_sync(kb);
+    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 31)));
+    kb_store(kb, inc, kb_gep(kb, kb->f32, sm, warp));
+    kb_endif(kb);
+    nvvm_bar_sync(kb);
+    V before = kb_f32(kb, 0), tot = kb_f32(kb, 0);
+    for (int w = 0; w < IX_WARPS; w++) {
+        V wt = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, sm, kb_i32(kb, w)));
+        before = kb_add(kb, before, kb_select(kb, kb_lt(kb, kb_i32(kb, w), warp), wt, kb_f32(kb, 0)));
+        tot = kb_add(kb, tot, wt);
+    }
+    *total = LLVMBuildFPToSI(kb->b, tot, kb->i32, "");
+    return LLVMBuildFPToSI(kb->b, kb_sub(kb, kb_add(kb, before, inc), v), kb->i32, "");
+}
+
+static V kb_uge(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGE, a, b, ""); }
+static V kb_ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
+
+static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, int64_t K, char **ptx, Diag *d)
+{
+    /* smem: keys u32 [INDEX_MAX_CTX] | q f32 [H*D] | w f32 [H] | reduction f32 [IX_WARPS] */
+    int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_red = o_w + 4 * (int)H;
+    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    int np = 7;
+    if (lightning)
+        pk[np++] = KP_PTR;
+    KB *kb = kb_new(cg->ctx, "index_topk", pk, np, IX_THREADS);
+    V qp = kb_param(kb, 0), kc = kb_param(kb, 1), posp = kb_param(kb, 2), selp = kb_param(kb, 3);
+    V seq = kb_param(kb, 4), ctx = kb_param(kb, 5), rows = kb_param(kb, 6);
+    V wp = lightning ? kb_param(kb, 7) : NULL;
+    V r = nvvm_ctaid_x(kb), tid = nvvm_tid_x(kb);
+    V zero = kb_f32(kb, 0);
+    V keys = kb_smem(kb, kb_i32(kb, o_keys)), qs = kb_smem(kb, kb_i32(kb, o_q)), ws = kb_smem(kb, kb_i32(kb, o_w));
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
+        V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
+        V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), kb_min(kb, ctx, kb_i32(kb, INDEX_MAX_CTX))); /* candidates */
+        V out = kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, K));
+        kb_if(kb, kb_le(kb, n, kb_i32(kb, K)));
+        { /* fewer than k candidates: all of them, then -1 */
+            KVar i = kb_for(kb, tid, kb_i32(kb, K), kb_i32(kb, IX_THREADS));
+            V iv = kb_get(kb, i);
+            kb_store(kb, kb_select(kb, kb_lt(kb, iv, n), iv, kb_i32(kb, -1)),
+                     kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, iv))));
+            kb_endfor(kb);
+        }
+        kb_else(kb);
+        {
+            /* the query (and the head weights) into smem */
+            KVar i = kb_for(kb, tid, kb_i32(kb, H * D), kb_i32(kb, IX_THREADS));
+            {
+                V iv = kb_get(kb, i);
+                V qv = kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_to_i64(kb, iv))));
+                kb_store(kb, kb_bf16_to_f32(kb, qv), kb_gep(kb, kb->f32, qs, iv));
+            }
+            kb_endfor(kb);
+            if (lightning) {
+                KVar hh = kb_for(kb, tid, kb_i32(kb, H), kb_i32(kb, IX_THREADS));
+                V hv = kb_get(kb, hh);
+                kb_store(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_to_i64(kb, hv)))),
+                         kb_gep(kb, kb->f32, ws, hv));
+                kb_endfor(kb);
+            }
+            nvvm_bar_sync(kb);
+            /* scores → order-preserving u32 keys, a thread per candidate row */
+            V cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
+            KVar s = kb_for(kb, tid, n, kb_i32(kb, IX_THREADS));
+            {
+                V sv = kb_get(kb, s);
+                V krow = kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, sv)), kb_i64(kb, D));
+                KVar total = kb_var(kb, kb->f32, zero);
+                KVar hh = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, H), kb_i32(kb, 1));
+                {
+                    V hv = kb_get(kb, hh);
+                    KVar dot = kb_var(kb, kb->f32, zero);
+                    KVar e = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, D), kb_i32(kb, 8));
+                    {
+                        V ev = kb_get(kb, e);
+                        V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_to_i64(kb, ev))), 16);
+                        V part = kb_get(kb, dot);
+                        for (int u = 0; u < 8; u++) {
+                            V qv = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_add(kb, ev, kb_i32(kb, u)))));
+                            part = kb_fma(kb, qv, kb_bf16_to_f32(kb, kb_extract(kb, k8, u)), part);
+                        }
+                        kb_set(kb, dot, part);
+                    }
+                    kb_endfor(kb);
+                    V sc = kb_mul(kb, kb_get(kb, dot), kb_f32(kb, scale));
+                    if (lightning)
+                        sc = kb_mul(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ws, hv)), kb_max(kb, sc, zero));
+                    kb_set(kb, total, kb_add(kb, kb_get(kb, total), sc));
+                }
+                kb_endfor(kb);
+                /* float → u32 whose unsigned order is the float order */
+                V u = kb_bitcast(kb, kb_get(kb, total), kb->i32);
+                V neg = kb_lt(kb, u, kb_i32(kb, 0));
+                V key = kb_select(kb, neg, kb_xor(kb, u, kb_i32(kb, -1)), kb_or(kb, u, kb_i32(kb, (int64_t)0x80000000LL)));
+                kb_store(kb, key, kb_gep(kb, kb->i32, keys, sv));
+            }
+            kb_endfor(kb);
+            nvvm_bar_sync(kb);
+            /* the k-th largest key, bit by bit from the top */
+            V prefix = kb_i32(kb, 0);
+            for (int bit = 31; bit >= 0; bit--) {
+                V cand = kb_or(kb, prefix, kb_i32(kb, (int64_t)(int32_t)(1u << bit)));
+                KVar cnt = kb_var(kb, kb->i32, kb_i32(kb, 0));
+                KVar j = kb_for(kb, tid, n, kb_i32(kb, IX_THREADS));
+                kb_set(kb, cnt, kb_add(kb, kb_get(kb, cnt),
+                                       LLVMBuildZExt(kb->b, kb_uge(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j))), cand), kb->i32, "")));
+                kb_endfor(kb);
+                V tot = block_sum(kb, kb_get(kb, cnt), o_red);
+                prefix = kb_select(kb, kb_ge(kb, tot, kb_i32(kb, K)), cand, prefix);
+            }
+            V T = prefix;
+            KVar gt = kb_var(kb, kb->i32, kb_i32(kb, 0));
+            KVar j = kb_for(kb, tid, n, kb_i32(kb, IX_THREADS));
+            kb_set(kb, gt, kb_add(kb, kb_get(kb, gt),
+                                  LLVMBuildZExt(kb->b, kb_ugt(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j))), T), kb->i32, "")));
+            kb_endfor(kb);
+            V need = kb_sub(kb, kb_i32(kb, K), block_sum(kb, kb_get(kb, gt), o_red));
+            /* compaction in index order: rows above T, then the first `need` rows equal to T */
+            KVar run_sel = kb_var(kb, kb->i32, kb_i32(kb, 0)), run_eq = kb_var(kb, kb->i32, kb_i32(kb, 0));
+            KVar c0 = kb_for(kb, kb_i32(kb, 0), n, kb_i32(kb, IX_THREADS));
+            {
+                V sv = kb_add(kb, kb_get(kb, c0), tid);
+                V inb = kb_lt(kb, sv, n);
+                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
+                V isgt = kb_and(kb, inb, kb_ugt(kb, key, T)), iseq = kb_and(kb, inb, kb_eq(kb, key, T));
+                V eq_tot, sel_tot;
+                V eq_before = block_scan(kb, LLVMBuildZExt(kb->b, iseq, kb->i32, ""), o_red, &eq_tot);
+                V take = kb_or(kb, isgt, kb_and(kb, iseq, kb_lt(kb, kb_add(kb, kb_get(kb, run_eq), eq_before), need)));
+                V at = block_scan(kb, LLVMBuildZExt(kb->b, take, kb->i32, ""), o_red, &sel_tot);
+                kb_if(kb, take);
+                kb_store(kb, sv, kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, kb_add(kb, kb_get(kb, run_sel), at)))));
+                kb_endif(kb);
+                kb_set(kb, run_sel, kb_add(kb, kb_get(kb, run_sel), sel_tot));
+                kb_set(kb, run_eq, kb_add(kb, kb_get(kb, run_eq), eq_tot));
+            }
+            kb_endfor(kb);
+        }
+        kb_endif(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
+{
+    int64_t H = node_int(n, "heads", 1), D = node_int(n, "dim", 8), K = node_int(n, "k", 1);
+    bool lightning = !strcmp(node_str(n, "kind", "dot"), "lightning");
+    if (D % 8)
+        return diag_fail(d, "index_topk: dim %lld must be a multiple of 8", (long long)D);
+    SymExpr rows = node_rows_expr(n), seq_e = n->dim[1].sym ? sym_mono(MONO_S, 1) : sym_const(n->dim[1].n);
+    char name[96];
+    snprintf(name, sizeof name, "index_append_d%lld", (long long)D);
+    KLaunch *a = kout_add(out, name, 128, 0);
+    a->grid[0] = rows;
+    a->bytes = sym_scale(rows, 4 * D);
+    kl_arg_src(a, 1);
+    kl_arg_src(a, 2);
+    kl_arg_src(a, 3);
+    kl_arg_i32(a, rows);
+    kl_arg_i32(a, seq_e);
+    kl_arg_i32(a, sym_mono(MONO_C, 1));
+    if (!emit_cache_append(cg, "index_append", 1, &D, &a->ptx, d))
+        return false;
+    snprintf(name, sizeof name, "index_topk_h%lld_d%lld_k%lld_%s", (long long)H, (long long)D, (long long)K,
+             lightning ? "lightning" : "dot");
+    unsigned smem = (unsigned)(4 * INDEX_MAX_CTX + 4 * H * D + 4 * H + 4 * IX_WARPS);
+    KLaunch *l = kout_add(out, name, IX_THREADS, smem);
+    kl_param(l, "max_ctx", INDEX_MAX_CTX);
+    l->grid[0] = rows;
+    /* cost: a dot per head per candidate (bounded by ctx), the keys re-read 33 times on chip */
+    l->flops = sym_scale(rows, 0);
+    l->bytes = sym_scale(rows, 2 * H * D + 4 * K);
+    kl_arg_src(l, 0);
+    kl_arg_src(l, 2);
+    kl_arg_src(l, 3);
+    kl_arg_out(l);
+    kl_arg_i32(l, seq_e);
+    kl_arg_i32(l, sym_mono(MONO_C, 1));
+    kl_arg_i32(l, rows);
+    if (lightning)
+        kl_arg_src(l, 4);
+    return emit_topk(cg, H, D, lightning, (float)node_float(n, "scale", 1.0), K, &l->ptx, d);
+}

@@ -1,0 +1,336 @@
+/* k_mla.c — multi-head latent attention kernels (ops mla_absorb_q/o, mla_attn).
+ *
+ *   mla_absorb   per (row, head): q_lat = W_UKᵀ q_nope (threads over the R
+ *                outputs, q_nope staged in shared memory), or o = W_UV o_lat
+ *                (a warp per output, lanes over R, o_lat staged)
+ *   mla_append   the call's c_kv and k_pe rows into the latent caches at
+ *                positions pos..pos+S-1 (before any query reads them)
+ *   mla_attn     a block per (query, head), `warps` warps splitting the keys —
+ *                every cache row j <= pos+t, or only the rows the indexer
+ *                selected (sparse) — each with its own online softmax over
+ *                scale·(q_lat·c_kv_j + q_pe·k_pe_j); lanes hold R/32 latent
+ *                channels; the warps' (max, sum, o) are merged in smem.
+ * Correctness first: SIMT fp32 math; the tensor-core version is the next step. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "nvvm.h"
+
+typedef struct Mla {
+    int64_t H, dn, dr, dv, R; /* heads, nope, rope, value dims, latent rank */
+    int64_t qs, qo;           /* q_pe row stride per head and rope offset */
+} Mla;
+
+static V ld_bf(KB *kb, V base, V idx) { return kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, base, idx))); }
+
+/* ---- absorption ---- */
+enum { AB_THREADS = 128 };
+
+static bool emit_absorb(Codegen *cg, const Mla *m, bool q_side, DType wdt, char **ptx, Diag *d)
+{
+    KB *kb = kb_new(cg->ctx, q_side ? "mla_absorb_q" : "mla_absorb_o", (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_I32}, 4,
+                    AB_THREADS);
+    V xp = kb_param(kb, 0), wp = kb_param(kb, 1), op = kb_param(kb, 2), rows = kb_param(kb, 3);
+    V h = nvvm_ctaid_x(kb), r = nvvm_ctaid_y(kb), tid = nvvm_tid_x(kb);
+    int64_t in_w = q_side ? m->dn : m->R; /* staged input per head */
+    int64_t x_row = q_side ? m->H * (m->dn + m->dr) : m->H * m->R, x_head = q_side ? m->dn + m->dr : m->R;
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V xb = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, x_row)), kb_to_i64(kb, kb_mul(kb, h, kb_i32(kb, x_head))));
+        KVar i = kb_for(kb, tid, kb_i32(kb, in_w), kb_i32(kb, AB_THREADS));
+        kb_store(kb, ld_bf(kb, xp, kb_add(kb, xb, kb_to_i64(kb, kb_get(kb, i)))),
+                 kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, 0)), kb_get(kb, i)));
+        kb_endfor(kb);
+        nvvm_bar_sync(kb);
+        V wh = kb_mul(kb, kb_to_i64(kb, kb_mul(kb, h, kb_i32(kb, m->dn + m->dv))), kb_i64(kb, m->R)); /* head's first W row */
+        T wt = wdt == DT_BF16 ? kb->bf16 : kb->f32;
+        if (q_side) { /* out[r, h, c] = Σ_i x[i] W[h*(dn+dv) + i, c]: threads over c */
+            KVar c = kb_for(kb, tid, kb_i32(kb, m->R), kb_i32(kb, AB_THREADS));
+            {
+                V cv = kb_get(kb, c);
+                KVar acc = kb_var(kb, kb->f32, kb_f32(kb, 0));
+                KVar i2 = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, m->dn), kb_i32(kb, 1));
+                {
+                    V iv = kb_get(kb, i2);
+                    V wv = kb_load(kb, wt, kb_gep(kb, wt, wp, kb_add(kb, wh, kb_to_i64(kb, kb_add(kb, kb_mul(kb, iv, kb_i32(kb, m->R)), cv)))));
+                    if (wdt == DT_BF16)
+                        wv = kb_bf16_to_f32(kb, wv);
+                    kb_set(kb, acc, kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, 0)), iv)), wv,
+                                           kb_get(kb, acc)));
+                }
+                kb_endfor(kb);
+                V oo = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, m->H * m->R)),
+                              kb_to_i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->R)), cv)));
+                kb_store(kb, kb_f32_to_bf16(kb, kb_get(kb, acc)), kb_gep(kb, kb->bf16, op, oo));
+            }
+            kb_endfor(kb);
+        } else { /* out[r, h, j] = Σ_c W[h*(dn+dv) + dn + j, c] x[c]: a warp per j, lanes over c */
+            V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+            KVar j = kb_for(kb, warp, kb_i32(kb, m->dv), kb_i32(kb, AB_THREADS / 32));
+            {
+                V jv = kb_get(kb, j);
+                V wrow = kb_add(kb, wh, kb_mul(kb, kb_to_i64(kb, kb_add(kb, jv, kb_i32(kb, m->dn))), kb_i64(kb, m->R)));
+                KVar acc = kb_var(kb, kb->f32, kb_f32(kb, 0));
+                KVar c = kb_for(kb, lane, kb_i32(kb, m->R), kb_i32(kb, 32));
+                {
+                    V wv = kb_load(kb, wt, kb_gep(kb, wt, wp, kb_add(kb, wrow, kb_to_i64(kb, kb_get(kb, c)))));
+                    if (wdt == DT_BF16)
+                        wv = kb_bf16_to_f32(kb, wv);
+                    kb_set(kb, acc, kb_fma(kb, wv, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, 0)), kb_get(kb, c))),
+                                           kb_get(kb, acc)));
+                }
+                kb_endfor(kb);
+                V s = nvvm_warp_sum(kb, kb_get(kb, acc));
+                kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 0)));
+                V oo = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, m->H * m->dv)),
+                              kb_to_i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->dv)), jv)));
+                kb_store(kb, kb_f32_to_bf16(kb, s), kb_gep(kb, kb->bf16, op, oo));
+                kb_endif(kb);
+            }
+            kb_endfor(kb);
+        }
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+static Mla mla_of(const Node *n)
+{
+    Mla m = {.H = node_int(n, "heads", 1), .dn = node_int(n, "nope", 0), .dr = node_int(n, "rope_dim", 0),
+             .dv = node_int(n, "v_dim", 0), .R = node_int(n, "rank", 0)};
+    m.qs = m.dn + m.dr;
+    return m;
+}
+
+bool k_mla_absorb(Codegen *cg, const Node *n, KOut *out, Diag *d)
+{
+    Mla m = mla_of(n);
+    bool q_side = n->op == OP_mla_absorb_q;
+    char name[96];
+    snprintf(name, sizeof name, "mla_absorb_%s_h%lld_r%lld_dn%lld_dv%lld", q_side ? "q" : "o", (long long)m.H,
+             (long long)m.R, (long long)m.dn, (long long)m.dv);
+    KLaunch *l = kout_add(out, name, AB_THREADS, (unsigned)(4 * (q_side ? m.dn : m.R)));
+    SymExpr rows = node_rows_expr(n);
+    l->grid[0] = sym_const(m.H);
+    l->grid[1] = rows;
+    l->flops = sym_scale(rows, 2 * m.H * m.R * (q_side ? m.dn : m.dv));
+    l->bytes = sym_add(sym_scale(rows, 2 * m.H * (q_side ? m.dn + m.R : m.R + m.dv)), sym_const(2 * m.H * (m.dn + m.dv) * m.R));
+    kl_arg_src(l, 0);
+    kl_arg_src(l, 1);
+    kl_arg_out(l);
+    kl_arg_i32(l, rows);
+    return emit_absorb(cg, &m, q_side, n->src[1]->dtype, &l->ptx, d);
+}
+
+/* ---- cache append: rows of a [B,S,w] value into [B,ctx,w] caches at pos.. ---- */
+enum { AP_THREADS = 128 };
+
+/* Emits a kernel copying `nparts` row sets (src_i [rows, w_i] → cache_i [B, ctx, w_i]).
+ * Args: src_0, cache_0, ..., pos, rows, seq, ctx. Grid: rows. Shared with the indexer. */
+bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, char **ptx, Diag *d)
+{
+    KParamKind pk[12];
+    int np = 0;
+    for (int i = 0; i < 2 * nparts; i++)
+        pk[np++] = KP_PTR;
+    pk[np++] = KP_PTR, pk[np++] = KP_I32, pk[np++] = KP_I32, pk[np++] = KP_I32;
+    KB *kb = kb_new(cg->ctx, entry, pk, np, AP_THREADS);
+    V posp = kb_param(kb, 2 * nparts), rows = kb_param(kb, 2 * nparts + 1), seq = kb_param(kb, 2 * nparts + 2),
+      ctx = kb_param(kb, 2 * nparts + 3);
+    V r = nvvm_ctaid_x(kb);
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
+        V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
+        kb_if(kb, kb_and(kb, kb_ge(kb, p, kb_i32(kb, 0)), kb_lt(kb, p, ctx)));
+        V crow = kb_add(kb, kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx)), kb_to_i64(kb, p));
+        for (int i = 0; i < nparts; i++) {
+            V src = kb_param(kb, 2 * i), dst = kb_param(kb, 2 * i + 1);
+            KVar c = kb_for(kb, nvvm_tid_x(kb), kb_i32(kb, w[i]), kb_i32(kb, AP_THREADS));
+            V cv = kb_to_i64(kb, kb_get(kb, c));
+            V v = kb_load(kb, kb->i16, kb_gep(kb, kb->i16, src, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, w[i])), cv)));
+            kb_store(kb, v, kb_gep(kb, kb->i16, dst, kb_add(kb, kb_mul(kb, crow, kb_i64(kb, w[i])), cv)));
+            kb_endfor(kb);
+        }
+        kb_endif(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+/* ---- attention ---- */
+static bool emit_attn(Codegen *cg, const Mla *m, int warps, int64_t K, float scale, char **ptx, Diag *d)
+{
+    bool sparse = K > 0;
+    int RL = (int)((m->R + 31) / 32), PL = (int)((m->dr + 31) / 32); /* latent / rope channels per lane */
+    KParamKind pk[10] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    int np = 9;
+    if (sparse)
+        pk[np++] = KP_PTR;
+    KB *kb = kb_new(cg->ctx, sparse ? "sparse_mla_attn" : "mla_attn", pk, np, 32 * warps);
+    V qlp = kb_param(kb, 0), qpp = kb_param(kb, 1), ckv = kb_param(kb, 2), kpe = kb_param(kb, 3), posp = kb_param(kb, 4);
+    V op = kb_param(kb, 5), seq = kb_param(kb, 6), ctx = kb_param(kb, 7), rows = kb_param(kb, 8);
+    V selp = sparse ? kb_param(kb, 9) : NULL;
+    V h = nvvm_ctaid_x(kb), r = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb), tid = nvvm_tid_x(kb);
+    V zero = kb_f32(kb, 0), ninf = kb_f32(kb, -INFINITY);
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
+        V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
+        V cbase = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx)); /* cache row of (b, 0) */
+        V q[32], qr[8];
+        V qlb = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, m->H * m->R)), kb_to_i64(kb, kb_mul(kb, h, kb_i32(kb, m->R))));
+        V qpb = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, m->H * m->qs)),
+                       kb_to_i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->qs)), kb_i32(kb, m->qo))));
+        for (int k = 0; k < RL; k++) {
+            V c = kb_add(kb, lane, kb_i32(kb, 32 * k));
+            V ok = kb_lt(kb, c, kb_i32(kb, m->R));
+            q[k] = kb_select(kb, ok, ld_bf(kb, qlp, kb_add(kb, qlb, kb_to_i64(kb, kb_min(kb, c, kb_i32(kb, m->R - 1))))), zero);
+        }
+        for (int k = 0; k < PL; k++) {
+            V c = kb_add(kb, lane, kb_i32(kb, 32 * k));
+            V ok = kb_lt(kb, c, kb_i32(kb, m->dr));
+            qr[k] = kb_select(kb, ok, ld_bf(kb, qpp, kb_add(kb, qpb, kb_to_i64(kb, kb_min(kb, c, kb_i32(kb, m->dr - 1))))), zero);
+        }
+        KVar mx = kb_var(kb, kb->f32, ninf), sum = kb_var(kb, kb->f32, zero);
+        KVar o[32];
+        for (int k = 0; k < RL; k++)
+            o[k] = kb_var(kb, kb->f32, zero);
+        V nkeys = sparse ? kb_i32(kb, K) : kb_add(kb, kb_min(kb, p, kb_sub(kb, ctx, kb_i32(kb, 1))), kb_i32(kb, 1));
+        KVar it = kb_for(kb, warp, nkeys, kb_i32(kb, warps));
+        {
+            V j = kb_get(kb, it);
+            V valid = kb_i32(kb, 1);
+            if (sparse) {
+                j = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, selp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, K)),
+                                                                          kb_to_i64(kb, kb_get(kb, it)))));
+                valid = kb_and(kb, kb_ge(kb, j, kb_i32(kb, 0)), kb_and(kb, kb_le(kb, j, p), kb_lt(kb, j, ctx)));
+                j = kb_select(kb, valid, j, kb_i32(kb, 0));
+            } else {
+                valid = LLVMConstInt(kb->i1, 1, 0);
+            }
+            kb_if(kb, valid);
+            {
+                V row = kb_add(kb, cbase, kb_to_i64(kb, j));
+                V cv[32];
+                V part = zero;
+                for (int k = 0; k < RL; k++) {
+                    V c = kb_add(kb, lane, kb_i32(kb, 32 * k));
+                    V ok = kb_lt(kb, c, kb_i32(kb, m->R));
+                    cv[k] = kb_select(kb, ok, ld_bf(kb, ckv, kb_add(kb, kb_mul(kb, row, kb_i64(kb, m->R)), kb_to_i64(kb, kb_min(kb, c, kb_i32(kb, m->R - 1))))), zero);
+                    part = kb_fma(kb, q[k], cv[k], part);
+                }
+                for (int k = 0; k < PL; k++) {
+                    V c = kb_add(kb, lane, kb_i32(kb, 32 * k));
+                    V ok = kb_lt(kb, c, kb_i32(kb, m->dr));
+                    V kv = kb_select(kb, ok, ld_bf(kb, kpe, kb_add(kb, kb_mul(kb, row, kb_i64(kb, m->dr)), kb_to_i64(kb, kb_min(kb, c, kb_i32(kb, m->dr - 1))))), zero);
+                    part = kb_fma(kb, qr[k], kv, part);
+                }
+                V s = kb_mul(kb, nvvm_warp_sum(kb, part), kb_f32(kb, scale));
+                V mnew = kb_max(kb, kb_get(kb, mx), s);
+                V corr = kb_exp(kb, kb_sub(kb, kb_get(kb, mx), mnew)); /* exp(-inf) = 0 on the first key */
+                V e = kb_exp(kb, kb_sub(kb, s, mnew));
+                kb_set(kb, sum, kb_fma(kb, kb_get(kb, sum), corr, e));
+                for (int k = 0; k < RL; k++)
+                    kb_set(kb, o[k], kb_fma(kb, kb_get(kb, o[k]), corr, kb_mul(kb, e, cv[k])));
+                kb_set(kb, mx, mnew);
+            }
+            kb_endif(kb);
+        }
+        kb_endfor(kb);
+        /* merge the warps: smem [warps][R + 2] (o, then max and sum) */
+        int64_t slot = m->R + 2;
+        V wb = kb_mul(kb, warp, kb_i32(kb, slot));
+        for (int k = 0; k < RL; k++) {
+            V c = kb_add(kb, lane, kb_i32(kb, 32 * k));
+            kb_if(kb, kb_lt(kb, c, kb_i32(kb, m->R)));
+            kb_store(kb, kb_get(kb, o[k]), kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, 0)), kb_add(kb, wb, c)));
+            kb_endif(kb);
+        }
+        kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 0)));
+        kb_store(kb, kb_get(kb, mx), kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, 0)), kb_add(kb, wb, kb_i32(kb, m->R))));
+        kb_store(kb, kb_get(kb, sum), kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, 0)), kb_add(kb, wb, kb_i32(kb, m->R + 1))));
+        kb_endif(kb);
+        nvvm_bar_sync(kb);
+        V sm = kb_smem(kb, kb_i32(kb, 0));
+        V M = ninf;
+        for (int w = 0; w < warps; w++)
+            M = kb_max(kb, M, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, sm, kb_i32(kb, w * slot + m->R))));
+        V L = zero;
+        V f[16];
+        for (int w = 0; w < warps; w++) {
+            V mw = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, sm, kb_i32(kb, w * slot + m->R)));
+            f[w] = kb_select(kb, kb_eq(kb, mw, ninf), zero, kb_exp(kb, kb_sub(kb, mw, M)));
+            L = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, sm, kb_i32(kb, w * slot + m->R + 1))), f[w], L);
+        }
+        V invL = kb_select(kb, kb_gt(kb, L, zero), kb_div(kb, kb_f32(kb, 1.0), L), zero);
+        V ob = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, m->H * m->R)), kb_to_i64(kb, kb_mul(kb, h, kb_i32(kb, m->R))));
+        KVar c = kb_for(kb, tid, kb_i32(kb, m->R), kb_i32(kb, 32 * warps));
+        {
+            V cv = kb_get(kb, c);
+            V acc = zero;
+            for (int w = 0; w < warps; w++)
+                acc = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, sm, kb_add(kb, kb_i32(kb, w * slot), cv))), f[w], acc);
+            kb_store(kb, kb_f32_to_bf16(kb, kb_mul(kb, acc, invL)), kb_gep(kb, kb->bf16, op, kb_add(kb, ob, kb_to_i64(kb, cv))));
+        }
+        kb_endfor(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+bool k_mla_attn(Codegen *cg, const Node *n, KOut *out, Diag *d)
+{
+    Mla m = {.H = node_int(n, "heads", 1), .R = node_int(n, "rank", 0), .dr = node_int(n, "rope_dim", 0),
+             .qs = node_int(n, "q_stride", 0), .qo = node_int(n, "q_off", 0)};
+    int warps = (int)node_int(n, "warps", 4);
+    bool sparse = n->nsrc > 7;
+    int64_t K = sparse ? n->src[7]->dim[2].n : 0;
+    if (warps < 1 || warps > 16 || m.R > 32 * 32 || m.dr > 8 * 32)
+        return diag_fail(d, "mla_attn: warps %d or latent width %lld / rope %lld out of range", warps, (long long)m.R,
+                         (long long)m.dr);
+    SymExpr rows = node_rows_expr(n), seq_e = n->dim[1].sym ? sym_mono(MONO_S, 1) : sym_const(n->dim[1].n);
+    /* launch 1: the call's latent rows into the caches */
+    char name[96];
+    snprintf(name, sizeof name, "mla_append_r%lld_dr%lld", (long long)m.R, (long long)m.dr);
+    KLaunch *a = kout_add(out, name, AP_THREADS, 0);
+    a->grid[0] = rows;
+    a->bytes = sym_scale(rows, 4 * (m.R + m.dr));
+    kl_arg_src(a, 2);
+    kl_arg_src(a, 4);
+    kl_arg_src(a, 3);
+    kl_arg_src(a, 5);
+    kl_arg_src(a, 6);
+    kl_arg_i32(a, rows);
+    kl_arg_i32(a, seq_e);
+    kl_arg_i32(a, sym_mono(MONO_C, 1));
+    int64_t w[2] = {m.R, m.dr};
+    if (!emit_cache_append(cg, "mla_append", 2, w, &a->ptx, d))
+        return false;
+    /* launch 2: attention */
+    snprintf(name, sizeof name, "%smla_attn_h%lld_r%lld_dr%lld_w%d%s", sparse ? "sparse_" : "", (long long)m.H,
+             (long long)m.R, (long long)m.dr, warps, sparse ? "_k" : "");
+    if (sparse)
+        snprintf(name + strlen(name), sizeof name - strlen(name), "%lld", (long long)K);
+    KLaunch *l = kout_add(out, name, (unsigned)(32 * warps), (unsigned)(4 * warps * (m.R + 2)));
+    kl_param(l, "warps", warps);
+    l->grid[0] = sym_const(m.H);
+    l->grid[1] = rows;
+    /* cost: sparse reads K latent rows per query and head; dense is bounded by ctx */
+    int64_t keys = sparse ? K : 1;
+    l->flops = sparse ? sym_scale(rows, m.H * K * 4 * (m.R + m.dr)) : sym_mono(MONO_BC, 0);
+    l->bytes = sparse ? sym_scale(rows, m.H * keys * 2 * (m.R + m.dr)) : sym_scale(rows, m.H * 2 * m.R * 2);
+    for (int s = 0; s <= 1; s++)
+        kl_arg_src(l, s);
+    kl_arg_src(l, 4);
+    kl_arg_src(l, 5);
+    kl_arg_src(l, 6);
+    kl_arg_out(l);
+    kl_arg_i32(l, seq_e);
+    kl_arg_i32(l, sym_mono(MONO_C, 1));
+    kl_arg_i32(l, rows);
+    if (sparse)
+        kl_arg_src(l, 7);
+    return emit_attn(cg, &m, warps, K, (float)node_float(n, "scale", 1.0), &l->ptx, d);
+}
