@@ -35,6 +35,13 @@ static const Variant variants[] = {
 static const char *const models[][2] = {
     {"tiny", "name: tiny\nvocab_size: 256\nd_model: 64\ntie_embeddings: false\n"
              "mamba2: {d_state: 16, headdim: 16, ngroups: 2, chunk_size: 16}\nlayers:\n  - kind: mamba2\n"},
+    /* latent attention, both indexers, ragged latent and head sizes */
+    {"mla", "name: mla\nvocab_size: 300\nd_model: 64\nmamba2: {d_state: 16, headdim: 16, chunk_size: 16}\n"
+            "sparse_mla: {heads: 3, q_lora_rank: 24, kv_lora_rank: 40, qk_nope_head_dim: 16, qk_rope_head_dim: 8,"
+            " v_head_dim: 24, rope_style: half, indexer: {kind: lightning, dim: 16, heads: 2, top_k: 7}}\n"
+            "layers:\n  - kind: mamba2\n  - kind: sparse_mla\n  - kind: mla\n    heads: 2\n    kv_lora_rank: 32\n"
+            "    qk_nope_head_dim: 16\n    qk_rope_head_dim: 8\n    v_head_dim: 16\n"
+            "  - kind: sparse_mla\n    indexer: {kind: mamba2, dim: 16, top_k: 3, d_state: 16, headdim: 16, expand: 1}\n"},
     /* d_inner 80 → 5 heads: in_proj N = 2*80 + 2*16 + 5 = 197 (odd), K = 40 (not a multiple of 32) */
     {"ragged", "name: ragged\nvocab_size: 1001\nd_model: 40\n"
                "mamba2: {d_state: 16, headdim: 16, chunk_size: 8}\nlayers:\n  - kind: mamba2\n"},
