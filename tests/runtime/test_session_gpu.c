@@ -7,10 +7,11 @@
  * buffers at nonzero offsets, i32 / i64 / f32 / pointer arguments, dynamic
  * shared memory above 48 KiB, a zero-grid launch that must be skipped,
  * decode through CUDA graphs (per batch size) and without, reset, argument
- * errors, msac_session_bench (timing, tokens reused at position 0), and the
- * clean failures: wrong target, bad PTX, missing entry, device out of
- * memory. Logits are compared exactly with a CPU model of
- * the two kernels.
+ * errors, msac_session_bench (timing, tokens reused at position 0), ragged
+ * prefill (rows of different lengths: each internal call on its rows' state
+ * and positions), and the clean failures: wrong target, bad PTX, missing
+ * entry, device out of memory. Logits are compared exactly with a CPU model
+ * of the two kernels.
  *
  *   k_embed (one thread per token i < batch*seq):
  *       tmp[i] = (float)tok[i];  logits[i, v] = table[tok[i], v]  (table bf16)
@@ -494,6 +495,100 @@ static void test_checkpoint(void **state)
     rmdir(dir);
 }
 
+/* One ragged prefill on the session and on the model. The model's state
+ * is read once per call (acc at the call's start), so it replays the
+ * runtime's split into calls (rt_ragged_next, unit-tested on its own):
+ * what this checks is that each call runs on its own rows' state, positions
+ * and tokens, and that each row's last logits come back. */
+static void ragged(msac_session *s, const float *table, float *acc, int batch, const int *len, const int32_t *tok)
+{
+    float got[MAXB * V], out[MAXB * MAXS * V], want[MAXB * V];
+    int64_t pos[MAXB], first[MAXB];
+    int done[MAXB] = {0}, total = 0;
+    for (int b = 0; b < MAXB; b++)
+        pos[b] = msac_session_position(s, b);
+    for (int b = 0; b < batch; b++) {
+        first[b] = total;
+        total += len[b];
+    }
+    for (int i = 0; i < MAXB * V; i++)
+        got[i] = want[i] = -1.0f;
+    check(msac_session_prefill_ragged(s, batch, len, tok, got));
+    RtRaggedStep c;
+    int calls = 0;
+    while (rt_ragged_next(batch, len, done, MAXS, &c)) {
+        int32_t stage[MAXB * MAXS];
+        int64_t at[MAXB];
+        for (int i = 0; i < c.batch; i++) {
+            int r = c.row + i;
+            memcpy(stage + i * c.seq, tok + first[r] + done[r], sizeof(int32_t) * (size_t)c.seq);
+            at[i] = pos[r] + done[r];
+        }
+        model(table, c.batch, c.seq, stage, at, acc + c.row, out);
+        for (int i = 0; i < c.batch; i++) {
+            int r = c.row + i;
+            done[r] += c.seq;
+            if (done[r] == len[r])
+                memcpy(want + r * V, out + ((size_t)i * (size_t)c.seq + (size_t)c.seq - 1) * V, sizeof(float) * V);
+        }
+        calls++;
+    }
+    for (int i = 0; i < batch * V; i++)
+        if (got[i] != want[i])
+            fail_msg("ragged (%d calls): last logits[%d] = %.9g, expected %.9g", calls, i, (double)got[i],
+                     (double)want[i]);
+    for (int b = 0; b < MAXB; b++)
+        assert_int_equal(msac_session_position(s, b), pos[b] + (b < batch ? len[b] : 0));
+    float state[MAXB];
+    check(msac_session_read_output(s, "acc", state, MAXB));
+    for (int b = 0; b < MAXB; b++)
+        assert_true(state[b] == acc[b]);
+    expect_status(msac_session_read_output(s, "logits", state, 1), MSAC_ERR_INVALID_ARGUMENT,
+                  "the last call was a ragged prefill");
+    printf("  ragged prefill of %d sequences in %d calls: %.3f ms\n", batch, calls, (double)msac_session_last_ms(s));
+}
+
+/* Ragged prefills: rows that finish at different times, a row of length 0,
+ * lengths above max_seq; then decode with the rows at their own positions. */
+static void test_ragged(void **state)
+{
+    (void)state;
+    msac_plan *plan = load(make_plan(native_target, ptx_text, "k_embed"));
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_batch = MAXB;
+    o.max_seq = MAXS;
+    o.max_ctx = MAXC;
+    o.seed = 11;
+    msac_session *s = NULL;
+    check(msac_session_create(dev, plan, &o, &s));
+    float table[V * V], acc[MAXB] = {0};
+    check(msac_plan_weight_values(plan, 0, NULL, 11, table));
+
+    const int l35[2] = {3, 5}, l02[2] = {0, 2}, l61[2] = {6, 1}, l10[1] = {1};
+    const int32_t t35[8] = {1, 2, 3, 7, 6, 5, 4, 3}, t2[2] = {0, 7}, t7[7] = {2, 4, 6, 1, 3, 5, 7}, t1[1] = {5};
+    ragged(s, table, acc, 2, l35, t35); /* rows 0-1 for 3, row 1 for 2 more */
+    ragged(s, table, acc, 2, l02, t2);  /* row 1 alone: its state, not row 0's */
+    ragged(s, table, acc, 2, l61, t7);  /* row 0 at 3, row 1 at 7 */
+    ragged(s, table, acc, 1, l10, t1);
+    const int32_t d2[2] = {3, 4};
+    call(s, table, acc, 2, 1, d2, true); /* decode: row 0 at 10, row 1 at 8 */
+
+    /* lengths above max_seq (8): split into calls of at most 8 */
+    check(msac_session_reset(s));
+    acc[0] = acc[1] = 0;
+    const int l1211[2] = {12, 11};
+    int32_t t23[23];
+    for (int i = 0; i < 23; i++)
+        t23[i] = (i * 5 + 1) % V;
+    ragged(s, table, acc, 2, l1211, t23);
+    call(s, table, acc, 2, 1, d2, true);
+    expect_status(msac_session_prefill_ragged(s, 2, l35, t35, NULL), MSAC_ERR_INVALID_ARGUMENT,
+                  "sequence 1 is at position 12; 5 more tokens exceed max_ctx 16");
+    msac_session_destroy(s);
+    msac_plan_free(plan);
+}
+
 /* Failures at creation are clean and specific (and leak nothing: run under
  * compute-sanitizer --leak-check full to see device memory). */
 static void test_create_errors(void **state)
@@ -558,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_bench_with_graphs),
         cmocka_unit_test(test_bench_without_graphs),
         cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_ragged),
         cmocka_unit_test(test_create_errors),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
