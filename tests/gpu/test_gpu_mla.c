@@ -118,7 +118,7 @@ static void sparse_lightning(void **state)
 static void sparse_mamba2(void **state)
 {
     (void)state;
-    const char *const v[] = {"l0.idx.sel", "l0.o_lat", "logits", NULL};
+    const char *const v[] = {"l1.idx.sel", "l1.o_lat", "logits", NULL}; /* layer 1: after the mamba2 layer */
     const double bnd[] = {0, 2e-2, 2e-2};
     run_case("name: sparse_m\nvocab_size: 300\nd_model: 64\nmamba2: {d_state: 16, headdim: 16, chunk_size: 16}\n"
              "sparse_mla:\n  " MLA "  indexer: {kind: mamba2, dim: 16, top_k: 9, d_state: 16, headdim: 16, expand: 1,"
