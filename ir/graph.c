@@ -205,7 +205,10 @@ int64_t node_int(const Node *n, const char *key, int64_t dflt)
     const Attr *a = node_attr(n, key);
     if (!a)
         return dflt;
-    return a->kind == ATTR_INT ? a->i : a->kind == ATTR_FLOAT ? (int64_t)a->f : dflt;
+    if (a->kind == ATTR_INT)
+        return a->i;
+    /* a float outside int64's range (or NaN) has no integer value */
+    return a->kind == ATTR_FLOAT && a->f > -0x1p63 && a->f < 0x1p63 ? (int64_t)a->f : dflt;
 }
 
 double node_float(const Node *n, const char *key, double dflt)

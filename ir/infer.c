@@ -56,12 +56,18 @@ static bool want_float(const Node *n, int i, Diag *d)
     return true;
 }
 
+/* Integer attributes are sizes: capped so that the products the rules
+ * form of a few of them (heads * headdim, ...) cannot overflow int64. */
+#define ATTR_MAX (1ll << 24)
+
 static bool want_attr(const Node *n, const char *key, int64_t lo, Diag *d)
 {
     const Attr *a = node_attr(n, key);
     CHECK(a && a->kind == ATTR_INT, "%s: missing integer attribute '%s'", op_info[n->op].name, key);
     CHECK(a->i >= lo, "%s: attribute %s=%lld must be >= %lld", op_info[n->op].name, key, (long long)a->i,
           (long long)lo);
+    CHECK(a->i <= ATTR_MAX, "%s: attribute %s=%lld is larger than %lld", op_info[n->op].name, key, (long long)a->i,
+          ATTR_MAX);
     return true;
 }
 

@@ -143,6 +143,43 @@ static void verify_errors(void **state)
                         "needs attribute eps > 0");
 }
 
+/* Inputs the fuzzer found (tests/fuzz/crashes/ir): each is refused with its
+ * message, or now round-trips. */
+static void hostile_text(void **state)
+{
+    (void)state;
+    /* a backslash ending the input or the line escapes nothing: no read past the end */
+    expect_parse_error("graph g {\n  %t = input i32 [batch] \"t\\", 2, 29, "unterminated string");
+    expect_parse_error("graph g {\n  %t = input i32 [batch] \"t\\\n\"\n}", 2, 29, "unterminated string");
+    /* sizes are capped so that the shape rules' products cannot overflow */
+    expect_verify_error("  %x = input i32 [batch, seq, 4] \"x\"\n"
+                        "  %y = ssd f32 [batch, seq, 4] %x, %x, %x, %x, %x, %x, %x {heads=4611686018427387904, "
+                        "headdim=4, dstate=1, groups=1, chunk=1}\n  output %y \"y\"\n",
+                        "ssd: attribute heads=4611686018427387904 is larger than 16777216");
+    /* an integer attribute given as a float outside int64 (or NaN) reads as the default */
+    Arena *a = arena_new();
+    Diag d;
+    Graph *g = parse(a,
+                     "graph g {\n  %t = input i32 [batch] \"t\" {i=inf, n=nan, b=1e300, m=-1e300, f=3.5, "
+                     "e=100000000000000000000.0}\n  output %t \"t\"\n}\n",
+                     &d);
+    assert_non_null(g);
+    Node *t = graph_find(g, "t");
+    assert_int_equal(node_int(t, "i", 7), 7);
+    assert_int_equal(node_int(t, "n", 7), 7);
+    assert_int_equal(node_int(t, "b", 7), 7);
+    assert_int_equal(node_int(t, "m", 7), 7);
+    assert_int_equal(node_int(t, "f", 7), 3);
+    /* 1e20 prints without '+' in its exponent, so it parses back */
+    char *s1 = ir_print_str(g, a);
+    assert_non_null(strstr(s1, "e=1e20"));
+    Graph *g2 = parse(a, s1, &d);
+    if (!g2)
+        fail_msg("printed IR does not parse: %s\n%s", d.msg, s1);
+    assert_string_equal(s1, ir_print_str(g2, a));
+    arena_free(a);
+}
+
 /* A node whose operand comes later in the list breaks topological order. */
 static void verify_order(void **state)
 {
@@ -192,7 +229,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(roundtrip_exact), cmocka_unit_test(roundtrip_attrs), cmocka_unit_test(parse_errors),
-        cmocka_unit_test(verify_errors),   cmocka_unit_test(verify_order),    cmocka_unit_test(symexpr),
+        cmocka_unit_test(verify_errors),   cmocka_unit_test(hostile_text),   cmocka_unit_test(verify_order),    cmocka_unit_test(symexpr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
