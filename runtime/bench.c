@@ -178,11 +178,21 @@ static msac_status check_args(const msac_session *s, const char *program, int ba
 msac_status msac_session_bench(msac_session *s, const char *program, int batch, int seq, int warmup, int iters,
                                float *out_launch_ms, float *out_total_ms)
 {
+    return msac_session_bench_at(s, program, batch, seq, 0, warmup, iters, out_launch_ms, out_total_ms);
+}
+
+msac_status msac_session_bench_at(msac_session *s, const char *program, int batch, int seq, int position, int warmup,
+                                  int iters, float *out_launch_ms, float *out_total_ms)
+{
     int prog = -1;
     RT_RETURN_IF_ERROR(check_args(s, program, batch, seq, warmup, iters, out_total_ms, &prog));
+    if (position < 0 || (int64_t)position + seq > s->opts.max_ctx)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                           "msac_session_bench: position %d + seq %d does not fit the session's max_ctx %d", position,
+                           seq, s->opts.max_ctx);
     Bench b = {.s = s, .prog = prog, .nlaunch = s->plan->p->programs[prog].nlaunch, .batch = batch, .seq = seq};
     msac_status st = NULL;
-    if ((st = rt_session_bind(s, batch, seq)) || (st = rt_session_upload_pos(s, "bench", batch, true)) ||
+    if ((st = rt_session_bind(s, batch, seq)) || (st = rt_session_upload_pos(s, "bench", batch, position)) ||
         (st = bench_init(&b, iters)))
         goto done;
     rt_session_prepare_graph(s, prog, batch);

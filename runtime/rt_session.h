@@ -54,7 +54,8 @@ msac_status rt_session_bind(msac_session *s, int batch, int seq);
 /* Uploads the start position of each of the `batch` rows to the plan's
  * "pos" input (nothing when the plan has none): s->positions, or 0 for every
  * row when `at_zero`. Asynchronous on the session's stream. */
-msac_status rt_session_upload_pos(msac_session *s, const char *what, int batch, bool at_zero);
+/* Uploads each row's start position: the session's, or `fixed` for all rows when >= 0. */
+msac_status rt_session_upload_pos(msac_session *s, const char *what, int batch, int64_t fixed);
 
 /* For the decode program with graphs enabled: captures the step for `batch`
  * as a CUDA graph unless done (or refused) before. Call it after

@@ -387,13 +387,13 @@ msac_status rt_session_bind(msac_session *s, int batch, int seq)
     return rt_call_buffers(s->plan->p, &s->layout, s->mem, batch, seq, s->opts.max_ctx, s->bufptr, s->bufsize);
 }
 
-msac_status rt_session_upload_pos(msac_session *s, const char *what, int batch, bool at_zero)
+msac_status rt_session_upload_pos(msac_session *s, const char *what, int batch, int64_t fixed)
 {
     if (s->pos_buf < 0)
         return NULL;
     const CudaApi *cu = &s->dev->cu;
     for (int r = 0; r < batch; r++)
-        s->pos_host[r] = at_zero ? 0 : (int32_t)s->positions[r];
+        s->pos_host[r] = (int32_t)(fixed >= 0 ? fixed : s->positions[r]);
     CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->pos_buf], s->pos_host, (size_t)batch * sizeof *s->pos_host, s->stream),
               "%s: cuMemcpyHtoDAsync(pos)", what);
     return NULL;
@@ -434,7 +434,7 @@ static msac_status run(msac_session *s, const char *what, int prog, int batch, i
     size_t ntok = (size_t)batch * (size_t)seq;
     CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->tokens_buf], tokens, ntok * sizeof *tokens, s->stream),
               "%s: cuMemcpyHtoDAsync(tokens)", what);
-    RT_RETURN_IF_ERROR(rt_session_upload_pos(s, what, batch, false));
+    RT_RETURN_IF_ERROR(rt_session_upload_pos(s, what, batch, -1));
 
     rt_session_prepare_graph(s, prog, batch); /* before the start event: capture is host work */
     CU_RETURN(cu->EventRecord(s->ev_start, s->stream), "%s: cuEventRecord", what);

@@ -36,12 +36,14 @@ typedef struct BenchArgs {
     const char *json;    /* JSON output path or NULL */
     bool graphs;         /* decode as CUDA graphs */
     ScheduleSet sched;   /* --schedule overrides for a YAML input */
+    int position;        /* every sequence's position during the timed runs */
 } BenchArgs;
 
 static const char synopsis[] =
     "usage: msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
     "                  [--program prefill|decode|all] [--warmup N] [--iters N]\n"
-    "                  [--target sm_90a|sm_80] [--schedule KERNEL:key=val,...] [--peak-tflops T]\n"
+    "                  [--target sm_90a|sm_80] [--schedule KERNEL:key=val,...] [--position P]\n"
+    "                  [--peak-tflops T]\n"
     "                  [--peak-gbs G] [--json FILE] [--no-graphs]\n";
 
 static void usage(FILE *f)
@@ -52,7 +54,8 @@ static void usage(FILE *f)
             "--target). Each program runs --warmup untimed runs, then --iters whole runs (the\n"
             "median is the program's total; decode replays its CUDA graph unless --no-graphs)\n"
             "and --iters runs with CUDA events around every launch (the medians per launch).\n"
-            "Inputs are a deterministic pseudo-random prompt, every sequence at position 0.\n"
+            "Inputs are a deterministic pseudo-random prompt, every sequence at position 0\n"
+            "(--position P: at P, so a decode step attends over P+1 cached rows).\n"
             "Defaults: batch 1, seq 2048, decode batch = batch, program all, warmup 10, iters 50.\n"
             "\n"
             "Per launch it prints the median µs, the share of the sum of launch medians, the\n"
@@ -115,7 +118,7 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
         }
         static const char *const valued[] = {"--batch",  "--seq",         "--decode-batch", "--warmup", "--iters",
                                              "--target", "--peak-tflops", "--peak-gbs",     "--json",   "--program",
-                                             "--schedule"};
+                                             "--schedule", "--position"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(o, valued[k]);
@@ -145,6 +148,8 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             a->json = v;
         else if (!strcmp(o, "--target"))
             ok = !strcmp(v, "sm_90a") || !strcmp(v, "sm_80") ? (a->target = v, true) : false;
+        else if (!strcmp(o, "--position"))
+            ok = parse_int(v, 0, 1 << 24, &a->position);
         else if (!strcmp(o, "--schedule")) {
             Diag sd = {0};
             if (!schedule_parse(&a->sched, v, &sd)) {
@@ -256,9 +261,9 @@ static bool time_program(msac_device *dev, const msac_plan *plan, const BenchArg
     msac_session_options_init(&so);
     so.max_batch = batch;
     so.max_seq = seq;
-    so.max_ctx = a->seq;
+    so.max_ctx = a->seq > a->position + seq ? a->seq : a->position + seq;
     so.use_graphs = a->graphs;
-    *out = (BenchProgram){.name = name, .batch = batch, .seq = seq, .ctx = a->seq, .nlaunch = n,
+    *out = (BenchProgram){.name = name, .batch = batch, .seq = seq, .ctx = so.max_ctx, .nlaunch = n,
                           .graph = decode && a->graphs};
     out->launch = calloc((size_t)(n ? n : 1), sizeof *out->launch);
     float *ms = calloc((size_t)(n ? n : 1), sizeof *ms);
@@ -275,7 +280,7 @@ static bool time_program(msac_device *dev, const msac_plan *plan, const BenchArg
     fill_prompt(prompt, ntok, pi.vocab_size);
     if (!report(msac_session_create(dev, plan, &so, &s)) ||
         !report(msac_session_prefill(s, batch, seq, prompt, NULL)) ||
-        !report(msac_session_bench(s, name, batch, seq, a->warmup, a->iters, ms, &out->total_ms)))
+        !report(msac_session_bench_at(s, name, batch, seq, a->position, a->warmup, a->iters, ms, &out->total_ms)))
         goto done;
     for (int j = 0; j < n; j++) {
         BenchLaunch *l = &out->launch[j];

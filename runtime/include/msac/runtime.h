@@ -410,6 +410,12 @@ float msac_session_last_ms(const msac_session *s);
 msac_status msac_session_bench(msac_session *s, const char *program, int batch, int seq, int warmup, int iters,
                                float *out_launch_ms, float *out_total_ms);
 
+/* The same with every sequence at `position` instead of 0 (position + seq <=
+ * max_ctx): what a decode step at a long context costs — attention over
+ * position+1 cached rows, whatever they hold. */
+msac_status msac_session_bench_at(msac_session *s, const char *program, int batch, int seq, int position, int warmup,
+                                  int iters, float *out_launch_ms, float *out_total_ms);
+
 #ifdef __cplusplus
 }
 #endif
