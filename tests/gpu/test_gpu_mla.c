@@ -38,28 +38,70 @@ static int64_t width(GpuModel *m, const char *name)
     return 0;
 }
 
-/* The selection (i32) output: every index in range and never past pos + t;
- * returns the fraction of entries that differ from the reference's. */
-static double check_sel(const float *g, const float *ref, int batch, int seq, int64_t K, const int64_t *pos0)
+/* The selection (i32) output: every index in range and never past pos + t.
+ * Returns the fraction of selected positions missing from the reference's
+ * set. With the reference's scores (`scores`, row stride `ctx`), a position
+ * the GPU chose that the reference did not is only an error when its
+ * reference score is below the reference's k-th score by more than 1 % of
+ * the row's largest |score| (a near tie that rounding may flip); those are
+ * counted in *hard. Without scores every difference is hard. same[row]
+ * says whether the row's set equals the reference's. */
+static double check_sel(const float *g, const float *ref, const float *scores, int64_t ctx, int batch, int seq,
+                        int64_t K, const int64_t *pos0, int64_t *hard, bool *same)
 {
     int64_t diff = 0;
+    *hard = 0;
     for (int b = 0; b < batch; b++)
-        for (int t = 0; t < seq; t++)
+        for (int t = 0; t < seq; t++) {
+            const float *gr = g + ((int64_t)b * seq + t) * K, *rr = ref + ((int64_t)b * seq + t) * K;
+            const float *sr = scores ? scores + ((int64_t)b * seq + t) * ctx : NULL;
+            same[b * seq + t] = true;
+            float kth = INFINITY, big = 0;
+            for (int64_t k = 0; k < K && sr; k++)
+                if (rr[k] >= 0 && sr[(int64_t)rr[k]] < kth)
+                    kth = sr[(int64_t)rr[k]];
+            for (int64_t j = 0; sr && j <= pos0[b] + t; j++)
+                big = fmaxf(big, fabsf(sr[j]));
             for (int64_t k = 0; k < K; k++) {
-                float v = g[((int64_t)b * seq + t) * K + k];
+                float v = gr[k];
                 if (v > (float)(pos0[b] + t))
                     fail_msg("row %d query %d selects position %g, after itself (%lld)", b, t, v,
                              (long long)(pos0[b] + t));
-                diff += v != ref[((int64_t)b * seq + t) * K + k];
+                bool found = false;
+                for (int64_t k2 = 0; k2 < K && !found; k2++)
+                    found = rr[k2] == v;
+                if (found)
+                    continue;
+                diff++;
+                same[b * seq + t] = false;
+                if (!sr || v < 0 || sr[(int64_t)v] < kth - 1e-2f * big) {
+                    (*hard)++;
+                    if (*hard <= 5)
+                        fprintf(stderr, "    row %d query %d: GPU selects %g (ref score %g), ref k-th score %g\n", b,
+                                t, v, sr && v >= 0 ? sr[(int64_t)v] : NAN, kth);
+                }
             }
+        }
     return (double)diff / (double)((int64_t)batch * seq * K);
 }
 
-static void run_case(const char *yaml, const char *const *values, const double *bounds, const char *sel, int batch,
-                     int seq, int steps)
+/* `scores`, when set, names the unfused graph's index scores that `sel`
+ * selects from: the CPU reference computes them (the GPU plan fuses them
+ * away) to tell near ties from wrong picks. A query whose selection differs
+ * by a near tie attends over other tokens, so the values after `sel` in
+ * `values` are then compared on the other rows only (at most 10 % of rows
+ * may be left out). That is sound only when the sparse layer is the last
+ * mixer: no later layer reads a left-out row's output. */
+static void run_case(const char *yaml, const char *const *values, const double *bounds, const char *sel,
+                     const char *scores, int batch, int seq, int steps)
 {
     GpuModel m;
     gpu_model_open(&m, yaml, values, batch, seq, seq + steps + 1, NULL);
+    if (scores) { /* a CPU-only output: the plan is already compiled */
+        Node *sn = graph_find(m.graph, scores);
+        assert_non_null(sn);
+        graph_add_output(m.graph, sn, scores);
+    }
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)(batch * seq));
     fill_tokens(tok, batch * seq, m.vocab, 5);
     for (int step = -1; step < steps; step++) {
@@ -72,8 +114,16 @@ static void run_case(const char *yaml, const char *const *values, const double *
             pos0[b] = m.cpu_pos[b];
         check_ok(step < 0 ? msac_session_prefill(m.sess, batch, seq, tok, NULL)
                           : msac_session_decode(m.sess, batch, one, NULL));
-        float *ref[16];
-        cpu_run(&m, batch, s, step < 0 ? tok : one, values, ref);
+        const char *names[17]; /* values, then the scores: one CPU run (it appends to its caches) */
+        int nv = 0;
+        for (; values[nv]; nv++)
+            names[nv] = values[nv];
+        names[nv] = scores, names[nv + 1] = NULL;
+        float *ref[17] = {0};
+        cpu_run(&m, batch, s, step < 0 ? tok : one, names, ref);
+        float *sc = ref[nv];
+        bool masked = false, same[64 * 128];
+        assert_true(batch * s <= 64 * 128);
         for (int i = 0; values[i]; i++) {
             int64_t n = (int64_t)batch * s * width(&m, values[i]);
             float *g = malloc(sizeof(float) * (size_t)n);
@@ -81,16 +131,34 @@ static void run_case(const char *yaml, const char *const *values, const double *
             char label[128];
             snprintf(label, sizeof label, "%s %s %s", m.graph->name, step < 0 ? "prefill" : "decode", values[i]);
             if (sel && !strcmp(values[i], sel)) {
-                double f = check_sel(g, ref[i], batch, s, width(&m, values[i]), pos0);
-                fprintf(stderr, "  %-44s %.2f %% of indices differ (bound 1 %%), none in the future\n", label, 100 * f);
-                if (f > 0.01)
-                    fail_msg("%s: %.2f %% of the selected indices differ from the reference", label, 100 * f);
+                int64_t hard;
+                double f = check_sel(g, ref[i], sc, 4096, batch, s, width(&m, values[i]), pos0, &hard, same);
+                fprintf(stderr, "  %-44s %.2f %% of picks not in the reference set, %lld outside near ties%s\n",
+                        label, 100 * f, (long long)hard, " (bound 0), none in the future");
+                if (hard)
+                    fail_msg("%s: %lld selected positions score below the reference's k-th", label, (long long)hard);
+                if (scores)
+                    masked = true;
+            } else if (masked) {
+                int64_t w = width(&m, values[i]), kept = 0;
+                for (int r = 0; r < batch * s; r++)
+                    if (same[r]) {
+                        memmove(g + kept * w, g + (int64_t)r * w, sizeof(float) * (size_t)w);
+                        memmove(ref[i] + kept * w, ref[i] + (int64_t)r * w, sizeof(float) * (size_t)w);
+                        kept++;
+                    }
+                fprintf(stderr, "  %-44s %lld of %d rows (the rest picked a near tie differently)\n", label,
+                        (long long)kept, batch * s);
+                if (kept * 10 < (int64_t)batch * s * 9)
+                    fail_msg("%s: more than 10 %% of the rows selected differently", label);
+                expect_close(label, g, ref[i], kept * w, bounds[i]);
             } else {
                 expect_close(label, g, ref[i], n, bounds[i]);
             }
             free(g);
             free(ref[i]);
         }
+        free(sc);
     }
     free(tok);
     gpu_model_close(&m);
@@ -102,7 +170,7 @@ static void dense_mla(void **state)
     const char *const v[] = {"l0.q_pe", "l0.q_lat", "l0.k_pe", "l0.o_lat", "l0.o", "l1.o_lat", "logits", NULL};
     const double bnd[] = {1e-2, 1e-2, 1e-2, 2e-2, 2e-2, 2e-2, 2e-2};
     run_case("name: dense\nvocab_size: 300\nd_model: 64\nmla:\n  " MLA "layers:\n  - kind: mla\n    repeat: 2\n", v,
-             bnd, NULL, 2, 45, 3);
+             bnd, NULL, NULL, 2, 45, 3);
 }
 
 static void sparse_lightning(void **state)
@@ -112,7 +180,7 @@ static void sparse_lightning(void **state)
     const double bnd[] = {0, 2e-2, 2e-2, 2e-2};
     run_case("name: sparse_l\nvocab_size: 300\nd_model: 64\nsparse_mla:\n  " MLA
              "  indexer: {kind: lightning, dim: 32, heads: 3, top_k: 13}\nlayers:\n  - kind: sparse_mla\n    repeat: 2\n",
-             v, bnd, "l0.idx.sel", 2, 70, 3);
+             v, bnd, "l0.idx.sel", NULL, 2, 70, 3);
 }
 
 static void sparse_mamba2(void **state)
@@ -123,7 +191,7 @@ static void sparse_mamba2(void **state)
     run_case("name: sparse_m\nvocab_size: 300\nd_model: 64\nmamba2: {d_state: 16, headdim: 16, chunk_size: 16}\n"
              "sparse_mla:\n  " MLA "  indexer: {kind: mamba2, dim: 16, top_k: 9, d_state: 16, headdim: 16, expand: 1,"
              " chunk_size: 16}\nlayers:\n  - kind: mamba2\n  - kind: sparse_mla\n",
-             v, bnd, "l1.idx.sel", 1, 53, 3);
+             v, bnd, "l1.idx.sel", "l1.idx.scores", 1, 53, 3);
 }
 
 /* GPU decode of step t equals GPU prefill at position t (sparse). */
