@@ -35,7 +35,7 @@ expect 2 "unknown option '--bogus'" "$plan" --bogus
 expect 2 "unexpected argument 'y.msac'" "$plan" y.msac
 expect 1 "cannot open plan /nonexistent.msac" /nonexistent.msac --memory 1 16
 expect 1 "msac info: plan: input buffer \"tokens\": size overflows at batch=2000000000" "$plan" --memory 2000000000 2000000000
-"$msac" --help | grep -q "msac info PLAN \[--memory BATCH CTX \[--seq S\]\]" || fail "msac --help lacks --memory"
+"$msac" --help | grep "msac info PLAN \[--memory BATCH CTX \[--seq S\]\]" >/dev/null || fail "msac --help lacks --memory"
 
 # bytes of region NAME in the report in file $1
 region() { awk -v n="$2" '$1 == n { for (i = 2; i < NF; i++) if ($(i + 1) == "B") { print $i; exit } }' "$1"; }

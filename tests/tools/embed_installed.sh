@@ -31,7 +31,7 @@ case $bindir in /*) bin=$stage$bindir ;; *) bin=$stage$prefix/$bindir ;; esac
 for f in "$lib/pkgconfig/msacrt.pc" "$lib/libmsacrt.so" "$lib/libmsac.so" "$bin/msac"; do
     [ -e "$f" ] || fail "meson install did not install $f"
 done
-find "$stage" -name runtime.h -path '*/include/msac/*' | grep -q . || fail "msac/runtime.h not installed"
+find "$stage" -name runtime.h -path '*/include/msac/*' | grep . >/dev/null || fail "msac/runtime.h not installed"
 
 # pkg-config sees only the staged tree (the sysroot maps its paths into it)
 export PKG_CONFIG_LIBDIR=$lib/pkgconfig PKG_CONFIG_PATH= PKG_CONFIG_SYSROOT_DIR=$stage
@@ -42,7 +42,7 @@ case $flags in *"-L$lib"*"-lmsacrt"*) ;; *) fail "pkg-config flags do not point 
 "${cc[@]}" -std=c17 -Wall -Wextra -Wpedantic -Werror -o "$tmp/embed" "$src/examples/embed.c" $flags \
     >"$tmp/cc.log" 2>&1 || { cat "$tmp/cc.log"; fail "embed.c does not build against the installed msacrt"; }
 export LD_LIBRARY_PATH=$lib
-ldd "$tmp/embed" | grep -q "libmsacrt.so.0 => $lib/" || { ldd "$tmp/embed"; fail "embed does not load the staged libmsacrt"; }
+ldd "$tmp/embed" | grep "libmsacrt.so.0 => $lib/" >/dev/null || { ldd "$tmp/embed"; fail "embed does not load the staged libmsacrt"; }
 
 env -u LD_LIBRARY_PATH "$bin/msac" compile "$src/models/tiny-mamba2.yaml" -o "$tmp/tiny.msac" -q >"$tmp/c.log" 2>&1 ||
     { cat "$tmp/c.log"; fail "the installed msac cannot compile tiny-mamba2.yaml"; }
