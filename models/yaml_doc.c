@@ -31,6 +31,24 @@ bool ydoc_parse(YDoc *y, const char *file, const char *text, Diag *d)
     } else {
         y->loaded = true;
     }
+    if (ok && yaml_document_get_root_node(&y->doc)) {
+        /* One document per file: a second one would be silently ignored. */
+        yaml_document_t extra;
+        if (!yaml_parser_load(&p, &extra)) {
+            yaml_mark_t m = p.problem_mark;
+            diag_fail_at(d, file, (int)m.line + 1, (int)m.column + 1, "YAML: %s",
+                         p.problem ? p.problem : "syntax error");
+            ok = false;
+        } else {
+            YNode *r = yaml_document_get_root_node(&extra);
+            if (r) {
+                diag_fail_at(d, file, (int)r->start_mark.line + 1, (int)r->start_mark.column + 1,
+                             "a second YAML document starts here; a model file holds one");
+                ok = false;
+            }
+            yaml_document_delete(&extra);
+        }
+    }
     yaml_parser_delete(&p);
     if (ok && !yaml_document_get_root_node(&y->doc))
         return diag_fail_at(d, file, 1, 1, "empty model file");

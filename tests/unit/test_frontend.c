@@ -130,6 +130,68 @@ static void errors_consistency(void **state)
                  "m.yaml:9:14: error: layer 3: expand * d_model = 192 is not a multiple of headdim (40)");
 }
 
+/* Mistyped values, out-of-range values and odd YAML: each refused at the value. */
+static void errors_types(void **state)
+{
+    (void)state;
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    expand: two\n",
+                 "m.yaml:6:13: error: 'expand' must be an integer, found 'two'");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    d_conv: 1.5\n",
+                 "m.yaml:6:13: error: 'd_conv' must be an integer, found '1.5'");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    norm_before_gate: 1\n",
+                 "m.yaml:6:23: error: 'norm_before_gate' must be true or false, found '1'");
+    expect_error("name: [a]\nvocab_size: 32\nd_model: 64\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:1:7: error: 'name' must be a non-empty string");
+    expect_error(HEAD "layers:\n  - kind: [mamba2]\n", "m.yaml:5:11: error: 'kind' must be a non-empty string");
+    expect_error(HEAD "layers: 3\n", "m.yaml:4:9: error: 'layers' must be a non-empty list of layer entries");
+    /* a quoted number is a string, not an integer */
+    expect_error("name: t\nvocab_size: \"32\"\nd_model: 64\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:2:13: error: 'vocab_size' must be an integer, found '32'");
+    expect_error("name: t\nvocab_size: 99999999999999999999\nd_model: 64\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:2:13: error: 'vocab_size' must be an integer, found '99999999999999999999'");
+    expect_error("name: t\nvocab_size: 32\nd_model: 65544\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:3:10: error: 'd_model' must be in 1..65536, found 65544");
+    expect_error(HEAD "norm_eps: .nan\nlayers:\n  - kind: mamba2\n",
+                 "m.yaml:4:11: error: 'norm_eps' must be a number, found '.nan'");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    dt_limit: [a, 1]\n",
+                 "m.yaml:6:16: error: 'dt_limit' must be a list of two numbers, found 'a'");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    A_init_range: [0, 1]\n",
+                 "m.yaml:6:20: error: 'A_init_range' values must be in [1e-06, 1e+06], found 0");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    d_state: 2000\n",
+                 "m.yaml:6:14: error: 'd_state' must be in 1..1024, found 2000");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    repeat: 4096\n  - kind: mamba2\n",
+                 "m.yaml:7:5: error: more than 4096 layers");
+    expect_error("", "m.yaml:1:1: error: empty model file");
+    expect_error("# only a comment\n", "m.yaml:1:1: error: empty model file");
+    /* a second document would be silently ignored: refused where it starts */
+    expect_error(HEAD "layers:\n  - kind: mamba2\n---\nname: u\n",
+                 "m.yaml:7:1: error: a second YAML document starts here; a model file holds one");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n---\n[1, \n",
+                 "m.yaml:8:1: error: YAML: did not find expected node content");
+}
+
+/* The attention layers' options: top_k < 1, a missing or unknown indexer,
+ * options of the wrong kind, odd sizes. */
+#define MLA_OPTS "heads: 2\n  q_lora_rank: 32\n  kv_lora_rank: 32\n  qk_nope_head_dim: 16\n  qk_rope_head_dim: 8\n" \
+                 "  v_head_dim: 16\n"
+static void errors_attention(void **state)
+{
+    (void)state;
+    expect_error(HEAD "sparse_mla:\n  " MLA_OPTS "  indexer: {kind: lightning, dim: 16, heads: 2, top_k: 0}\n"
+                      "layers:\n  - kind: sparse_mla\n",
+                 "m.yaml:11:56: error: 'top_k' must be in 1..1048576, found 0");
+    expect_error(HEAD "layers:\n  - kind: sparse_mla\n",
+                 "m.yaml:5:5: error: layer 0: sparse_mla needs an 'indexer' mapping");
+    expect_error(HEAD "sparse_mla:\n  indexer: {kind: dense}\nlayers:\n  - kind: sparse_mla\n",
+                 "m.yaml:5:19: error: unknown indexer kind 'dense' (known: mamba2, lightning)");
+    expect_error(HEAD "sparse_mla:\n  " MLA_OPTS "  indexer: {kind: lightning, top_k: 4, d_state: 16}\n"
+                      "layers:\n  - kind: sparse_mla\n",
+                 "m.yaml:11:40: error: 'd_state' applies to a mamba2 indexer, not a lightning one");
+    expect_error(HEAD "layers:\n  - kind: mla\n    qk_rope_head_dim: 7\n",
+                 "m.yaml:6:23: error: layer 0: qk_rope_head_dim must be even, found 7");
+    expect_error(HEAD "layers:\n  - kind: mamba2\n    heads: 4\n", "m.yaml:6:5: error: unknown key 'heads' in layers[0] (mamba2)");
+}
+
 /* The shipped models load, pass the model passes, and name their weights
  * as documented (Hugging Face Mamba2ForCausalLM names). */
 static Graph *load_model(Arena *a, const char *name)
@@ -186,6 +248,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(errors_top_level),   cmocka_unit_test(errors_syntax), cmocka_unit_test(errors_layers),
+        cmocka_unit_test(errors_types),       cmocka_unit_test(errors_attention),
         cmocka_unit_test(errors_consistency), cmocka_unit_test(shipped_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
