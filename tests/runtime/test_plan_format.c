@@ -12,6 +12,10 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "plan_fixture.h"
 
@@ -170,6 +174,95 @@ static void test_write_file(void **state)
     snprintf(path, sizeof path, "%s/no/such/dir/model.msac", dir);
     assert_false(plan_write_file(p, path, err, sizeof err));
     assert_non_null(strstr(err, "no/such/dir"));
+    plan_free(p);
+    fixture_rmdir(dir);
+}
+
+/* The whole contents of a file (NULL if it cannot be read). */
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static uint8_t buf[1 << 16];
+    *len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    uint8_t *d = malloc(*len ? *len : 1);
+    memcpy(d, buf, *len);
+    return d;
+}
+
+/* Names in dir other than "." and ".." and `keep`: must be none. */
+static void assert_only(const char *dir, const char *keep)
+{
+    DIR *dd = opendir(dir);
+    assert_non_null(dd);
+    for (struct dirent *e; (e = readdir(dd));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, keep))
+            fail_msg("unexpected file %s/%s left behind", dir, e->d_name);
+    closedir(dd);
+}
+
+/* A write that fails part way (the file size limit stands in for a full
+ * disk or an interrupted run), a missing directory and a rename onto a
+ * directory: each reports why, leaves the existing plan byte for byte and
+ * removes its temporary file. */
+static void test_write_file_faults(void **state)
+{
+    (void)state;
+    char *dir = fixture_tmpdir();
+    char path[4200], err[512];
+    snprintf(path, sizeof path, "%s/model.msac", dir);
+    Plan *p = fixture_plan();
+    assert_true(plan_write_file(p, path, err, sizeof err));
+    size_t len0;
+    uint8_t *before = read_all(path, &len0);
+    assert_non_null(before);
+    assert_true(len0 > 2048);
+
+    /* a different plan whose write stops at 1 KiB */
+    free(p->meta[0].value);
+    p->meta[0].value = strdup("another model");
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 1024;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    bool ok = plan_write_file(p, path, err, sizeof err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_false(ok);
+    char want[4400];
+    snprintf(want, sizeof want, "plan: cannot write %s.tmp.%ld: File too large", path, (long)getpid());
+    assert_string_equal(err, want);
+    size_t len1;
+    uint8_t *after = read_all(path, &len1);
+    assert_non_null(after);
+    assert_int_equal(len1, len0);
+    assert_memory_equal(after, before, len0);
+    free(after);
+    assert_only(dir, "model.msac");
+
+    /* the directory does not exist: nothing is created */
+    char missing[4200];
+    snprintf(missing, sizeof missing, "%s/no/such/dir/model.msac", dir);
+    assert_false(plan_write_file(p, missing, err, sizeof err));
+    snprintf(want, sizeof want, "plan: cannot create %s.tmp.%ld: No such file or directory", missing, (long)getpid());
+    assert_string_equal(err, want);
+    assert_only(dir, "model.msac");
+
+    /* the destination is a directory: the rename fails, the temporary goes */
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/plan.d", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_false(plan_write_file(p, sub, err, sizeof err));
+    snprintf(want, sizeof want, "plan: cannot rename %s.tmp.%ld to %s: Is a directory", sub, (long)getpid(), sub);
+    assert_string_equal(err, want);
+    rmdir(sub);
+    assert_only(dir, "model.msac");
+
+    free(before);
     plan_free(p);
     fixture_rmdir(dir);
 }
@@ -607,6 +700,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_write_file),
+        cmocka_unit_test(test_write_file_faults),
         cmocka_unit_test(test_truncation),         cmocka_unit_test(test_header_bit_flips),
         cmocka_unit_test(test_payload_corruption), cmocka_unit_test(test_semantic_errors),
         cmocka_unit_test(test_structural_errors),  cmocka_unit_test(test_header_errors),
