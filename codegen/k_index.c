@@ -223,9 +223,13 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     KLaunch *l = kout_add(out, name, IX_THREADS, smem);
     kl_param(l, "max_ctx", INDEX_MAX_CTX);
     l->grid[0] = rows;
-    /* cost: a dot per head per candidate (bounded by ctx), the keys re-read 33 times on chip */
-    l->flops = sym_scale(rows, 0);
-    l->bytes = sym_scale(rows, 2 * H * D + 4 * K);
+    /* cost (docs/kernels.md): a decode step scores ctx keys (a dot per head,
+     * 2 flops per element, plus the head weighting); a prefill call reads
+     * each key row once (bf16), its B*S*ctx flops beyond the linear model.
+     * Per query: q (bf16), the head weights (f32) and the K indices. */
+    bool step = !n->dim[1].sym && n->dim[1].n == 1;
+    l->flops = step ? sym_mono(MONO_BC, 2 * H * D + 2 * H) : sym_const(0);
+    l->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H + 4 * K), sym_mono(MONO_BC, 2 * D));
     kl_arg_src(l, 0);
     kl_arg_src(l, 2);
     kl_arg_src(l, 3);

@@ -317,10 +317,20 @@ bool k_mla_attn(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "warps", warps);
     l->grid[0] = sym_const(m.H);
     l->grid[1] = rows;
-    /* cost: sparse reads K latent rows per query and head; dense is bounded by ctx */
-    int64_t keys = sparse ? K : 1;
-    l->flops = sparse ? sym_scale(rows, m.H * K * 4 * (m.R + m.dr)) : sym_mono(MONO_BC, 0);
-    l->bytes = sparse ? sym_scale(rows, m.H * keys * 2 * (m.R + m.dr)) : sym_scale(rows, m.H * 2 * m.R * 2);
+    /* cost (docs/kernels.md): per key and head, q·k over R + dr and p·v over
+     * R, 2 flops each; bytes: the cache rows a call must read once, plus
+     * the queries (q_lat, q_pe), the output and the indices. A decode step
+     * (seq 1) reads its own keys: ctx rows dense, K rows sparse (per query:
+     * selections differ). A prefill call reads each cache row once (queries
+     * of a sequence share it). Sparse counts K keys per query, exact once
+     * ctx >= K (bench at --position >= top_k); dense prefill's B*S*ctx
+     * flops are beyond the linear model, so it is reported by bytes. */
+    bool step = !n->dim[1].sym && n->dim[1].n == 1;
+    int64_t per_key = m.H * (4 * m.R + 2 * m.dr), row_b = 2 * (m.R + m.dr);
+    int64_t io = 2 * m.H * (m.R + m.dr) + 2 * m.H * m.R + (sparse ? 4 * K : 0);
+    l->flops = sparse ? sym_scale(rows, K * per_key) : step ? sym_mono(MONO_BC, per_key) : sym_const(0);
+    l->bytes = sym_add(sym_scale(rows, io + (sparse && step ? K * row_b : 0)),
+                       sparse && step ? sym_const(0) : sym_mono(MONO_BC, row_b));
     for (int s = 0; s <= 1; s++)
         kl_arg_src(l, s);
     kl_arg_src(l, 4);

@@ -284,7 +284,8 @@ static bool time_program(msac_device *dev, const msac_plan *plan, const BenchArg
         goto done;
     for (int j = 0; j < n; j++) {
         BenchLaunch *l = &out->launch[j];
-        if (!report(msac_plan_launch_cost(plan, name, j, batch, seq, so.max_ctx, &l->kernel_index, &l->flops,
+        /* the cost at the context the timed calls attend over (not max_ctx) */
+        if (!report(msac_plan_launch_cost(plan, name, j, batch, seq, a->position + seq, &l->kernel_index, &l->flops,
                                           &l->bytes)))
             goto done;
         msac_kernel_info ki;
