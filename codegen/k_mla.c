@@ -14,6 +14,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "k_mla_decode.h"
 #include "kernels.h"
 #include "nvvm.h"
 
@@ -308,7 +309,10 @@ bool k_mla_attn(Codegen *cg, const Node *n, KOut *out, Diag *d)
     int64_t w[2] = {m.R, m.dr};
     if (!emit_cache_append(cg, "mla_append", 2, w, &a->ptx, d))
         return false;
-    /* launch 2: attention */
+    /* launch 2: attention; a decode step on tensor cores, split over keys, when it fits */
+    bool step = !n->dim[1].sym && n->dim[1].n == 1;
+    if (step && node_int(n, "tc", 0) && mla_decode_tc_fits(n, cg->target))
+        return k_mla_decode_tc(cg, n, out, d);
     snprintf(name, sizeof name, "%smla_attn_h%lld_r%lld_dr%lld_w%d%s", sparse ? "sparse_" : "", (long long)m.H,
              (long long)m.R, (long long)m.dr, warps, sparse ? "_k" : "");
     if (sparse)
@@ -325,7 +329,6 @@ bool k_mla_attn(Codegen *cg, const Node *n, KOut *out, Diag *d)
      * of a sequence share it). Sparse counts K keys per query, exact once
      * ctx >= K (bench at --position >= top_k); dense prefill's B*S*ctx
      * flops are beyond the linear model, so it is reported by bytes. */
-    bool step = !n->dim[1].sym && n->dim[1].n == 1;
     int64_t per_key = m.H * (4 * m.R + 2 * m.dr), row_b = 2 * (m.R + m.dr);
     int64_t io = 2 * m.H * (m.R + m.dr) + 2 * m.H * m.R + (sparse ? 4 * K : 0);
     l->flops = sparse ? sym_scale(rows, K * per_key) : step ? sym_mono(MONO_BC, per_key) : sym_const(0);

@@ -90,7 +90,7 @@ static double check_sel(const float *g, const float *ref, const float *scores, i
  * away) to tell near ties from wrong picks. A query whose selection differs
  * by a near tie attends over other tokens, so the values after `sel` in
  * `values` are then compared on the other rows only (at most 10 % of rows
- * may be left out). That is sound only when the sparse layer is the last
+ * may be left out when there are 10 or more; at least one row is kept). That is sound only when the sparse layer is the last
  * mixer: no later layer reads a left-out row's output. */
 static void run_case(const char *yaml, const char *const *values, const double *bounds, const char *sel,
                      const char *scores, int batch, int seq, int steps)
@@ -149,8 +149,9 @@ static void run_case(const char *yaml, const char *const *values, const double *
                     }
                 fprintf(stderr, "  %-44s %lld of %d rows (the rest picked a near tie differently)\n", label,
                         (long long)kept, batch * s);
-                if (kept * 10 < (int64_t)batch * s * 9)
-                    fail_msg("%s: more than 10 %% of the rows selected differently", label);
+                if (kept == 0 || (batch * s >= 10 && kept * 10 < (int64_t)batch * s * 9))
+                    fail_msg("%s: too many rows selected differently (%lld of %d kept)", label, (long long)kept,
+                             batch * s);
                 expect_close(label, g, ref[i], kept * w, bounds[i]);
             } else {
                 expect_close(label, g, ref[i], n, bounds[i]);
@@ -176,11 +177,14 @@ static void dense_mla(void **state)
 static void sparse_lightning(void **state)
 {
     (void)state;
-    const char *const v[] = {"l0.idx.sel", "l0.o_lat", "l0.o", "logits", NULL};
-    const double bnd[] = {0, 2e-2, 2e-2, 2e-2};
+    /* layer 0 sees the same inputs as the reference: its selection must be
+     * identical; layer 1's inputs carry layer 0's rounding (bf16 P on the
+     * tensor-core decode path), so its picks may differ at near ties */
+    const char *const v[] = {"l0.idx.sel", "l0.o_lat", "l0.o", "l1.idx.sel", "l1.o_lat", "logits", NULL};
+    const double bnd[] = {0, 2e-2, 2e-2, 0, 2e-2, 2e-2};
     run_case("name: sparse_l\nvocab_size: 300\nd_model: 64\nsparse_mla:\n  " MLA
              "  indexer: {kind: lightning, dim: 32, heads: 3, top_k: 13}\nlayers:\n  - kind: sparse_mla\n    repeat: 2\n",
-             v, bnd, "l0.idx.sel", NULL, 2, 70, 3);
+             v, bnd, "l1.idx.sel", "l1.idx.scores", 2, 70, 3);
 }
 
 static void sparse_mamba2(void **state)

@@ -1,0 +1,386 @@
+/* k_mla_decode.c — decode-step latent attention on tensor cores, split over
+ * the keys (the FlashMLA shape). Used by the mla_attn template (k_mla.c) for
+ * one-token nodes when the node's `tc` is set and the shape fits.
+ *
+ *   mla_decode   a block per (key split, sequence), 4 warps. All H ≤ 16 heads
+ *                form one m16 tile: Q = [q_lat | q_pe] (16 × (R+dr), bf16)
+ *                stays in shared memory; the split's keys come in tiles of 64
+ *                rows [c_kv | k_pe], double-buffered with cp.async (sparse:
+ *                rows gathered by the indexer's selection). Per tile each warp
+ *                takes 16 keys for S = Q·Kᵀ (mma.sync m16n8k16, fp32), the
+ *                online softmax is merged over the warps through shared
+ *                memory, P (bf16) goes to shared memory, and each warp adds
+ *                P·V for its R/4 output channels (V = the c_kv rows). The
+ *                split's unnormalised O, row max m and sum l go to scratch
+ *                [rows][splits][H][R + 2] (f32).
+ *   mla_combine  a block per (head, sequence): O = Σ_s e^(m_s−M) O_s / Σ_s
+ *                e^(m_s−M) l_s, written as bf16.
+ * Each cache row is read once per sequence (not once per head as in the SIMT
+ * kernel). Args: q_lat, q_pe, c_kv cache, k_pe cache, pos, scratch, ctx,
+ * rows[, sel]; then scratch, out, rows. */
+#include "k_mla_decode.h"
+
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "mma.h"
+#include "nvvm.h"
+
+enum {
+    MD_WARPS = 4,
+    MD_THREADS = 32 * MD_WARPS,
+    MD_KEYS = 64,                         /* keys per tile: 16 per warp */
+    MD_MAX_SPLITS = MLA_DECODE_MAX_SPLITS,
+    MD_MAX_CALLS = 8,                     /* P·V calls of 8 n-tiles per warp: R ≤ 4·8·64 = 2048 */
+    CB_THREADS = 128
+};
+
+typedef struct Dec {
+    int64_t H, R, dr;  /* heads, latent rank, rope width */
+    int64_t qs, qo;    /* q_pe: row stride per head, offset of the rope part */
+    int64_t K;         /* sparse: selected keys per query (0: dense) */
+    int splits;        /* key splits (grid x) */
+    float scale;       /* softmax scale */
+    int ldq;           /* bytes per shared-memory row of Q and K tiles: (R + dr + 8) * 2 */
+    int ldp;           /* bytes per row of the P tile: (64 + 8) * 2 */
+    int off_kv, off_p, off_red; /* shared-memory offsets (bytes) */
+    unsigned smem;     /* total dynamic shared memory */
+} Dec;
+
+static void layout(Dec *m)
+{
+    m->ldq = (int)(m->R + m->dr + 8) * 2;
+    m->ldp = (MD_KEYS + 8) * 2;
+    m->off_kv = 16 * m->ldq;
+    m->off_p = m->off_kv + 2 * MD_KEYS * m->ldq;
+    m->off_red = m->off_p + 16 * m->ldp;
+    m->smem = (unsigned)(m->off_red + 2 * MD_WARPS * 16 * 4);
+}
+
+bool mla_decode_tc_fits(const Node *n, const TargetDesc *t)
+{
+    int64_t H = node_int(n, "heads", 1), R = node_int(n, "rank", 0), dr = node_int(n, "rope_dim", 0);
+    int64_t qs = node_int(n, "q_stride", 0), qo = node_int(n, "q_off", 0), sp = node_int(n, "splits", 16);
+    Dec m = {.H = H, .R = R, .dr = dr};
+    layout(&m);
+    return H >= 1 && H <= 16 && R > 0 && R % 64 == 0 && R <= 2048 && dr % 8 == 0 && (R + dr) % 16 == 0 && qs % 8 == 0 &&
+           qo % 8 == 0 && sp >= 1 && sp <= MD_MAX_SPLITS && (int64_t)m.smem <= (int64_t)t->smem_max;
+}
+
+static V i64(KB *kb, V x) { return kb_to_i64(kb, x); }
+static V smem_f32(KB *kb, int off, V idx) { return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, off)), idx); }
+
+/* The quad (4 lanes sharing an accumulator row) reduction. */
+static V quad_max(KB *kb, V x)
+{
+    x = kb_max(kb, x, nvvm_shfl_xor(kb, x, 1));
+    return kb_max(kb, x, nvvm_shfl_xor(kb, x, 2));
+}
+static V quad_sum(KB *kb, V x)
+{
+    x = kb_add(kb, x, nvvm_shfl_xor(kb, x, 1));
+    return kb_add(kb, x, nvvm_shfl_xor(kb, x, 2));
+}
+
+/* Key slot i (0 ≤ i < nk) of row r: its cache position and whether it is a
+ * key at all (sparse: the selection's entry, -1 or past pos → no key). */
+static V key_pos(KB *kb, const Dec *m, V selp, V r, V i, V p, V ctx, V *valid)
+{
+    if (!m->K) {
+        *valid = LLVMConstInt(kb->i1, 1, 0);
+        return i;
+    }
+    V j = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, selp, kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->K)), i64(kb, i))));
+    *valid = kb_and(kb, kb_ge(kb, j, kb_i32(kb, 0)), kb_and(kb, kb_le(kb, j, p), kb_lt(kb, j, ctx)));
+    return kb_select(kb, *valid, j, kb_i32(kb, 0));
+}
+
+/* cp.async the key slots [t0, t0 + 64) ∩ [.., k1) of row r into the K tile
+ * at shared-memory byte offset `off` (rows [c_kv | k_pe]; no key → zeros). */
+static void stage_tile(KB *kb, const Dec *m, V off, V ckv, V kpe, V selp, V r, V t0, V k1, V p, V ctx, V cbase)
+{
+    int CH = (int)((m->R + m->dr) / 8), CR = (int)(m->R / 8); /* 16-byte chunks per row, of them c_kv */
+    KVar it = kb_for(kb, nvvm_tid_x(kb), kb_i32(kb, MD_KEYS * CH), kb_i32(kb, MD_THREADS));
+    {
+        V idx = kb_get(kb, it);
+        V kk = kb_div(kb, idx, kb_i32(kb, CH)), c = kb_rem(kb, idx, kb_i32(kb, CH));
+        V i = kb_add(kb, t0, kk);
+        V in = kb_lt(kb, i, k1), kv;
+        V j = key_pos(kb, m, selp, r, kb_select(kb, in, i, kb_i32(kb, 0)), p, ctx, &kv);
+        V ok = kb_and(kb, in, kv);
+        V row = kb_add(kb, cbase, i64(kb, kb_select(kb, ok, j, kb_i32(kb, 0))));
+        V isc = kb_lt(kb, c, kb_i32(kb, CR));
+        V cc = kb_mul(kb, kb_select(kb, isc, c, kb_i32(kb, 0)), kb_i32(kb, 8));
+        V pc = kb_mul(kb, kb_select(kb, isc, kb_i32(kb, 0), kb_sub(kb, c, kb_i32(kb, CR))), kb_i32(kb, 8));
+        V gc = kb_gep(kb, kb->bf16, ckv, kb_add(kb, kb_mul(kb, row, kb_i64(kb, m->R)), i64(kb, cc)));
+        V gp = kb_gep(kb, kb->bf16, kpe, kb_add(kb, kb_mul(kb, row, kb_i64(kb, m->dr)), i64(kb, pc)));
+        V sp = kb_smem(kb, kb_add(kb, off, kb_add(kb, kb_mul(kb, kk, kb_i32(kb, m->ldq)), kb_mul(kb, c, kb_i32(kb, 16)))));
+        nvvm_cp_async16(kb, sp, kb_select(kb, isc, gc, gp), kb_select(kb, ok, kb_i32(kb, 16), kb_i32(kb, 0)));
+    }
+    kb_endfor(kb);
+}
+
+static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
+{
+    assert(m->R / MD_WARPS / 8 <= MD_MAX_CALLS * MMA_MAX_NI);
+    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_PTR};
+    KB *kb = kb_new(cg->ctx, m->K ? "sparse_mla_decode" : "mla_decode", pk, m->K ? 9 : 8, MD_THREADS);
+    V qlp = kb_param(kb, 0), qpp = kb_param(kb, 1), ckv = kb_param(kb, 2), kpe = kb_param(kb, 3), posp = kb_param(kb, 4);
+    V scr = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7), selp = m->K ? kb_param(kb, 8) : NULL;
+    V s = nvvm_ctaid_x(kb), r = nvvm_ctaid_y(kb), tid = nvvm_tid_x(kb), warp = nvvm_warp(kb), lane = nvvm_lane(kb);
+    V zero = kb_f32(kb, 0), ninf = kb_f32(kb, -INFINITY);
+    int64_t W = m->R + m->dr, CW = m->R / MD_WARPS; /* row width; output channels per warp */
+    int nch = (int)((CW / 8 + MMA_MAX_NI - 1) / MMA_MAX_NI); /* P·V calls of ≤ 8 n-tiles */
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V p = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, r)); /* seq 1: the query is at pos */
+        V cbase = kb_mul(kb, i64(kb, r), i64(kb, ctx));
+        /* this split's key slots [k0, k1): dense slots are positions 0..min(p, ctx-1) */
+        V nk = m->K ? kb_i32(kb, m->K) : kb_add(kb, kb_min(kb, p, kb_sub(kb, ctx, kb_i32(kb, 1))), kb_i32(kb, 1));
+        V len = kb_div(kb, kb_add(kb, nk, kb_i32(kb, m->splits * MD_KEYS - 1)), kb_i32(kb, m->splits * MD_KEYS));
+        len = kb_mul(kb, len, kb_i32(kb, MD_KEYS));
+        V k0 = kb_mul(kb, s, len), k1 = kb_min(kb, kb_add(kb, k0, len), nk);
+        V ntiles = kb_select(kb, kb_gt(kb, k1, k0),
+                             kb_div(kb, kb_add(kb, kb_sub(kb, k1, k0), kb_i32(kb, MD_KEYS - 1)), kb_i32(kb, MD_KEYS)), kb_i32(kb, 0));
+        /* Q = [q_lat | q_pe] rows 0..15 (heads ≥ H zero) */
+        int64_t CH = W / 8, CR = m->R / 8;
+        KVar qi = kb_for(kb, tid, kb_i32(kb, 16 * (int)CH), kb_i32(kb, MD_THREADS));
+        {
+            V idx = kb_get(kb, qi);
+            V h = kb_div(kb, idx, kb_i32(kb, (int)CH)), c = kb_rem(kb, idx, kb_i32(kb, (int)CH));
+            V hok = kb_lt(kb, h, kb_i32(kb, (int)m->H));
+            V hh = i64(kb, kb_min(kb, h, kb_i32(kb, (int)m->H - 1)));
+            V isc = kb_lt(kb, c, kb_i32(kb, (int)CR));
+            V gl = kb_gep(kb, kb->bf16, qlp, kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->H * m->R)),
+                                                  kb_add(kb, kb_mul(kb, hh, kb_i64(kb, m->R)), i64(kb, kb_mul(kb, kb_select(kb, isc, c, kb_i32(kb, 0)), kb_i32(kb, 8))))));
+            V pc = kb_mul(kb, kb_select(kb, isc, kb_i32(kb, 0), kb_sub(kb, c, kb_i32(kb, (int)CR))), kb_i32(kb, 8));
+            V gp = kb_gep(kb, kb->bf16, qpp, kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->H * m->qs)),
+                                                  kb_add(kb, kb_mul(kb, hh, kb_i64(kb, m->qs)), i64(kb, kb_add(kb, pc, kb_i32(kb, (int)m->qo))))));
+            V sp = kb_smem(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->ldq)), kb_mul(kb, c, kb_i32(kb, 16))));
+            nvvm_cp_async16(kb, sp, kb_select(kb, isc, gl, gp), kb_select(kb, hok, kb_i32(kb, 16), kb_i32(kb, 0)));
+        }
+        kb_endfor(kb);
+        kb_if(kb, kb_gt(kb, ntiles, kb_i32(kb, 0)));
+        stage_tile(kb, m, kb_i32(kb, m->off_kv), ckv, kpe, selp, r, k0, k1, p, ctx, cbase);
+        kb_endif(kb);
+        nvvm_cp_async_commit(kb);
+
+        KVar mrow[2], lrow[2]; /* this thread's two accumulator rows: lane/4 and lane/4 + 8 */
+        for (int hf = 0; hf < 2; hf++)
+            mrow[hf] = kb_var(kb, kb->f32, ninf), lrow[hf] = kb_var(kb, kb->f32, zero);
+        KVar acc[MD_MAX_CALLS][MMA_MAX_MI][MMA_MAX_NI][4]; /* [call][0][n-tile][e]: O, R/4 channels per warp */
+        for (int c = 0; c < nch; c++)
+            for (int j = 0; j < MMA_MAX_NI; j++)
+                for (int e = 0; e < 4; e++)
+                    acc[c][0][j][e] = kb_var(kb, kb->f32, zero);
+
+        KVar ti = kb_for(kb, kb_i32(kb, 0), ntiles, kb_i32(kb, 1));
+        {
+            V t = kb_get(kb, ti);
+            V buf = kb_rem(kb, t, kb_i32(kb, 2));
+            V cur = kb_add(kb, kb_i32(kb, m->off_kv), kb_mul(kb, buf, kb_i32(kb, MD_KEYS * m->ldq)));
+            V nxt = kb_add(kb, kb_i32(kb, m->off_kv), kb_mul(kb, kb_sub(kb, kb_i32(kb, 1), buf), kb_i32(kb, MD_KEYS * m->ldq)));
+            V tn = kb_add(kb, t, kb_i32(kb, 1));
+            kb_if(kb, kb_lt(kb, tn, ntiles));
+            /* the next tile into the other buffer (its last readers passed the barrier ending t-1) */
+            stage_tile(kb, m, nxt, ckv, kpe, selp, r, kb_add(kb, k0, kb_mul(kb, tn, kb_i32(kb, MD_KEYS))), k1, p, ctx, cbase);
+            kb_endif(kb);
+            nvvm_cp_async_commit(kb);
+            nvvm_cp_async_wait(kb, 1); /* tile t (and Q) landed */
+            nvvm_bar_sync(kb);
+
+            /* S = Q·Kᵀ for this warp's 16 keys */
+            KVar sacc[MMA_MAX_MI][MMA_MAX_NI][4];
+            for (int j = 0; j < 2; j++)
+                for (int e = 0; e < 4; e++)
+                    sacc[0][j][e] = kb_var(kb, kb->f32, zero);
+            Tile qt = {kb_i32(kb, 0), m->ldq, false}, kt = {cur, m->ldq, false};
+            V n0 = kb_mul(kb, warp, kb_i32(kb, 16));
+            mma_warp_tile(kb, qt, kt, kb_i32(kb, 0), n0, kb_i32(kb, 0), 1, 2, (int)W, sacc);
+            V sv[2][4], tmax[2] = {ninf, ninf};
+            for (int j = 0; j < 2; j++)
+                for (int e = 0; e < 4; e++) {
+                    V col = kb_add(kb, n0, mma_acc_col(kb, j, e));
+                    V i = kb_add(kb, kb_add(kb, k0, kb_mul(kb, t, kb_i32(kb, MD_KEYS))), col);
+                    V ok = kb_lt(kb, i, k1);
+                    if (m->K) {
+                        V kv;
+                        key_pos(kb, m, selp, r, kb_select(kb, ok, i, kb_i32(kb, 0)), p, ctx, &kv);
+                        ok = kb_and(kb, ok, kv);
+                    }
+                    sv[j][e] = kb_select(kb, ok, kb_mul(kb, kb_get(kb, sacc[0][j][e]), kb_f32(kb, m->scale)), ninf);
+                    tmax[e / 2] = kb_max(kb, tmax[e / 2], sv[j][e]);
+                }
+            V q4 = kb_rem(kb, lane, kb_i32(kb, 4)), lrow4 = kb_div(kb, lane, kb_i32(kb, 4));
+            for (int hf = 0; hf < 2; hf++) {
+                tmax[hf] = quad_max(kb, tmax[hf]);
+                kb_if(kb, kb_eq(kb, q4, kb_i32(kb, 0)));
+                kb_store(kb, tmax[hf], smem_f32(kb, m->off_red, kb_add(kb, kb_mul(kb, warp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf)))));
+                kb_endif(kb);
+            }
+            nvvm_bar_sync(kb);
+            V base[2], alpha[2], psum[2] = {zero, zero};
+            for (int hf = 0; hf < 2; hf++) {
+                V row = kb_add(kb, lrow4, kb_i32(kb, 8 * hf));
+                V mx = kb_get(kb, mrow[hf]);
+                for (int w = 0; w < MD_WARPS; w++)
+                    mx = kb_max(kb, mx, kb_load(kb, kb->f32, smem_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * w), row))));
+                base[hf] = kb_select(kb, kb_eq(kb, mx, ninf), zero, mx); /* no key yet: exp(-inf - 0) = 0 */
+                alpha[hf] = kb_exp(kb, kb_sub(kb, kb_get(kb, mrow[hf]), base[hf]));
+                kb_set(kb, mrow[hf], mx);
+            }
+            for (int j = 0; j < 2; j++)
+                for (int e = 0; e < 4; e += 2) {
+                    V p0 = kb_exp(kb, kb_sub(kb, sv[j][e], base[e / 2])), p1 = kb_exp(kb, kb_sub(kb, sv[j][e + 1], base[e / 2]));
+                    psum[e / 2] = kb_add(kb, psum[e / 2], kb_add(kb, p0, p1));
+                    V row = kb_add(kb, lrow4, kb_i32(kb, 8 * (e / 2)));
+                    V col = kb_add(kb, n0, mma_acc_col(kb, j, e));
+                    V at = kb_add(kb, kb_i32(kb, m->off_p), kb_add(kb, kb_mul(kb, row, kb_i32(kb, m->ldp)), kb_mul(kb, col, kb_i32(kb, 2))));
+                    kb_store(kb, kb_pack_bf16x2(kb, p0, p1), kb_gep(kb, kb->i32, kb_smem(kb, at), kb_i32(kb, 0)));
+                }
+            for (int hf = 0; hf < 2; hf++) {
+                psum[hf] = quad_sum(kb, psum[hf]);
+                kb_if(kb, kb_eq(kb, q4, kb_i32(kb, 0)));
+                kb_store(kb, psum[hf], smem_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * MD_WARPS), kb_add(kb, kb_mul(kb, warp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf))))));
+                kb_endif(kb);
+            }
+            nvvm_bar_sync(kb);
+            for (int hf = 0; hf < 2; hf++) {
+                V row = kb_add(kb, lrow4, kb_i32(kb, 8 * hf));
+                V l = kb_mul(kb, kb_get(kb, lrow[hf]), alpha[hf]);
+                for (int w = 0; w < MD_WARPS; w++)
+                    l = kb_add(kb, l, kb_load(kb, kb->f32, smem_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * MD_WARPS + 16 * w), row))));
+                kb_set(kb, lrow[hf], l);
+            }
+            /* O = alpha·O + P·V on this warp's channels */
+            Tile pt = {kb_i32(kb, m->off_p), m->ldp, false}, vt = {cur, m->ldq, true};
+            for (int c = 0; c < nch; c++) {
+                int ni = (int)(CW / 8 - c * MMA_MAX_NI);
+                ni = ni > MMA_MAX_NI ? MMA_MAX_NI : ni;
+                for (int j = 0; j < ni; j++)
+                    for (int e = 0; e < 4; e++)
+                        kb_set(kb, acc[c][0][j][e], kb_mul(kb, kb_get(kb, acc[c][0][j][e]), alpha[e / 2]));
+                V on = kb_add(kb, kb_mul(kb, warp, kb_i32(kb, (int)CW)), kb_i32(kb, c * MMA_MAX_NI * 8));
+                mma_warp_tile(kb, pt, vt, kb_i32(kb, 0), on, kb_i32(kb, 0), 1, ni, MD_KEYS, acc[c]);
+            }
+            nvvm_bar_sync(kb); /* buffers, P and the reductions are rewritten next tile */
+        }
+        kb_endfor(kb);
+        nvvm_cp_async_wait(kb, 0);
+
+        /* partials: scratch[r][s][h] = (O[R], m, l) */
+        V lrow4 = kb_div(kb, lane, kb_i32(kb, 4));
+        V pb = kb_mul(kb, kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->splits)), i64(kb, s)), kb_i64(kb, m->H * (m->R + 2)));
+        for (int c = 0; c < nch; c++) {
+            int ni = (int)(CW / 8 - c * MMA_MAX_NI);
+            ni = ni > MMA_MAX_NI ? MMA_MAX_NI : ni;
+            for (int j = 0; j < ni; j++)
+                for (int e = 0; e < 4; e++) {
+                    V h = kb_add(kb, lrow4, kb_i32(kb, 8 * (e / 2)));
+                    V col = kb_add(kb, kb_add(kb, kb_mul(kb, warp, kb_i32(kb, (int)CW)), kb_i32(kb, c * MMA_MAX_NI * 8)), mma_acc_col(kb, j, e));
+                    kb_if(kb, kb_lt(kb, h, kb_i32(kb, (int)m->H)));
+                    kb_store(kb, kb_get(kb, acc[c][0][j][e]),
+                             kb_gep(kb, kb->f32, scr, kb_add(kb, pb, i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, (int)(m->R + 2))), col)))));
+                    kb_endif(kb);
+                }
+        }
+        for (int hf = 0; hf < 2; hf++) {
+            V h = kb_add(kb, lrow4, kb_i32(kb, 8 * hf));
+            kb_if(kb, kb_and(kb, kb_and(kb, kb_eq(kb, warp, kb_i32(kb, 0)), kb_eq(kb, kb_rem(kb, lane, kb_i32(kb, 4)), kb_i32(kb, 0))),
+                             kb_lt(kb, h, kb_i32(kb, (int)m->H))));
+            V at = kb_add(kb, pb, i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, (int)(m->R + 2))), kb_i32(kb, (int)m->R))));
+            kb_store(kb, kb_get(kb, mrow[hf]), kb_gep(kb, kb->f32, scr, at));
+            kb_store(kb, kb_get(kb, lrow[hf]), kb_gep(kb, kb->f32, scr, kb_add(kb, at, kb_i64(kb, 1))));
+            kb_endif(kb);
+        }
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+static bool emit_combine(Codegen *cg, const Dec *m, char **ptx, Diag *d)
+{
+    KParamKind pk[3] = {KP_PTR, KP_PTR, KP_I32};
+    KB *kb = kb_new(cg->ctx, "mla_combine", pk, 3, CB_THREADS);
+    V scr = kb_param(kb, 0), op = kb_param(kb, 1), rows = kb_param(kb, 2);
+    V h = nvvm_ctaid_x(kb), r = nvvm_ctaid_y(kb), tid = nvvm_tid_x(kb);
+    V zero = kb_f32(kb, 0), ninf = kb_f32(kb, -INFINITY);
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        int64_t slot = m->H * (m->R + 2);
+        V hb = kb_add(kb, kb_mul(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->splits)), kb_i64(kb, slot)),
+                      i64(kb, kb_mul(kb, h, kb_i32(kb, (int)(m->R + 2)))));
+        V ms[MD_MAX_SPLITS], M = ninf;
+        for (int s = 0; s < m->splits; s++) {
+            ms[s] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_i64(kb, s * slot + m->R))));
+            M = kb_max(kb, M, ms[s]);
+        }
+        V w[MD_MAX_SPLITS], L = zero;
+        for (int s = 0; s < m->splits; s++) {
+            w[s] = kb_select(kb, kb_eq(kb, ms[s], ninf), zero, kb_exp(kb, kb_sub(kb, ms[s], M)));
+            L = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_i64(kb, s * slot + m->R + 1)))), w[s], L);
+        }
+        V inv = kb_select(kb, kb_gt(kb, L, zero), kb_div(kb, kb_f32(kb, 1.0), L), zero);
+        V ob = kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->H * m->R)), i64(kb, kb_mul(kb, h, kb_i32(kb, (int)m->R))));
+        KVar c = kb_for(kb, tid, kb_i32(kb, (int)m->R), kb_i32(kb, CB_THREADS));
+        {
+            V cv = i64(kb, kb_get(kb, c));
+            V acc = zero;
+            for (int s = 0; s < m->splits; s++)
+                acc = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_add(kb, kb_i64(kb, s * slot), cv)))), w[s], acc);
+            kb_store(kb, kb_f32_to_bf16(kb, kb_mul(kb, acc, inv)), kb_gep(kb, kb->bf16, op, kb_add(kb, ob, cv)));
+        }
+        kb_endfor(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+bool k_mla_decode_tc(Codegen *cg, const Node *n, KOut *out, Diag *d)
+{
+    Dec m = {.H = node_int(n, "heads", 1), .R = node_int(n, "rank", 0), .dr = node_int(n, "rope_dim", 0),
+             .qs = node_int(n, "q_stride", 0), .qo = node_int(n, "q_off", 0),
+             .K = n->nsrc > 7 ? n->src[7]->dim[2].n : 0, .splits = (int)node_int(n, "splits", 16),
+             .scale = (float)node_float(n, "scale", 1.0)};
+    layout(&m);
+    assert(mla_decode_tc_fits(n, cg->target));
+    SymExpr rows = node_rows_expr(n);
+    char name[96];
+    snprintf(name, sizeof name, "%smla_decode_h%lld_r%lld_dr%lld_s%d", m.K ? "sparse_" : "", (long long)m.H,
+             (long long)m.R, (long long)m.dr, m.splits);
+    if (m.K)
+        snprintf(name + strlen(name), sizeof name - strlen(name), "_k%lld", (long long)m.K);
+    KLaunch *l = kout_add(out, name, MD_THREADS, m.smem);
+    kl_param(l, "tc", 1);
+    kl_param(l, "splits", m.splits);
+    l->grid[0] = sym_const(m.splits);
+    l->grid[1] = rows;
+    /* cost (docs/kernels.md): as mla_attn's decode rows, plus the partials out and back */
+    int64_t per_key = m.H * (4 * m.R + 2 * m.dr), row_b = 2 * (m.R + m.dr), part = m.splits * m.H * (m.R + 2) * 4;
+    int64_t io = 2 * m.H * (m.R + m.dr) + (m.K ? 4 * m.K : 0) + part;
+    l->flops = m.K ? sym_scale(rows, m.K * per_key) : sym_mono(MONO_BC, per_key);
+    l->bytes = sym_add(sym_scale(rows, io + (m.K ? m.K * row_b : 0)), m.K ? sym_const(0) : sym_mono(MONO_BC, row_b));
+    kl_arg_src(l, 0);
+    kl_arg_src(l, 1);
+    kl_arg_src(l, 4);
+    kl_arg_src(l, 5);
+    kl_arg_src(l, 6);
+    kl_arg_scratch(l);
+    kl_arg_i32(l, sym_mono(MONO_C, 1));
+    kl_arg_i32(l, rows);
+    if (m.K)
+        kl_arg_src(l, 7);
+    if (!emit_decode(cg, &m, &l->ptx, d))
+        return false;
+    snprintf(name, sizeof name, "mla_combine_h%lld_r%lld_s%d", (long long)m.H, (long long)m.R, m.splits);
+    KLaunch *c = kout_add(out, name, CB_THREADS, 0);
+    c->grid[0] = sym_const(m.H);
+    c->grid[1] = rows;
+    c->flops = sym_scale(rows, 2 * m.splits * m.H * m.R);
+    c->bytes = sym_scale(rows, part + 2 * m.H * m.R);
+    kl_arg_scratch(c);
+    kl_arg_out(c);
+    kl_arg_i32(c, rows);
+    return emit_combine(cg, &m, &c->ptx, d);
+}
