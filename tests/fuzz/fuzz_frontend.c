@@ -4,8 +4,11 @@
  * a message (which is then printed with its caret line, exercising
  * diag_print on hostile text) or return a graph that the shape rules and
  * the verifier accept: a model the frontend lets through must never fail
- * later with an internal error. Large accepted models (thousands of
- * layers) skip the O(n^2) verifier to keep each run fast. */
+ * later with an internal error. It then goes through the whole pass
+ * pipeline of `msac compile` (fusion, decode specialisation, lowering,
+ * buffer planning; everything but codegen), which may refuse it only with
+ * a message. Large accepted models (thousands of layers) skip the O(n^2)
+ * verifier and the pipeline to keep each run fast. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (g->nnodes <= VERIFY_MAX_NODES) {
         if (!pass_infer_shapes(g, &d) || !pass_verify(g, &d))
             fuzz_fail("the frontend accepted a model whose graph does not verify: %s", d.msg);
+        Programs progs;
+        Diag dp = {0};
+        if (!pipeline_run(a, g, &progs, NULL, &dp) && !dp.msg[0])
+            fuzz_fail("the pass pipeline refused a model without a message");
     }
     arena_free(a);
     free(text);

@@ -11,7 +11,11 @@
  *     are computed (the driver-free half of msac_session_*);
  *   - the target is checked against an sm_90 and an sm_80 device;
  *   - the embedded reference graph is parsed and verified, as
- *     `msac run --device cpu` does.
+ *     `msac run --device cpu` does;
+ *   - when the libcuda loaded is the fake driver of the runtime tests
+ *     (tests/runtime/fakecuda: device memory in host memory, so ASan sees
+ *     every copy; 16 MiB of it), a session is created at small limits and
+ *     runs prefill, ragged prefill, decode and reset. Never on a real GPU.
  * A refusal must say why, starting "plan: ". */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +93,63 @@ static void session_math(const msac_plan *plan)
     rt_layout_free(&l);
 }
 
+/* Device 0 if it is the fake driver's, else NULL (opened once). */
+static msac_device *fake_device(void)
+{
+    static int state; /* 0: not tried, 1: fake device open, -1: none */
+    static msac_device *dev;
+    if (!state) {
+        state = -1;
+        setenv("FAKE_CUDA_MEM", "16777216", 0); /* hostile plans' huge weights fail to allocate, fast */
+        msac_status st = msac_device_open(0, &dev);
+        if (!st) {
+            msac_device_info di;
+            msac_device_get_info(dev, &di);
+            if (!strncmp(di.name, "Fake GPU", 8)) {
+                state = 1;
+            } else {
+                msac_device_close(dev);
+                dev = NULL;
+            }
+        }
+        msac_status_free(st);
+    }
+    return state == 1 ? dev : NULL;
+}
+
+/* A session on the fake device: every call succeeds or says why. */
+static void session_run(const msac_plan *plan)
+{
+    msac_device *dev = fake_device();
+    if (!dev)
+        return;
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_batch = 2;
+    o.max_seq = 4;
+    o.max_ctx = 8;
+    msac_session *s = NULL;
+    msac_status st = msac_session_create(dev, plan, &o, &s);
+    if (st) {
+        ignore(st);
+        return;
+    }
+    int64_t vocab = plan->vocab_size; /* a session needs one: >= 1 */
+    int32_t tok[8];
+    for (int i = 0; i < 8; i++)
+        tok[i] = (int32_t)(i % vocab);
+    /* logits only for a vocabulary small enough to hold on the host */
+    float *logits = vocab <= (1 << 16) ? malloc(sizeof(float) * 8 * (size_t)vocab) : NULL;
+    ignore(msac_session_prefill(s, 2, 3, tok, logits));
+    ignore(msac_session_decode(s, 2, tok, logits));
+    const int lens[2] = {2, 0};
+    ignore(msac_session_prefill_ragged(s, 2, lens, tok, logits));
+    ignore(msac_session_reset(s));
+    ignore(msac_session_prefill(s, 1, 4, tok, logits));
+    free(logits);
+    msac_session_destroy(s);
+}
+
 static void inspect(const msac_plan *plan)
 {
     msac_plan_info pi;
@@ -128,6 +189,7 @@ static void inspect(const msac_plan *plan)
     ignore(rt_check_target(pi.target, "fuzz sm_90", 9, 0));
     ignore(rt_check_target(pi.target, "fuzz sm_80", 8, 0));
     session_math(plan);
+    session_run(plan);
 
     const char *graph = msac_plan_graph_text(plan);
     if (graph) {
