@@ -120,7 +120,15 @@ bool eval_graph(const Graph *g, EvalStore *store, const int64_t sym[SYM_COUNT], 
         const Node *n = g->nodes[i];
         if (n->dead)
             continue;
-        int64_t numel = node_numel(n, c.sym);
+        /* The element count, checked: a graph from a plan file is input too. */
+        int64_t numel = 1;
+        for (int k = 0; k < n->ndim; k++) {
+            int64_t v = n->dim[k].sym ? c.sym[n->dim[k].sym] : n->dim[k].n;
+            if (v < 0 || __builtin_mul_overflow(numel, v, &numel) || numel > (INT64_MAX >> 3)) {
+                diag_fail(d, "%%%s: too many elements for the CPU reference", n->name ? n->name : "?");
+                goto done;
+            }
+        }
         if (n->op == OP_input) {
             const EvalInput *b = NULL;
             for (int k = 0; k < nin; k++)
@@ -140,7 +148,11 @@ bool eval_graph(const Graph *g, EvalStore *store, const int64_t sym[SYM_COUNT], 
             int64_t have = 0;
             float *data = eval_store_get(store, n->ext, &have);
             if (!data && n->op == OP_state) {
-                data = calloc((size_t)numel, sizeof(float));
+                data = calloc((size_t)(numel ? numel : 1), sizeof(float));
+                if (!data) {
+                    diag_fail(d, "out of memory: state \"%s\" needs %lld floats", n->ext, (long long)numel);
+                    goto done;
+                }
                 put(store, n->ext, data, numel)->is_state = true;
                 have = numel;
             }
@@ -156,8 +168,10 @@ bool eval_graph(const Graph *g, EvalStore *store, const int64_t sym[SYM_COUNT], 
             c.val[i] = data;
         } else {
             c.val[i] = malloc(sizeof(float) * (size_t)(numel ? numel : 1));
-            if (!c.val[i])
-                abort();
+            if (!c.val[i]) {
+                diag_fail(d, "out of memory: %%%s needs %lld floats", n->name ? n->name : "?", (long long)numel);
+                goto done;
+            }
             owned[i] = true;
             op_info[n->op].ref(&c, n);
             if (n->dtype == DT_BF16)

@@ -10,8 +10,9 @@
  *     the per-call buffer addresses and every launch's kernel arguments
  *     are computed (the driver-free half of msac_session_*);
  *   - the target is checked against an sm_90 and an sm_80 device;
- *   - the embedded reference graph is parsed and verified, as
- *     `msac run --device cpu` does;
+ *   - the embedded reference graph is parsed, verified and, when its
+ *     values are small, run on the CPU reference with the plan's seeded
+ *     weights, as `msac run --device cpu` does;
  *   - when the libcuda loaded is the fake driver of the runtime tests
  *     (tests/runtime/fakecuda: device memory in host memory, so ASan sees
  *     every copy; 16 MiB of it), a session is created at small limits and
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval.h"
 #include "fuzz.h"
 #include "ir.h"
 #include "rt_internal.h"
@@ -150,6 +152,70 @@ static void session_run(const msac_plan *plan)
     msac_session_destroy(s);
 }
 
+enum { CPU_MAX_NUMEL = 1 << 18 }; /* values the CPU run takes on (speed, not safety) */
+
+/* Whether every value of g has at most CPU_MAX_NUMEL elements at sym. */
+static bool small_graph(const Graph *g, const int64_t sym[SYM_COUNT])
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        int64_t e = 1;
+        for (int k = 0; k < g->nodes[i]->ndim; k++) {
+            Dim x = g->nodes[i]->dim[k];
+            int64_t v = x.sym ? sym[x.sym] : x.n;
+            if (v > CPU_MAX_NUMEL || (e *= v) > CPU_MAX_NUMEL)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* `msac run --device cpu`: the plan's graph on the CPU reference with its
+ * seeded weights, three tokens. */
+static void cpu_reference(const msac_plan *plan)
+{
+    const char *text = msac_plan_graph_text(plan);
+    if (!text)
+        return;
+    Arena *a = arena_new();
+    Diag d = {0};
+    Graph *g = ir_parse(a, text, "plan graph", &d);
+    const int64_t sym[SYM_COUNT] = {0, 1, 3, 8};
+    if (g && ir_verify(g, &d) && small_graph(g, sym)) {
+        msac_plan_info pi;
+        msac_plan_get_info(plan, &pi);
+        EvalStore *st = eval_store_new();
+        bool ok = true;
+        for (int i = 0; ok && i < pi.num_weights; i++) {
+            msac_weight_info w;
+            msac_plan_weight_info(plan, i, &w);
+            int64_t n = 1;
+            for (int k = 0; k < w.ndim && n <= CPU_MAX_NUMEL; k++)
+                n *= w.dims[k] <= CPU_MAX_NUMEL ? w.dims[k] : CPU_MAX_NUMEL + 1;
+            float *data = n <= CPU_MAX_NUMEL ? malloc(sizeof(float) * (size_t)n) : NULL;
+            msac_status e = data ? msac_plan_weight_values(plan, i, NULL, 3, data) : NULL;
+            if (!data || e) {
+                ignore(e);
+                free(data);
+                ok = false;
+            } else {
+                eval_store_put(st, w.name, data, n);
+            }
+        }
+        if (ok) {
+            int64_t v = pi.vocab_size > 0 ? pi.vocab_size : 1;
+            float tok[3] = {0, (float)(1 % v), (float)(2 % v)}, pos = 0;
+            EvalInput in[2] = {{"tokens", tok, 3}, {"pos", &pos, 1}};
+            EvalOutput out = {"logits", NULL, 0};
+            if (eval_graph(g, st, sym, in, 2, &out, 1, &d))
+                free(out.data);
+            else if (!d.msg[0])
+                fuzz_fail("the CPU reference failed without a message");
+        }
+        eval_store_free(st);
+    }
+    arena_free(a);
+}
+
 static void inspect(const msac_plan *plan)
 {
     msac_plan_info pi;
@@ -191,15 +257,7 @@ static void inspect(const msac_plan *plan)
     session_math(plan);
     session_run(plan);
 
-    const char *graph = msac_plan_graph_text(plan);
-    if (graph) {
-        Arena *a = arena_new();
-        Diag d = {0};
-        Graph *g = ir_parse(a, graph, "plan graph", &d);
-        if (g)
-            ir_verify(g, &d);
-        arena_free(a);
-    }
+    cpu_reference(plan);
 }
 
 static void run(const uint8_t *data, size_t size)

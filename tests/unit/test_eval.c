@@ -255,6 +255,38 @@ static void norms_by_hand(void **state)
     assert_float_equal(out[3], 4 / rr * 2 * ref_silu_f(100), 1e-4);
 }
 
+/* A graph from a plan file is untrusted: sizes that overflow or that no
+ * host can hold are refused with a message, not undefined arithmetic or an
+ * abort. */
+static void expect_eval_error(const char *text, const char *msg)
+{
+    Arena *a = arena_new();
+    Diag d = {0};
+    Graph *g = ir_parse(a, text, "g.ir", &d);
+    assert_non_null(g);
+    assert_true(ir_verify(g, &d));
+    EvalStore *s = eval_store_new();
+    float tok[2] = {0, 1};
+    EvalInput in[1] = {{"tokens", tok, 2}};
+    EvalOutput out = {"y", NULL, 0};
+    const int64_t sym[SYM_COUNT] = {0, 1, 2, 4};
+    assert_false(eval_graph(g, s, sym, in, 1, &out, 1, &d));
+    assert_string_equal(d.msg, msg);
+    eval_store_free(s);
+    arena_free(a);
+}
+
+static void hostile_sizes(void **state)
+{
+    (void)state;
+    expect_eval_error("graph g {\n  %tokens = input i32 [batch, seq] \"tokens\"\n"
+                      "  %st = state f32 [batch, 4294967296, 4294967296] \"st\"\n  output %st \"y\"\n}\n",
+                      "%st: too many elements for the CPU reference");
+    expect_eval_error("graph g {\n  %tokens = input i32 [batch, seq] \"tokens\"\n"
+                      "  %st = state f32 [batch, 2305843009213693952] \"st\"\n  output %st \"y\"\n}\n",
+                      "%st: too many elements for the CPU reference");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +294,7 @@ int main(void)
         cmocka_unit_test(decode_equals_prefill),
         cmocka_unit_test(batch_rows_independent), cmocka_unit_test(conv1d_by_hand),
         cmocka_unit_test(ssd_by_hand), cmocka_unit_test(norms_by_hand),
+        cmocka_unit_test(hostile_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
