@@ -61,7 +61,7 @@ static void layout(Dec *m)
 bool mla_decode_tc_fits(const Node *n, const TargetDesc *t)
 {
     int64_t H = node_int(n, "heads", 1), R = node_int(n, "rank", 0), dr = node_int(n, "rope_dim", 0);
-    int64_t qs = node_int(n, "q_stride", 0), qo = node_int(n, "q_off", 0), sp = node_int(n, "splits", 16);
+    int64_t qs = node_int(n, "q_stride", 0), qo = node_int(n, "q_off", 0), sp = node_int(n, "splits", 8);
     Dec m = {.H = H, .R = R, .dr = dr};
     layout(&m);
     return H >= 1 && H <= 16 && R > 0 && R % 64 == 0 && R <= 2048 && dr % 8 == 0 && (R + dr) % 16 == 0 && qs % 8 == 0 &&
@@ -341,7 +341,7 @@ bool k_mla_decode_tc(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     Dec m = {.H = node_int(n, "heads", 1), .R = node_int(n, "rank", 0), .dr = node_int(n, "rope_dim", 0),
              .qs = node_int(n, "q_stride", 0), .qo = node_int(n, "q_off", 0),
-             .K = n->nsrc > 7 ? n->src[7]->dim[2].n : 0, .splits = (int)node_int(n, "splits", 16),
+             .K = n->nsrc > 7 ? n->src[7]->dim[2].n : 0, .splits = (int)node_int(n, "splits", 8),
              .scale = (float)node_float(n, "scale", 1.0)};
     layout(&m);
     assert(mla_decode_tc_fits(n, cg->target));
