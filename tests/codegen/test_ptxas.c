@@ -41,7 +41,10 @@ static const char *const models[][2] = {
             " v_head_dim: 24, rope_style: half, indexer: {kind: lightning, dim: 16, heads: 2, top_k: 7}}\n"
             "layers:\n  - kind: mamba2\n  - kind: sparse_mla\n  - kind: mla\n    heads: 2\n    kv_lora_rank: 32\n"
             "    qk_nope_head_dim: 16\n    qk_rope_head_dim: 8\n    v_head_dim: 16\n"
-            "  - kind: sparse_mla\n    indexer: {kind: mamba2, dim: 16, top_k: 3, d_state: 16, headdim: 16, expand: 1}\n"},
+            "  - kind: sparse_mla\n    indexer: {kind: mamba2, dim: 16, top_k: 3, d_state: 16, headdim: 16, expand: 1}\n"
+            /* rank 64: decode takes the tensor-core split kernel (mla_decode + mla_combine) */
+            "  - kind: mla\n    heads: 5\n    kv_lora_rank: 64\n    qk_nope_head_dim: 16\n    qk_rope_head_dim: 16\n"
+            "    v_head_dim: 16\n"},
     /* d_inner 80 → 5 heads: in_proj N = 2*80 + 2*16 + 5 = 197 (odd), K = 40 (not a multiple of 32) */
     {"ragged", "name: ragged\nvocab_size: 1001\nd_model: 40\n"
                "mamba2: {d_state: 16, headdim: 16, chunk_size: 8}\nlayers:\n  - kind: mamba2\n"},
@@ -104,10 +107,11 @@ static void shipped_models(void **state)
 {
     (void)state;
     const char *targets[] = {"sm_80", "sm_90a"};
+    const char *shipped[] = {"tiny-mamba2.yaml", "mamba2-130m.yaml", "mamba-mla-decoder.yaml", "sparse-mamba-lm.yaml"};
     for (int t = 0; t < 2; t++)
-        for (int m = 0; m < 2; m++) {
+        for (int m = 0; m < 4; m++) {
             char path[512];
-            snprintf(path, sizeof path, "%s/%s", MODELS_DIR, m ? "mamba2-130m.yaml" : "tiny-mamba2.yaml");
+            snprintf(path, sizeof path, "%s/%s", MODELS_DIR, shipped[m]);
             Diag d = {0};
             char *text = frontend_read_file(path, &d);
             assert_non_null(text);
