@@ -50,10 +50,23 @@ static void check(msac_status st, const char *what)
 {
     if (st) {
         char msg[1024];
-        snprintf(msg, sizeof msg, "%s: %s", what, msac_status_message(st));
+        snprintf(msg, sizeof msg, "%s: %s: %s", what, msac_code_name(msac_status_code(st)), msac_status_message(st));
         msac_status_free(st);
         fail_msg("%s", msg);
     }
+}
+
+void check_ok(msac_status st) { check(st, "runtime"); }
+
+int64_t value_width(const GpuModel *m, const char *name)
+{
+    const Node *n = graph_find(m->graph, name);
+    for (int i = 0; !n && i < m->graph->noutputs; i++)
+        if (!strcmp(m->graph->outputs[i].name, name))
+            n = m->graph->outputs[i].node;
+    if (!n)
+        fail_msg("no value or output %s in the model", name);
+    return n->dim[n->ndim - 1].n;
 }
 
 void gpu_model_open(GpuModel *m, const char *yaml, const char *const *extra, int max_batch, int max_seq,

@@ -20,6 +20,10 @@ typedef struct GpuModel {
     int64_t cpu_pos[64];  /* CPU positions per row */
 } GpuModel;
 
+/* Fails the test with the status's code and message when st is not OK. */
+void check_ok(msac_status st);
+/* Width (last dim) of graph value or output `name`; fails the test when absent. */
+int64_t value_width(const GpuModel *m, const char *name);
 /* Opens the device once; exits 77 when there is none. */
 msac_device *gpu_device(void);
 /* Compiles `yaml` with graph outputs added for each value name in `extra`

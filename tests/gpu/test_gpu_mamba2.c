@@ -27,34 +27,11 @@ static const char *const tiny_yaml =
 static const char *const values[] = {"x0", "l0.h", "l0.zxbcdt", "l0.g", "l0.res", "l1.g", "l1.res", "logits", NULL};
 static const double bounds[] = {1e-7, 1e-2, 1e-2, 2e-2, 1e-2, 2e-2, 1e-2, 2e-2};
 
-static void check_ok(msac_status st)
-{
-    if (st) {
-        char m[1024];
-        snprintf(m, sizeof m, "%s", msac_status_message(st));
-        msac_status_free(st);
-        fail_msg("%s", m);
-    }
-}
-
-/* Width (last dim) of graph value `name`. */
-static int64_t width(GpuModel *m, const char *name)
-{
-    Node *n = graph_find(m->graph, name);
-    if (!n) {
-        for (int i = 0; i < m->graph->noutputs; i++)
-            if (!strcmp(m->graph->outputs[i].name, name))
-                n = m->graph->outputs[i].node;
-    }
-    assert_non_null(n);
-    return n->dim[n->ndim - 1].n;
-}
-
 /* Compares every value in `names` after a GPU call on rows = batch*seq. */
 static void compare_all(GpuModel *m, const char *what, int rows, const char *const *names, float **ref)
 {
     for (int i = 0; names[i]; i++) {
-        int64_t n = rows * width(m, names[i]);
+        int64_t n = rows * value_width(m, names[i]);
         float *g = malloc(sizeof(float) * (size_t)n);
         check_ok(msac_session_read_output(m->sess, names[i], g, (size_t)n));
         char label[128];

@@ -17,27 +17,6 @@
 #define MLA "heads: 2\n  q_lora_rank: 32\n  kv_lora_rank: 64\n  qk_nope_head_dim: 16\n  qk_rope_head_dim: 16\n" \
             "  v_head_dim: 32\n"
 
-static void check_ok(msac_status st)
-{
-    if (st) {
-        char m[1024];
-        snprintf(m, sizeof m, "%s", msac_status_message(st));
-        msac_status_free(st);
-        fail_msg("%s", m);
-    }
-}
-
-static int64_t width(GpuModel *m, const char *name)
-{
-    for (int i = 0; i < m->graph->noutputs; i++)
-        if (!strcmp(m->graph->outputs[i].name, name)) {
-            const Node *n = m->graph->outputs[i].node;
-            return n->dim[n->ndim - 1].n;
-        }
-    fail_msg("no output %s", name);
-    return 0;
-}
-
 /* The selection (i32) output: every index in range and never past pos + t.
  * Returns the fraction of selected positions missing from the reference's
  * set. With the reference's scores (`scores`, row stride `ctx`), a position
@@ -125,14 +104,14 @@ static void run_case(const char *yaml, const char *const *values, const double *
         bool masked = false, same[64 * 128];
         assert_true(batch * s <= 64 * 128);
         for (int i = 0; values[i]; i++) {
-            int64_t n = (int64_t)batch * s * width(&m, values[i]);
+            int64_t n = (int64_t)batch * s * value_width(&m, values[i]);
             float *g = malloc(sizeof(float) * (size_t)n);
             check_ok(msac_session_read_output(m.sess, values[i], g, (size_t)n));
             char label[128];
             snprintf(label, sizeof label, "%s %s %s", m.graph->name, step < 0 ? "prefill" : "decode", values[i]);
             if (sel && !strcmp(values[i], sel)) {
                 int64_t hard;
-                double f = check_sel(g, ref[i], sc, 4096, batch, s, width(&m, values[i]), pos0, &hard, same);
+                double f = check_sel(g, ref[i], sc, 4096, batch, s, value_width(&m, values[i]), pos0, &hard, same);
                 fprintf(stderr, "  %-44s %.2f %% of picks not in the reference set, %lld outside near ties%s\n",
                         label, 100 * f, (long long)hard, " (bound 0), none in the future");
                 if (hard)
@@ -140,7 +119,7 @@ static void run_case(const char *yaml, const char *const *values, const double *
                 if (scores)
                     masked = true;
             } else if (masked) {
-                int64_t w = width(&m, values[i]), kept = 0;
+                int64_t w = value_width(&m, values[i]), kept = 0;
                 for (int r = 0; r < batch * s; r++)
                     if (same[r]) {
                         memmove(g + kept * w, g + (int64_t)r * w, sizeof(float) * (size_t)w);

@@ -30,16 +30,6 @@ enum { B = 4, CALLS = 2, STEPS = 3, MAX_STATES = 16, D_CONV = 4 /* both models' 
 #define BOUND 1e-2
 #define UNTOUCHED -12345.0f
 
-static void check_ok(msac_status st)
-{
-    if (st) {
-        char m[1024];
-        snprintf(m, sizeof m, "%s: %s", msac_code_name(msac_status_code(st)), msac_status_message(st));
-        msac_status_free(st);
-        fail_msg("%s", m);
-    }
-}
-
 /* The plan's state buffers: names and floats per sequence ("C*batch" bytes). */
 typedef struct States {
     int n;                          /* state buffers */

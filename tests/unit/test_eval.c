@@ -16,18 +16,14 @@
 #include "eval.h"
 #include "frontend.h"
 #include "passes.h"
+#include "random_weights.h"
 
 static const char *const model_yaml =
     "name: evaltest\nvocab_size: 40\nd_model: 32\ntie_embeddings: false\n"
     "mamba2: {d_state: 8, headdim: 8, expand: 2, ngroups: 2, d_conv: 4, chunk_size: 4}\n"
     "layers:\n  - kind: mamba2\n    repeat: 2\n";
 
-static uint64_t rng = 0x12345;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-}
+static uint64_t rng = 0x12345; /* random_weights' state: tests reset it for equal draws */
 
 static Graph *model(Arena *a)
 {
@@ -38,34 +34,7 @@ static Graph *model(Arena *a)
     return g;
 }
 
-/* Random weights for every weight node (bf16-rounded where stored as bf16);
- * A_log and dt_bias in realistic ranges so the scan neither explodes nor dies. */
-static EvalStore *weights(const Graph *g)
-{
-    EvalStore *s = eval_store_new();
-    for (int i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (n->op != OP_weight)
-            continue;
-        int64_t sym[SYM_COUNT] = {0};
-        int64_t k = node_numel(n, sym);
-        float *v = malloc(sizeof(float) * (size_t)k);
-        for (int64_t j = 0; j < k; j++) {
-            float r = frand();
-            if (strstr(n->ext, "A_log"))
-                r = logf(2.0f + 4.0f * (r + 1.0f));
-            else if (strstr(n->ext, "dt_bias"))
-                r = -3.0f + r;
-            else if (strstr(n->ext, "norm"))
-                r = 1.0f + 0.1f * r;
-            else
-                r *= 0.3f;
-            v[j] = n->dtype == DT_BF16 ? bf16_round(r) : r;
-        }
-        eval_store_put(s, n->ext, v, k);
-    }
-    return s;
-}
+static EvalStore *weights(const Graph *g) { return random_weights(g, &rng); }
 
 /* Runs g on tokens (batch × seq) at positions pos; returns malloc'd logits. */
 static float *run(const Graph *g, EvalStore *s, int batch, int seq, const int *tok, const int *pos)

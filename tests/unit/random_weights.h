@@ -1,0 +1,13 @@
+/* random_weights.h — seeded random weights for the CPU-reference unit tests
+ * (test_eval, test_attn). */
+#pragma once
+#include <stdint.h>
+
+#include "eval.h"
+
+/* Uniform in [-1, 1) from the LCG state *rng. */
+float random_uniform(uint64_t *rng);
+/* A value for every weight node of g, drawn from *rng: uniform × 0.3,
+ * bf16-rounded where the weight is bf16; A_log and dt_bias in realistic
+ * ranges so the scan neither explodes nor dies, norm weights near 1. */
+EvalStore *random_weights(const Graph *g, uint64_t *rng);
