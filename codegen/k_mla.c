@@ -309,10 +309,24 @@ bool k_mla_attn(Codegen *cg, const Node *n, KOut *out, Diag *d)
     int64_t w[2] = {m.R, m.dr};
     if (!emit_cache_append(cg, "mla_append", 2, w, &a->ptx, d))
         return false;
-    /* launch 2: attention; a decode step on tensor cores, split over keys, when it fits */
+    /* launch 2: attention. Its cost (docs/kernels.md): per key and head, q·k
+     * over R + dr and p·v over R, 2 flops each; bytes: the cache rows a call
+     * must read once, plus the queries (q_lat, q_pe), the output and the
+     * indices. A decode step (seq 1) reads its own keys: ctx rows dense, K
+     * rows sparse (per query: selections differ). A prefill call reads each
+     * cache row once (queries of a sequence share it). Sparse counts K keys
+     * per query, exact once ctx >= K (bench at --position >= top_k); dense
+     * prefill's B*S*ctx flops are beyond the linear model, so it is
+     * reported by bytes. */
     bool step = !n->dim[1].sym && n->dim[1].n == 1;
+    int64_t per_key = m.H * (4 * m.R + 2 * m.dr), row_b = 2 * (m.R + m.dr);
+    int64_t io = 2 * m.H * (m.R + m.dr) + 2 * m.H * m.R + (sparse ? 4 * K : 0);
+    SymExpr flops = sparse ? sym_scale(rows, K * per_key) : step ? sym_mono(MONO_BC, per_key) : sym_const(0);
+    SymExpr bytes = sym_add(sym_scale(rows, io + (sparse && step ? K * row_b : 0)),
+                            sparse && step ? sym_const(0) : sym_mono(MONO_BC, row_b));
+    /* a decode step on tensor cores, split over keys, when it fits */
     if (step && node_int(n, "tc", 0) && mla_decode_tc_fits(n, cg->target))
-        return k_mla_decode_tc(cg, n, out, d);
+        return k_mla_decode_tc(cg, n, flops, bytes, out, d);
     snprintf(name, sizeof name, "%smla_attn_h%lld_r%lld_dr%lld_w%d%s", sparse ? "sparse_" : "", (long long)m.H,
              (long long)m.R, (long long)m.dr, warps, sparse ? "_k" : "");
     if (sparse)
@@ -321,19 +335,8 @@ bool k_mla_attn(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "warps", warps);
     l->grid[0] = sym_const(m.H);
     l->grid[1] = rows;
-    /* cost (docs/kernels.md): per key and head, q·k over R + dr and p·v over
-     * R, 2 flops each; bytes: the cache rows a call must read once, plus
-     * the queries (q_lat, q_pe), the output and the indices. A decode step
-     * (seq 1) reads its own keys: ctx rows dense, K rows sparse (per query:
-     * selections differ). A prefill call reads each cache row once (queries
-     * of a sequence share it). Sparse counts K keys per query, exact once
-     * ctx >= K (bench at --position >= top_k); dense prefill's B*S*ctx
-     * flops are beyond the linear model, so it is reported by bytes. */
-    int64_t per_key = m.H * (4 * m.R + 2 * m.dr), row_b = 2 * (m.R + m.dr);
-    int64_t io = 2 * m.H * (m.R + m.dr) + 2 * m.H * m.R + (sparse ? 4 * K : 0);
-    l->flops = sparse ? sym_scale(rows, K * per_key) : step ? sym_mono(MONO_BC, per_key) : sym_const(0);
-    l->bytes = sym_add(sym_scale(rows, io + (sparse && step ? K * row_b : 0)),
-                       sparse && step ? sym_const(0) : sym_mono(MONO_BC, row_b));
+    l->flops = flops;
+    l->bytes = bytes;
     for (int s = 0; s <= 1; s++)
         kl_arg_src(l, s);
     kl_arg_src(l, 4);

@@ -337,7 +337,7 @@ static bool emit_combine(Codegen *cg, const Dec *m, char **ptx, Diag *d)
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
-bool k_mla_decode_tc(Codegen *cg, const Node *n, KOut *out, Diag *d)
+bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, KOut *out, Diag *d)
 {
     Dec m = {.H = node_int(n, "heads", 1), .R = node_int(n, "rank", 0), .dr = node_int(n, "rope_dim", 0),
              .qs = node_int(n, "q_stride", 0), .qo = node_int(n, "q_off", 0),
@@ -356,11 +356,11 @@ bool k_mla_decode_tc(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "splits", m.splits);
     l->grid[0] = sym_const(m.splits);
     l->grid[1] = rows;
-    /* cost (docs/kernels.md): as mla_attn's decode rows, plus the partials out and back */
-    int64_t per_key = m.H * (4 * m.R + 2 * m.dr), row_b = 2 * (m.R + m.dr), part = m.splits * m.H * (m.R + 2) * 4;
-    int64_t io = 2 * m.H * (m.R + m.dr) + (m.K ? 4 * m.K : 0) + part;
-    l->flops = m.K ? sym_scale(rows, m.K * per_key) : sym_mono(MONO_BC, per_key);
-    l->bytes = sym_add(sym_scale(rows, io + (m.K ? m.K * row_b : 0)), m.K ? sym_const(0) : sym_mono(MONO_BC, row_b));
+    /* cost: mla_attn's (k_mla_attn) with the partials written instead of
+     * the bf16 output (mla_combine writes that) */
+    int64_t part = m.splits * m.H * (m.R + 2) * 4;
+    l->flops = flops;
+    l->bytes = sym_add(bytes, sym_scale(rows, part - 2 * m.H * m.R));
     kl_arg_src(l, 0);
     kl_arg_src(l, 1);
     kl_arg_src(l, 4);

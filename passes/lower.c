@@ -97,12 +97,13 @@ bool pass_lower(Graph *g, Diag *d)
         case OP_mla_attn:
             node_set_str(g, n, "kernel", "mla_attn");
             node_set_int(g, n, "warps", 4);
-            if (dec) { /* tensor cores, keys split 8 ways (H100 b64: 4 is 5 % faster, b1 needs more); scratch for 16 */
+            if (dec) { /* tensor cores, keys split 8 ways (H100 b64: 4 is 5 % faster, b1 needs more) */
                 char sc[64];
-                snprintf(sc, sizeof sc, "%lld*batch", (long long)(16 * node_int(n, "heads", 1) * (node_int(n, "rank", 0) + 2) * 4));
+                snprintf(sc, sizeof sc, "%lld*batch",
+                         (long long)(MLA_DECODE_MAX_SPLITS * node_int(n, "heads", 1) * (node_int(n, "rank", 0) + 2) * 4));
                 node_set_int(g, n, "tc", 1);
-                node_set_int(g, n, "splits", 8); /* ≤ MLA_DECODE_MAX_SPLITS (codegen/k_mla_decode.h) */
-                node_set_str(g, n, "scratch", sc);
+                node_set_int(g, n, "splits", 8);
+                node_set_str(g, n, "scratch", sc); /* sized for any splits --schedule may set */
             }
             break;
         case OP_index_topk:

@@ -17,6 +17,10 @@ bool pass_fuse_epilogue(Graph *g, Diag *d); /* add(matmul(x,w), r) → matmul(x,
 bool pass_fuse_prologue(Graph *g, Diag *d); /* decode: norms into the following matmul's prologue */
 bool pass_fuse_index(Graph *g, Diag *d);    /* topk(index_scores) → index_topk (streaming) */
 bool pass_lower(Graph *g, Diag *d);         /* pick a kernel template and schedule per node */
+/* The most key splits lower lets a decode mla_attn use: it sizes the node's
+ * scratch for this many ([batch][splits][heads][rank + 2] f32); the kernel
+ * (codegen/k_mla_decode.c) refuses more. */
+#define MLA_DECODE_MAX_SPLITS 16
 bool pass_plan_buffers(Graph *g, Diag *d);  /* workspace offsets by liveness */
 
 typedef struct PassInfo {
