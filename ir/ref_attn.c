@@ -198,6 +198,8 @@ static int cmp_idx(const void *a, const void *b)
 static void select_topk(const double *row, int64_t p, int64_t ctx, int64_t k, float *out)
 {
     int64_t n = p + 1 < ctx ? p + 1 : ctx;
+    if (n < 0) /* a negative position: no candidates (qsort would get a huge count) */
+        n = 0;
     double *pairs = malloc(sizeof(double) * 2 * (size_t)(n > 0 ? n : 1));
     if (!pairs)
         abort();

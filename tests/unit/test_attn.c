@@ -128,6 +128,12 @@ static void topk_rules(void **state)
     for (int i = 0; i < 6; i++)
         assert_true(k[i] <= 2 + i / 3);
     free(k);
+    /* a negative position (hostile plan input): queries before position 0 select nothing */
+    pos = -5;
+    k = run1(g2, st, 1, 2, 6, NULL, NULL, 0, &pos, "k");
+    for (int i = 0; i < 6; i++)
+        assert_true(k[i] == -1);
+    free(k);
     eval_store_free(st);
     arena_free(a);
 }
