@@ -41,6 +41,7 @@ bool pass_lower(Graph *g, Diag *d)
                                 "(is the pattern around it what fuse-scan / fuse-epilogue expect?)",
                              n->name ? n->name : "?", oi->name);
         bool dec = is_decode(n);
+        node_set_str(g, n, "kernel", oi->kernel); /* the op table's template; overridden below where the shape picks */
         switch (n->op) {
         case OP_matmul:
             if (dec) { /* few rows: stream the weight through a GEMV-shaped kernel */
@@ -56,7 +57,6 @@ bool pass_lower(Graph *g, Diag *d)
                 node_set_int(g, n, "wk", wk);
                 break;
             }
-            node_set_str(g, n, "kernel", "gemm");
             node_set_int(g, n, "bm", 128);
             node_set_int(g, n, "bn", 128);
             node_set_int(g, n, "bk", 64);
@@ -65,11 +65,9 @@ bool pass_lower(Graph *g, Diag *d)
             node_set_int(g, n, "stages", 3);
             break;
         case OP_rmsnorm:
-            node_set_str(g, n, "kernel", "rmsnorm");
             node_set_int(g, n, "rows", 4);
             break;
         case OP_embed:
-            node_set_str(g, n, "kernel", "embed");
             node_set_int(g, n, "threads", 128);
             break;
         case OP_mamba2_mixer:
@@ -92,10 +90,8 @@ bool pass_lower(Graph *g, Diag *d)
         case OP_rope:
         case OP_mla_absorb_q:
         case OP_mla_absorb_o:
-            node_set_str(g, n, "kernel", oi->kernel);
             break;
         case OP_mla_attn:
-            node_set_str(g, n, "kernel", "mla_attn");
             node_set_int(g, n, "warps", 4);
             if (dec) { /* tensor cores, keys split 8 ways (H100 b64: 4 is 5 % faster, b1 needs more) */
                 char sc[64];
@@ -107,7 +103,6 @@ bool pass_lower(Graph *g, Diag *d)
             }
             break;
         case OP_index_topk:
-            node_set_str(g, n, "kernel", "index_topk");
             node_set_int(g, n, "threads", 256);
             break;
         default:
