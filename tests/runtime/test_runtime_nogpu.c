@@ -316,9 +316,10 @@ static void test_device_and_session(void **state)
         expect_status(msac_session_create(dev, plan, &o, &s), MSAC_ERR_INVALID_ARGUMENT, "limits must be >= 1");
         msac_session_options_init(&o);
         st = msac_session_create(dev, plan, &o, &s);
-        if (!st) /* only an sm_90 device with a driver that accepts the stub kernels */
+        if (!st) { /* only an sm_90 device with a driver that accepts the stub kernels */
             msac_session_destroy(s);
-        else
+            s = NULL; /* the check below is that failed creations leave it NULL */
+        } else
             printf("session on the fixture plan: %s\n", msac_status_message(st));
         msac_status_free(st);
     }
