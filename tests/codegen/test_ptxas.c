@@ -71,8 +71,26 @@ static void tweak(void *user, const char *program, Graph *g)
     }
 }
 
+/* (target, PTX hash) pairs ptxas already accepted: kernels a schedule
+ * variant or another model does not change are assembled once. */
+typedef struct Assembled {
+    const char *target; /* a string literal of the callers */
+    uint64_t hash;      /* PlanKernel.hash: FNV-1a of the PTX text */
+} Assembled;
+static Assembled assembled[4096];
+static int nassembled;
+
+static bool seen(const char *target, uint64_t hash)
+{
+    for (int i = 0; i < nassembled; i++)
+        if (assembled[i].hash == hash && !strcmp(assembled[i].target, target))
+            return true;
+    return false;
+}
+
 /* Compiles `yaml` for `target`, writes the PTX to a temp dir, runs ptxas on
- * each file; returns the number of kernels checked. */
+ * each file whose text it has not assembled before; returns the number of
+ * kernels checked. */
 static int check(const char *name, const char *yaml, const char *target, const Variant *v)
 {
     char dir[] = "/tmp/msac-ptxas-XXXXXX";
@@ -88,12 +106,15 @@ static int check(const char *name, const char *yaml, const char *target, const V
     if (!msac_compile(yaml, name, &o, &p, &d))
         fail_msg("%s for %s: %s", name, target, d.msg);
     int n = 0;
-    for (uint32_t i = 0; i < p->nkernels; i++) {
+    for (uint32_t i = 0; i < p->nkernels; i++, n++) {
+        if (seen(target, p->kernels[i].hash))
+            continue;
         char cmd[2048];
         snprintf(cmd, sizeof cmd, "'%s' -arch=%s '%s/%s.ptx' -o /dev/null", PTXAS, target, dir, p->kernels[i].name);
         if (system(cmd) != 0)
             fail_msg("ptxas rejected %s (%s, %s): %s", p->kernels[i].name, name, target, cmd);
-        n++;
+        if (nassembled < (int)(sizeof assembled / sizeof assembled[0]))
+            assembled[nassembled++] = (Assembled){target, p->kernels[i].hash};
     }
     plan_free(p);
     char rm[1100];
