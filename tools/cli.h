@@ -9,6 +9,10 @@ int cli_info(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 
+/* Parses a whole decimal number in [lo, hi], nothing else in s. */
+bool cli_parse_int(const char *s, int lo, int hi, int *out);
+/* Parses a whole decimal number >= 0 that fits 64 bits, nothing else in s. */
+bool cli_parse_u64(const char *s, uint64_t *out);
 /* Parses "1,2,3" into a malloc'd array; false on a malformed list. */
 bool cli_parse_ints(const char *s, int32_t **out, int *n);
 

@@ -69,18 +69,6 @@ static void usage(FILE *f)
             DEFAULT_PEAK_TFLOPS, DEFAULT_PEAK_GBS);
 }
 
-/* Parses an integer in [lo, hi]. */
-static bool parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
 /* Parses a positive finite number. */
 static bool parse_pos(const char *s, double *out)
 {
@@ -131,15 +119,15 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             return 2;
         }
         if (!strcmp(o, "--batch"))
-            ok = parse_int(v, 1, 1 << 20, &a->batch);
+            ok = cli_parse_int(v, 1, 1 << 20, &a->batch);
         else if (!strcmp(o, "--seq"))
-            ok = parse_int(v, 1, 1 << 24, &a->seq);
+            ok = cli_parse_int(v, 1, 1 << 24, &a->seq);
         else if (!strcmp(o, "--decode-batch"))
-            ok = parse_int(v, 1, 1 << 20, &a->dbatch);
+            ok = cli_parse_int(v, 1, 1 << 20, &a->dbatch);
         else if (!strcmp(o, "--warmup"))
-            ok = parse_int(v, 0, 1 << 20, &a->warmup);
+            ok = cli_parse_int(v, 0, 1 << 20, &a->warmup);
         else if (!strcmp(o, "--iters"))
-            ok = parse_int(v, 1, 1 << 20, &a->iters);
+            ok = cli_parse_int(v, 1, 1 << 20, &a->iters);
         else if (!strcmp(o, "--peak-tflops"))
             ok = parse_pos(v, &a->peak_tflops);
         else if (!strcmp(o, "--peak-gbs"))
@@ -149,7 +137,7 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
         else if (!strcmp(o, "--target"))
             ok = !strcmp(v, "sm_90a") || !strcmp(v, "sm_80") ? (a->target = v, true) : false;
         else if (!strcmp(o, "--position"))
-            ok = parse_int(v, 0, 1 << 24, &a->position);
+            ok = cli_parse_int(v, 0, 1 << 24, &a->position);
         else if (!strcmp(o, "--schedule")) {
             Diag sd = {0};
             if (!schedule_parse(&a->sched, v, &sd)) {

@@ -22,15 +22,10 @@ static const char info_usage[] =
 /* A size argument in 1..INT_MAX; false (with a message) otherwise. */
 static bool parse_size(const char *opt, const char *s, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 1 || v > INT_MAX) {
-        fprintf(stderr, "msac info: bad value '%s' for %s (a whole number >= 1)\n", s, opt);
-        return false;
-    }
-    *out = (int)v;
-    return true;
+    if (cli_parse_int(s, 1, INT_MAX, out))
+        return true;
+    fprintf(stderr, "msac info: bad value '%s' for %s (a whole number >= 1)\n", s, opt);
+    return false;
 }
 
 /* "12.3 MiB" for a byte count. */

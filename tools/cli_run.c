@@ -44,41 +44,6 @@ static bool report(msac_status st)
     return false;
 }
 
-bool cli_parse_ints(const char *s, int32_t **out, int *n)
-{
-    int cap = 16, k = 0;
-    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!v)
-        return false;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > 0x7fffffff || (*end && *end != ',')) {
-            free(v);
-            return false;
-        }
-        if (k == cap) {
-            int32_t *nv = realloc(v, sizeof(int32_t) * (size_t)(cap *= 2));
-            if (!nv) {
-                free(v);
-                return false;
-            }
-            v = nv;
-        }
-        v[k++] = (int32_t)x;
-        p = *end ? end + 1 : end;
-    }
-    if (!k) {
-        free(v);
-        return false;
-    }
-    *out = v;
-    *n = k;
-    return true;
-}
-
 /* ---- CPU reference backend ---- */
 static bool cpu_open(Run *r)
 {
@@ -184,11 +149,19 @@ int cli_run(int argc, char **argv)
         } else if (!strcmp(a, "--weights") && v) {
             wpath = v, i++;
         } else if (!strcmp(a, "--seed") && v) {
-            r.seed = strtoull(v, NULL, 10), i++;
+            if (!cli_parse_u64(v, &r.seed)) {
+                fprintf(stderr, "msac run: --seed must be a whole number >= 0, got '%s'\n", v);
+                return 2;
+            }
+            i++;
         } else if (!strcmp(a, "--prompt") && v) {
             prompt_s = v, i++;
         } else if (!strcmp(a, "-n") && v) {
-            ntok = atoi(v), i++;
+            if (!cli_parse_int(v, 1, 1 << 24, &ntok)) {
+                fprintf(stderr, "msac run: -n must be a whole number in 1..16777216, got '%s'\n", v);
+                return 2;
+            }
+            i++;
         } else if (!strcmp(a, "--logits") && v) {
             npy = v, i++;
         } else if (a[0] != '-' && !plan_path) {

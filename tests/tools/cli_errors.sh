@@ -6,7 +6,7 @@
 #  - `msac info` of a truncated, bit-flipped, empty or non-plan file exits 1
 #    with the reader's message;
 #  - `msac run` with a prompt token outside the vocabulary exits 1, with a
-#    malformed prompt 2 (checked before any device is opened);
+#    malformed prompt, -n or --seed 2 (checked before any device is opened);
 #  - a `msac compile` whose write fails part way (file size limit) or whose
 #    directory does not exist exits 1 with the reason and leaves the
 #    existing plan byte for byte, with no temporary file behind.
@@ -82,6 +82,10 @@ expect 2 run tiny.msac --prompt 1,-2 -n 1
 line 1 "msac run: --prompt must be comma-separated token ids, got '1,-2'"
 expect 2 run tiny.msac --prompt 1,,2 -n 1
 line 1 "msac run: --prompt must be comma-separated token ids, got '1,,2'"
+expect 2 run tiny.msac --prompt 1 -n 5x
+line 1 "msac run: -n must be a whole number in 1..16777216, got '5x'"
+expect 2 run tiny.msac --prompt 1 -n 1 --seed abc
+line 1 "msac run: --seed must be a whole number >= 0, got 'abc'"
 expect 1 run trunc.msac --prompt 1 -n 1 --device cpu
 line 1 "msac: trunc.msac: plan: truncated: header says $((size - 96)) payload bytes, file has 904"
 
