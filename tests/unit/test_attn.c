@@ -18,7 +18,7 @@
 #include "eval.h"
 #include "frontend.h"
 #include "passes.h"
-#include "random_weights.h"
+#include "eval_fixture.h"
 
 
 /* ---- single ops through tiny graphs ---- */
@@ -159,20 +159,10 @@ static Graph *model(Arena *a, const char *yaml)
 
 static EvalStore *weights(const Graph *g, uint64_t seed) { return random_weights(g, &seed); }
 
-static float *run(const Graph *g, EvalStore *s, int B, int S, const int *tok, const int *pos)
+/* Logits of g on tokens (batch × seq) at positions pos (malloc'd). */
+static float *run(const Graph *g, EvalStore *s, int batch, int seq, const int *tok, const int *pos)
 {
-    float t[256], p[16];
-    for (int i = 0; i < B * S; i++)
-        t[i] = (float)tok[i];
-    for (int i = 0; i < B; i++)
-        p[i] = (float)pos[i];
-    EvalInput in[2] = {{"tokens", t, B * S}, {"pos", p, B}};
-    EvalOutput o = {"logits", NULL, 0};
-    int64_t sym[SYM_COUNT] = {0, B, S, 40};
-    Diag d = {0};
-    if (!eval_graph(g, s, sym, in, 2, &o, 1, &d))
-        fail_msg("eval: %s", d.msg);
-    return o.data;
+    return eval_logits(g, s, batch, seq, 40, tok, pos);
 }
 
 static const int toks[] = {3, 17, 5, 39, 0, 22, 8, 8, 31, 12, 1, 9, 27, 14, 60, 2, 2, 45};

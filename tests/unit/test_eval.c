@@ -16,14 +16,13 @@
 #include "eval.h"
 #include "frontend.h"
 #include "passes.h"
-#include "random_weights.h"
+#include "eval_fixture.h"
 
 static const char *const model_yaml =
     "name: evaltest\nvocab_size: 40\nd_model: 32\ntie_embeddings: false\n"
     "mamba2: {d_state: 8, headdim: 8, expand: 2, ngroups: 2, d_conv: 4, chunk_size: 4}\n"
     "layers:\n  - kind: mamba2\n    repeat: 2\n";
 
-static uint64_t rng = 0x12345; /* random_weights' state: tests reset it for equal draws */
 
 static Graph *model(Arena *a)
 {
@@ -34,25 +33,13 @@ static Graph *model(Arena *a)
     return g;
 }
 
-static EvalStore *weights(const Graph *g) { return random_weights(g, &rng); }
+/* Seeded random weights: equal seeds give equal stores. */
+static EvalStore *weights(const Graph *g, uint64_t seed) { return random_weights(g, &seed); }
 
-/* Runs g on tokens (batch × seq) at positions pos; returns malloc'd logits. */
+/* Logits of g on tokens (batch × seq) at positions pos (malloc'd). */
 static float *run(const Graph *g, EvalStore *s, int batch, int seq, const int *tok, const int *pos)
 {
-    float *t = malloc(sizeof(float) * (size_t)(batch * seq)), *p = malloc(sizeof(float) * (size_t)batch);
-    for (int i = 0; i < batch * seq; i++)
-        t[i] = (float)tok[i];
-    for (int i = 0; i < batch; i++)
-        p[i] = (float)pos[i];
-    EvalInput in[2] = {{"tokens", t, batch * seq}, {"pos", p, batch}};
-    EvalOutput out = {"logits", NULL, 0};
-    int64_t sym[SYM_COUNT] = {0, batch, seq, 64};
-    Diag d = {0};
-    if (!eval_graph(g, s, sym, in, 2, &out, 1, &d))
-        fail_msg("eval: %s", d.msg);
-    free(t);
-    free(p);
-    return out.data;
+    return eval_logits(g, s, batch, seq, 64, tok, pos);
 }
 
 static const int toks[] = {3, 17, 5, 39, 0, 22, 8, 8, 31, 12, 1, 9, 27, 14};
@@ -70,9 +57,8 @@ static void fused_equals_unfused(void **state)
     for (int i = 0; i < f->nnodes; i++)
         mixers += f->nodes[i]->op == OP_mamba2_mixer;
     assert_int_equal(mixers, 2);
-    EvalStore *s1 = weights(g);
-    rng = 0x12345;
-    EvalStore *s2 = weights(g);
+    EvalStore *s1 = weights(g, 0x12345);
+    EvalStore *s2 = weights(g, 0x12345);
     int pos0 = 0;
     float *r1 = run(g, s1, 1, L, toks, &pos0), *r2 = run(f, s2, 1, L, toks, &pos0);
     assert_memory_equal(r1, r2, sizeof(float) * V * L); /* same arithmetic, same rounding points */
@@ -99,10 +85,8 @@ static void prologue_fusion_close(void **state)
     for (int i = 0; i < f->nnodes; i++)
         pro += node_str(f->nodes[i], "prologue", NULL) != NULL;
     assert_int_equal(pro, 5); /* two in_proj, two out_proj, the LM head */
-    rng = 4242;
-    EvalStore *s1 = weights(g);
-    rng = 4242;
-    EvalStore *s2 = weights(g);
+    EvalStore *s1 = weights(g, 4242);
+    EvalStore *s2 = weights(g, 4242);
     int p = 0;
     float *w1 = run(g, s1, 1, 5, toks, &p), *w2 = run(g, s2, 1, 5, toks, &p); /* same prefill on both */
     free(w1);
@@ -132,8 +116,7 @@ static void decode_equals_prefill(void **state)
     (void)state;
     Arena *a = arena_new();
     Graph *g = model(a);
-    rng = 777;
-    EvalStore *s = weights(g);
+    EvalStore *s = weights(g, 777);
     int pos0 = 0;
     float *full = run(g, s, 1, L, toks, &pos0);
     /* prefill 5, then 2 chunks (4 and 1) of prefill, then single-token steps */
@@ -162,8 +145,7 @@ static void batch_rows_independent(void **state)
     (void)state;
     Arena *a = arena_new();
     Graph *g = model(a);
-    rng = 99;
-    EvalStore *s = weights(g);
+    EvalStore *s = weights(g, 99);
     int seq = 6, two[12], pos2[2] = {0, 0}, z = 0;
     memcpy(two, toks, sizeof(int) * 6);
     memcpy(two + 6, toks + 6, sizeof(int) * 6);

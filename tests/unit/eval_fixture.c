@@ -1,6 +1,10 @@
-/* random_weights.c — see random_weights.h. */
-#include "random_weights.h"
+/* eval_fixture.c — see eval_fixture.h. */
+#include "eval_fixture.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,4 +39,24 @@ EvalStore *random_weights(const Graph *g, uint64_t *rng)
         eval_store_put(s, n->ext, v, k);
     }
     return s;
+}
+
+float *eval_logits(const Graph *g, EvalStore *s, int batch, int seq, int64_t ctx, const int *tok, const int *pos)
+{
+    float *t = malloc(sizeof(float) * (size_t)(batch * seq)), *p = malloc(sizeof(float) * (size_t)batch);
+    if (!t || !p)
+        abort();
+    for (int i = 0; i < batch * seq; i++)
+        t[i] = (float)tok[i];
+    for (int i = 0; i < batch; i++)
+        p[i] = (float)pos[i];
+    EvalInput in[2] = {{"tokens", t, batch * seq}, {"pos", p, batch}};
+    EvalOutput out = {"logits", NULL, 0};
+    int64_t sym[SYM_COUNT] = {0, batch, seq, ctx};
+    Diag d = {0};
+    if (!eval_graph(g, s, sym, in, 2, &out, 1, &d))
+        fail_msg("eval: %s", d.msg);
+    free(t);
+    free(p);
+    return out.data;
 }
