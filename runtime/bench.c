@@ -192,7 +192,7 @@ msac_status msac_session_bench_at(msac_session *s, const char *program, int batc
                            seq, s->opts.max_ctx);
     Bench b = {.s = s, .prog = prog, .nlaunch = s->plan->p->programs[prog].nlaunch, .batch = batch, .seq = seq};
     msac_status st = NULL;
-    if ((st = rt_session_bind(s, batch, seq)) || (st = rt_session_upload_pos(s, "bench", batch, position)) ||
+    if ((st = rt_session_bind(s, batch, seq)) || (st = rt_session_upload_pos(s, "bench", 0, batch, position)) ||
         (st = bench_init(&b, iters)))
         goto done;
     rt_session_prepare_graph(s, prog, batch);

@@ -48,17 +48,13 @@ static msac_status ragged_call(msac_session *s, const Ragged *g, const RtRaggedS
         int r = c->row + i;
         memcpy(g->stage + (size_t)i * (size_t)c->seq, tokens + g->first[r] + g->done[r],
                (size_t)c->seq * sizeof *tokens);
-        s->pos_host[i] = (int32_t)s->positions[r];
     }
     RT_RETURN_IF_ERROR(rt_session_bind(s, c->batch, c->seq));
     RT_RETURN_IF_ERROR(rt_call_shift_rows(p, g->row_bytes, c->row, s->bufptr, s->bufsize));
     CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->tokens_buf], g->stage, (size_t)c->batch * (size_t)c->seq * sizeof *g->stage,
                                   s->stream),
               "%s: cuMemcpyHtoDAsync(tokens)", what);
-    if (s->pos_buf >= 0)
-        CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->pos_buf], s->pos_host, (size_t)c->batch * sizeof *s->pos_host,
-                                      s->stream),
-                  "%s: cuMemcpyHtoDAsync(pos)", what);
+    RT_RETURN_IF_ERROR(rt_session_upload_pos(s, what, c->row, c->batch, -1));
     CU_RETURN(cu->EventRecord(s->ev_start, s->stream), "%s: cuEventRecord", what);
     RT_RETURN_IF_ERROR(rt_session_issue(s, s->prefill, c->batch, c->seq, NULL));
     CU_RETURN(cu->EventRecord(s->ev_end, s->stream), "%s: cuEventRecord", what);

@@ -33,6 +33,8 @@ struct msac_session {
     CUevent ev_start, ev_end;   /* bracket the last program run */
     CUmodule *modules;          /* [nkernels] loaded PTX, NULL until loaded */
     CUfunction *funcs;          /* [nkernels] entry points */
+    bool *pdl;                  /* [nkernels] launched with programmatic dependent launch (tunable "pdl") */
+    RtLaunch *calls;            /* [most launches of a program] one run's arguments, all built before any launch */
     int prefill, decode;        /* program indices, -1 when the plan has none */
     int tokens_buf;             /* buffer index of input "tokens" (i32 [batch, seq]) */
     int pos_buf;                /* buffer index of input "pos" (i32 [batch]), -1 if absent */
@@ -51,11 +53,11 @@ struct msac_session {
  * and size for a call of (batch, seq) into s->bufptr / s->bufsize. */
 msac_status rt_session_bind(msac_session *s, int batch, int seq);
 
-/* Uploads the start position of each of the `batch` rows to the plan's
- * "pos" input (nothing when the plan has none): s->positions, or 0 for every
- * row when `at_zero`. Asynchronous on the session's stream. */
-/* Uploads each row's start position: the session's, or `fixed` for all rows when >= 0. */
-msac_status rt_session_upload_pos(msac_session *s, const char *what, int batch, int64_t fixed);
+/* Uploads the start positions of sequences row .. row + batch - 1 to the
+ * plan's "pos" input (nothing when the plan has none): s->positions, or
+ * `fixed` for every row when fixed >= 0. Asynchronous on the session's
+ * stream. */
+msac_status rt_session_upload_pos(msac_session *s, const char *what, int row, int batch, int64_t fixed);
 
 /* For the decode program with graphs enabled: captures the step for `batch`
  * as a CUDA graph unless done (or refused) before. Call it after

@@ -62,6 +62,8 @@ void msac_session_destroy(msac_session *s)
     rt_layout_free(&s->layout);
     free(s->modules);
     free(s->funcs);
+    free(s->pdl);
+    free(s->calls);
     free(s->positions);
     free(s->pos_host);
     free(s->bufptr);
@@ -159,6 +161,7 @@ static msac_status load_kernel(msac_session *s, uint32_t k)
     free(log);
     CU_RETURN(cu->ModuleGetFunction(&s->funcs[k], s->modules[k], kn->entry), "cuModuleGetFunction(kernel %s, entry %s)",
               kn->name, kn->entry);
+    s->pdl[k] = rt_kernel_param(kn, "pdl", 0) != 0;
     if (kn->smem > DEFAULT_SMEM_LIMIT)
         CU_RETURN(cu->FuncSetAttribute(s->funcs[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)kn->smem),
                   "cuFuncSetAttribute(kernel %s, %u bytes of dynamic shared memory)", kn->name, kn->smem);
@@ -261,15 +264,20 @@ msac_status msac_session_create(msac_device *dev, const msac_plan *plan, const m
     const CudaApi *cu = &dev->cu;
     msac_status st = NULL;
     size_t nk = p->nkernels ? p->nkernels : 1, nb = p->nbuffers ? p->nbuffers : 1, ng = (size_t)o.max_batch + 1;
+    size_t nl = 1;
+    for (uint32_t i = 0; i < p->nprograms; i++)
+        nl = p->programs[i].nlaunch > nl ? p->programs[i].nlaunch : nl;
     s->modules = calloc(nk, sizeof *s->modules);
     s->funcs = calloc(nk, sizeof *s->funcs);
+    s->pdl = calloc(nk, sizeof *s->pdl);
+    s->calls = calloc(nl, sizeof *s->calls);
     s->positions = calloc((size_t)o.max_batch, sizeof *s->positions);
     s->pos_host = calloc((size_t)o.max_batch, sizeof *s->pos_host);
     s->bufptr = calloc(nb, sizeof *s->bufptr);
     s->bufsize = calloc(nb, sizeof *s->bufsize);
     s->graphs = calloc(ng, sizeof *s->graphs);
     s->graph_failed = calloc(ng, sizeof *s->graph_failed);
-    if (!s->modules || !s->funcs || !s->positions || !s->pos_host || !s->bufptr || !s->bufsize || !s->graphs ||
+    if (!s->modules || !s->funcs || !s->pdl || !s->calls || !s->positions || !s->pos_host || !s->bufptr || !s->bufsize || !s->graphs ||
         !s->graph_failed) {
         st = status_oom();
         goto fail;
@@ -319,38 +327,42 @@ msac_status msac_session_reset(msac_session *s)
 
 /* Issues the launches of program `pr` for (batch, seq) on the session's
  * stream, using the buffer addresses in s->bufptr; with `marks`, records
- * marks[j] before launch j and marks[nlaunch] after the last. Shared by
+ * marks[j] before launch j and marks[nlaunch] after the last. Every
+ * launch's arguments are built and checked first, so a plan that does not
+ * fit these sizes fails before any kernel touches the states. Shared by
  * plain runs, graph capture and msac_session_bench. */
 static msac_status launch_program(msac_session *s, const PlanProgram *pr, int batch, int seq, const CUevent *marks)
 {
     const CudaApi *cu = &s->dev->cu;
     const Plan *p = s->plan->p;
+    for (uint32_t j = 0; j < pr->nlaunch; j++)
+        RT_RETURN_IF_ERROR(rt_launch_args(p, &pr->launch[j], s->bufptr, s->bufsize, batch, seq, s->opts.max_ctx,
+                                          &s->calls[j]));
     for (uint32_t j = 0; j < pr->nlaunch; j++) {
         const PlanLaunch *l = &pr->launch[j];
         const PlanKernel *k = &p->kernels[l->kernel];
-        RtLaunch a;
-        RT_RETURN_IF_ERROR(rt_launch_args(p, l, s->bufptr, s->bufsize, batch, seq, s->opts.max_ctx, &a));
+        RtLaunch *a = &s->calls[j];
         if (marks)
             CU_RETURN(cu->EventRecord(marks[j], s->stream), "cuEventRecord(before launch %u of %s)", j, pr->name);
-        if (!a.grid[0] || !a.grid[1] || !a.grid[2])
+        if (!a->grid[0] || !a->grid[1] || !a->grid[2])
             continue; /* nothing to do at this size */
-        if (rt_kernel_param(k, "pdl", 0)) {
+        if (s->pdl[l->kernel]) {
             /* Programmatic dependent launch: the kernel waits (griddepcontrol.wait) before it
              * touches its predecessor's results, so it may be scheduled while that one ends. */
             CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION};
             attr.value.programmaticStreamSerializationAllowed = 1;
-            CUlaunchConfig cfg = {.gridDimX = a.grid[0], .gridDimY = a.grid[1], .gridDimZ = a.grid[2],
+            CUlaunchConfig cfg = {.gridDimX = a->grid[0], .gridDimY = a->grid[1], .gridDimZ = a->grid[2],
                                   .blockDimX = k->block[0], .blockDimY = k->block[1], .blockDimZ = k->block[2],
                                   .sharedMemBytes = k->smem, .hStream = s->stream, .attrs = &attr, .numAttrs = 1};
-            CU_RETURN(cu->LaunchKernelEx(&cfg, s->funcs[l->kernel], a.params, NULL),
+            CU_RETURN(cu->LaunchKernelEx(&cfg, s->funcs[l->kernel], a->params, NULL),
                       "cuLaunchKernelEx(kernel %s, launch %u of %s, grid %ux%ux%u, programmatic)", k->name, j,
-                      pr->name, a.grid[0], a.grid[1], a.grid[2]);
+                      pr->name, a->grid[0], a->grid[1], a->grid[2]);
             continue;
         }
-        CU_RETURN(cu->LaunchKernel(s->funcs[l->kernel], a.grid[0], a.grid[1], a.grid[2], k->block[0], k->block[1],
-                                   k->block[2], k->smem, s->stream, a.params, NULL),
-                  "cuLaunchKernel(kernel %s, launch %u of %s, grid %ux%ux%u)", k->name, j, pr->name, a.grid[0],
-                  a.grid[1], a.grid[2]);
+        CU_RETURN(cu->LaunchKernel(s->funcs[l->kernel], a->grid[0], a->grid[1], a->grid[2], k->block[0], k->block[1],
+                                   k->block[2], k->smem, s->stream, a->params, NULL),
+                  "cuLaunchKernel(kernel %s, launch %u of %s, grid %ux%ux%u)", k->name, j, pr->name, a->grid[0],
+                  a->grid[1], a->grid[2]);
     }
     if (marks)
         CU_RETURN(cu->EventRecord(marks[pr->nlaunch], s->stream), "cuEventRecord(after the last launch of %s)",
@@ -387,13 +399,13 @@ msac_status rt_session_bind(msac_session *s, int batch, int seq)
     return rt_call_buffers(s->plan->p, &s->layout, s->mem, batch, seq, s->opts.max_ctx, s->bufptr, s->bufsize);
 }
 
-msac_status rt_session_upload_pos(msac_session *s, const char *what, int batch, int64_t fixed)
+msac_status rt_session_upload_pos(msac_session *s, const char *what, int row, int batch, int64_t fixed)
 {
     if (s->pos_buf < 0)
         return NULL;
     const CudaApi *cu = &s->dev->cu;
     for (int r = 0; r < batch; r++)
-        s->pos_host[r] = (int32_t)(fixed >= 0 ? fixed : s->positions[r]);
+        s->pos_host[r] = (int32_t)(fixed >= 0 ? fixed : s->positions[row + r]);
     CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->pos_buf], s->pos_host, (size_t)batch * sizeof *s->pos_host, s->stream),
               "%s: cuMemcpyHtoDAsync(pos)", what);
     return NULL;
@@ -434,7 +446,7 @@ static msac_status run(msac_session *s, const char *what, int prog, int batch, i
     size_t ntok = (size_t)batch * (size_t)seq;
     CU_RETURN(cu->MemcpyHtoDAsync(s->bufptr[s->tokens_buf], tokens, ntok * sizeof *tokens, s->stream),
               "%s: cuMemcpyHtoDAsync(tokens)", what);
-    RT_RETURN_IF_ERROR(rt_session_upload_pos(s, what, batch, -1));
+    RT_RETURN_IF_ERROR(rt_session_upload_pos(s, what, 0, batch, -1));
 
     rt_session_prepare_graph(s, prog, batch); /* before the start event: capture is host work */
     CU_RETURN(cu->EventRecord(s->ev_start, s->stream), "%s: cuEventRecord", what);
