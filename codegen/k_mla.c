@@ -161,6 +161,18 @@ bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t
 }
 
 /* ---- attention ---- */
+V mla_key_pos(KB *kb, V selp, int64_t K, V r, V i, V p, V ctx, V *valid)
+{
+    if (!K) {
+        *valid = LLVMConstInt(kb->i1, 1, 0);
+        return i;
+    }
+    V j = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, selp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, K)),
+                                                              kb_to_i64(kb, i))));
+    *valid = kb_and(kb, kb_ge(kb, j, kb_i32(kb, 0)), kb_and(kb, kb_le(kb, j, p), kb_lt(kb, j, ctx)));
+    return kb_select(kb, *valid, j, kb_i32(kb, 0));
+}
+
 static bool emit_attn(Codegen *cg, const Mla *m, int warps, int64_t K, float scale, char **ptx, Diag *d)
 {
     bool sparse = K > 0;
@@ -201,16 +213,7 @@ static bool emit_attn(Codegen *cg, const Mla *m, int warps, int64_t K, float sca
         V nkeys = sparse ? kb_i32(kb, K) : kb_add(kb, kb_min(kb, p, kb_sub(kb, ctx, kb_i32(kb, 1))), kb_i32(kb, 1));
         KVar it = kb_for(kb, warp, nkeys, kb_i32(kb, warps));
         {
-            V j = kb_get(kb, it);
-            V valid = kb_i32(kb, 1);
-            if (sparse) {
-                j = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, selp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, K)),
-                                                                          kb_to_i64(kb, kb_get(kb, it)))));
-                valid = kb_and(kb, kb_ge(kb, j, kb_i32(kb, 0)), kb_and(kb, kb_le(kb, j, p), kb_lt(kb, j, ctx)));
-                j = kb_select(kb, valid, j, kb_i32(kb, 0));
-            } else {
-                valid = LLVMConstInt(kb->i1, 1, 0);
-            }
+            V valid, j = mla_key_pos(kb, selp, K, r, kb_get(kb, it), p, ctx, &valid);
             kb_if(kb, valid);
             {
                 V row = kb_add(kb, cbase, kb_to_i64(kb, j));

@@ -58,18 +58,28 @@ static void layout(Dec *m)
     m->smem = (unsigned)(m->off_red + 2 * MD_WARPS * 16 * 4);
 }
 
+/* The node's shape and schedule, with its shared-memory layout. */
+static Dec dec_of(const Node *n)
+{
+    Dec m = {.H = node_int(n, "heads", 1), .R = node_int(n, "rank", 0), .dr = node_int(n, "rope_dim", 0),
+             .qs = node_int(n, "q_stride", 0), .qo = node_int(n, "q_off", 0),
+             .K = n->nsrc > 7 ? n->src[7]->dim[2].n : 0, .splits = (int)node_int(n, "splits", 8),
+             .scale = (float)node_float(n, "scale", 1.0)};
+    layout(&m);
+    return m;
+}
+
 bool mla_decode_tc_fits(const Node *n, const TargetDesc *t)
 {
-    int64_t H = node_int(n, "heads", 1), R = node_int(n, "rank", 0), dr = node_int(n, "rope_dim", 0);
-    int64_t qs = node_int(n, "q_stride", 0), qo = node_int(n, "q_off", 0), sp = node_int(n, "splits", 8);
-    Dec m = {.H = H, .R = R, .dr = dr};
-    layout(&m);
-    return H >= 1 && H <= 16 && R > 0 && R % 64 == 0 && R <= 2048 && dr % 8 == 0 && (R + dr) % 16 == 0 && qs % 8 == 0 &&
-           qo % 8 == 0 && sp >= 1 && sp <= MD_MAX_SPLITS && (int64_t)m.smem <= (int64_t)t->smem_max;
+    Dec m = dec_of(n);
+    return m.H >= 1 && m.H <= 16 && m.R > 0 && m.R % 64 == 0 && m.R <= 2048 && m.dr % 8 == 0 && (m.R + m.dr) % 16 == 0 &&
+           m.qs % 8 == 0 && m.qo % 8 == 0 && m.splits >= 1 && m.splits <= MD_MAX_SPLITS &&
+           (int64_t)m.smem <= (int64_t)t->smem_max;
 }
 
 static V i64(KB *kb, V x) { return kb_to_i64(kb, x); }
-static V smem_f32(KB *kb, int off, V idx) { return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, off)), idx); }
+/* &f32[idx] of the shared-memory area at byte offset `off` */
+static V area_f32(KB *kb, int off, V idx) { return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, off)), idx); }
 
 /* The quad (4 lanes sharing an accumulator row) reduction. */
 static V quad_max(KB *kb, V x)
@@ -83,19 +93,6 @@ static V quad_sum(KB *kb, V x)
     return kb_add(kb, x, nvvm_shfl_xor(kb, x, 2));
 }
 
-/* Key slot i (0 ≤ i < nk) of row r: its cache position and whether it is a
- * key at all (sparse: the selection's entry, -1 or past pos → no key). */
-static V key_pos(KB *kb, const Dec *m, V selp, V r, V i, V p, V ctx, V *valid)
-{
-    if (!m->K) {
-        *valid = LLVMConstInt(kb->i1, 1, 0);
-        return i;
-    }
-    V j = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, selp, kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->K)), i64(kb, i))));
-    *valid = kb_and(kb, kb_ge(kb, j, kb_i32(kb, 0)), kb_and(kb, kb_le(kb, j, p), kb_lt(kb, j, ctx)));
-    return kb_select(kb, *valid, j, kb_i32(kb, 0));
-}
-
 /* cp.async the key slots [t0, t0 + 64) ∩ [.., k1) of row r into the K tile
  * at shared-memory byte offset `off` (rows [c_kv | k_pe]; no key → zeros). */
 static void stage_tile(KB *kb, const Dec *m, V off, V ckv, V kpe, V selp, V r, V t0, V k1, V p, V ctx, V cbase)
@@ -107,7 +104,7 @@ static void stage_tile(KB *kb, const Dec *m, V off, V ckv, V kpe, V selp, V r, V
         V kk = kb_div(kb, idx, kb_i32(kb, CH)), c = kb_rem(kb, idx, kb_i32(kb, CH));
         V i = kb_add(kb, t0, kk);
         V in = kb_lt(kb, i, k1), kv;
-        V j = key_pos(kb, m, selp, r, kb_select(kb, in, i, kb_i32(kb, 0)), p, ctx, &kv);
+        V j = mla_key_pos(kb, selp, m->K, r, kb_select(kb, in, i, kb_i32(kb, 0)), p, ctx, &kv);
         V ok = kb_and(kb, in, kv);
         V row = kb_add(kb, cbase, i64(kb, kb_select(kb, ok, j, kb_i32(kb, 0))));
         V isc = kb_lt(kb, c, kb_i32(kb, CR));
@@ -206,7 +203,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
                     V ok = kb_lt(kb, i, k1);
                     if (m->K) {
                         V kv;
-                        key_pos(kb, m, selp, r, kb_select(kb, ok, i, kb_i32(kb, 0)), p, ctx, &kv);
+                        mla_key_pos(kb, selp, m->K, r, kb_select(kb, ok, i, kb_i32(kb, 0)), p, ctx, &kv);
                         ok = kb_and(kb, ok, kv);
                     }
                     sv[j][e] = kb_select(kb, ok, kb_mul(kb, kb_get(kb, sacc[0][j][e]), kb_f32(kb, m->scale)), ninf);
@@ -216,7 +213,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
             for (int hf = 0; hf < 2; hf++) {
                 tmax[hf] = quad_max(kb, tmax[hf]);
                 kb_if(kb, kb_eq(kb, q4, kb_i32(kb, 0)));
-                kb_store(kb, tmax[hf], smem_f32(kb, m->off_red, kb_add(kb, kb_mul(kb, warp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf)))));
+                kb_store(kb, tmax[hf], area_f32(kb, m->off_red, kb_add(kb, kb_mul(kb, warp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf)))));
                 kb_endif(kb);
             }
             nvvm_bar_sync(kb);
@@ -225,7 +222,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
                 V row = kb_add(kb, lrow4, kb_i32(kb, 8 * hf));
                 V mx = kb_get(kb, mrow[hf]);
                 for (int w = 0; w < MD_WARPS; w++)
-                    mx = kb_max(kb, mx, kb_load(kb, kb->f32, smem_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * w), row))));
+                    mx = kb_max(kb, mx, kb_load(kb, kb->f32, area_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * w), row))));
                 base[hf] = kb_select(kb, kb_eq(kb, mx, ninf), zero, mx); /* no key yet: exp(-inf - 0) = 0 */
                 alpha[hf] = kb_exp(kb, kb_sub(kb, kb_get(kb, mrow[hf]), base[hf]));
                 kb_set(kb, mrow[hf], mx);
@@ -242,7 +239,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
             for (int hf = 0; hf < 2; hf++) {
                 psum[hf] = quad_sum(kb, psum[hf]);
                 kb_if(kb, kb_eq(kb, q4, kb_i32(kb, 0)));
-                kb_store(kb, psum[hf], smem_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * MD_WARPS), kb_add(kb, kb_mul(kb, warp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf))))));
+                kb_store(kb, psum[hf], area_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * MD_WARPS), kb_add(kb, kb_mul(kb, warp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf))))));
                 kb_endif(kb);
             }
             nvvm_bar_sync(kb);
@@ -250,7 +247,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
                 V row = kb_add(kb, lrow4, kb_i32(kb, 8 * hf));
                 V l = kb_mul(kb, kb_get(kb, lrow[hf]), alpha[hf]);
                 for (int w = 0; w < MD_WARPS; w++)
-                    l = kb_add(kb, l, kb_load(kb, kb->f32, smem_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * MD_WARPS + 16 * w), row))));
+                    l = kb_add(kb, l, kb_load(kb, kb->f32, area_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * MD_WARPS + 16 * w), row))));
                 kb_set(kb, lrow[hf], l);
             }
             /* O = alpha·O + P·V on this warp's channels */
@@ -339,11 +336,7 @@ static bool emit_combine(Codegen *cg, const Dec *m, char **ptx, Diag *d)
 
 bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, KOut *out, Diag *d)
 {
-    Dec m = {.H = node_int(n, "heads", 1), .R = node_int(n, "rank", 0), .dr = node_int(n, "rope_dim", 0),
-             .qs = node_int(n, "q_stride", 0), .qo = node_int(n, "q_off", 0),
-             .K = n->nsrc > 7 ? n->src[7]->dim[2].n : 0, .splits = (int)node_int(n, "splits", 8),
-             .scale = (float)node_float(n, "scale", 1.0)};
-    layout(&m);
+    Dec m = dec_of(n);
     assert(mla_decode_tc_fits(n, cg->target));
     SymExpr rows = node_rows_expr(n);
     char name[96];

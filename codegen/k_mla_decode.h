@@ -15,3 +15,9 @@ bool mla_decode_tc_fits(const Node *n, const TargetDesc *t);
  * the cache-append launch is emitted before, by k_mla_attn, which passes
  * the attention's cost (mla_decode adds its partials' bytes). */
 bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, KOut *out, Diag *d);
+
+/* Key slot i of query row r (shared by the SIMT and tensor-core attention):
+ * dense (K == 0) slot i is cache position i, always a key; sparse, the
+ * selection's entry sel[r·K + i], a key when 0 ≤ j ≤ p and j < ctx (else
+ * position 0 is returned and *valid is false). */
+V mla_key_pos(KB *kb, V selp, int64_t K, V r, V i, V p, V ctx, V *valid);
