@@ -79,7 +79,7 @@ static int add_buffer(Plan *p, uint32_t kind, const char *name, DType dt, SymExp
 }
 
 /* The plan buffer holding node v's value in program `prog`; -1 + message on error. */
-static int buffer_of(PB *b, const char *prog, const Graph *g, const Node *v)
+static int buffer_of(PB *b, const char *prog, const Node *v)
 {
     Plan *p = b->p;
     SymExpr bytes;
@@ -137,7 +137,6 @@ static int buffer_of(PB *b, const char *prog, const Graph *g, const Node *v)
     }
     char name[160];
     snprintf(name, sizeof name, "%s:%s", prog, v->name ? v->name : "?");
-    (void)g;
     int i = find_buffer(p, PBUF_WORKSPACE, name);
     return i >= 0 ? i : add_buffer(p, PBUF_WORKSPACE, name, v->dtype, sz, off, 0);
 }
@@ -254,7 +253,7 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
                     pa->buf = (uint32_t)bi;
                     pa->expr = pexpr(a->val);
                 } else if (a->kind == KA_SRC || a->kind == KA_OUT) {
-                    int bi = buffer_of(b, name, g, a->kind == KA_SRC ? n->src[a->src] : n);
+                    int bi = buffer_of(b, name, a->kind == KA_SRC ? n->src[a->src] : n);
                     if (bi < 0) {
                         ok = false;
                         break;

@@ -166,8 +166,8 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
                             f = kb_bf16_to_f32(kb, f);
                         if (live)
                             f = kb_select(kb, live, f, zero);
-                        if (regs || pass == 0)
-                            vals[j % 16][e] = f;
+                        if (regs)
+                            vals[j][e] = f;
                         if (s->pro && pass == 0)
                             for (int gi = 0; gi < ngrp; gi++)
                                 ss[gi] = kb_add(kb, ss[gi], kb_select(kb, kb_eq(kb, g, kb_i32(kb, gi)), kb_mul(kb, f, f), zero));
@@ -239,15 +239,15 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     nvvm_bar_sync(kb);
 
     /* ---- main loop: the prefetched batch, then the rest ---- */
-    KVar acc[MMA_MAX_MI][MMA_MAX_NI][4];
+    KVar acc[4];
     for (int e = 0; e < 4; e++)
-        acc[0][0][e] = kb_var(kb, kb->f32, zero);
-    mma_batch(kb, &gw, kb_i32(kb, 0), b0, acc[0][0]);
+        acc[e] = kb_var(kb, kb->f32, zero);
+    mma_batch(kb, &gw, kb_i32(kb, 0), b0, acc);
     KVar st = kb_for(kb, kb_i32(kb, gw.unroll), kb_i32(kb, gw.steps), kb_i32(kb, gw.unroll));
     {
         V b[GV_UNROLL][2];
         load_batch(kb, &gw, kb_get(kb, st), b);
-        mma_batch(kb, &gw, kb_get(kb, st), b, acc[0][0]);
+        mma_batch(kb, &gw, kb_get(kb, st), b, acc);
     }
     kb_endfor(kb);
 
@@ -255,15 +255,15 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     if (s->wk > 1) {
         V slot = kb_add(kb, kb_i32(kb, red), kb_mul(kb, kb_add(kb, kb_mul(kb, ks, kb_i32(kb, s->wn)), nt), kb_i32(kb, 32 * 4 * 4)));
         for (int e = 0; e < 4; e++)
-            kb_store(kb, kb_get(kb, acc[0][0][e]),
+            kb_store(kb, kb_get(kb, acc[e]),
                      kb_gep(kb, kb->f32, kb_smem(kb, slot), kb_add(kb, kb_mul(kb, lane, kb_i32(kb, 4)), kb_i32(kb, e))));
         nvvm_bar_sync(kb);
         kb_if(kb, kb_eq(kb, ks, kb_i32(kb, 0)));
         for (int q = 1; q < s->wk; q++) {
             V qs = kb_add(kb, kb_i32(kb, red), kb_mul(kb, kb_add(kb, kb_i32(kb, q * s->wn), nt), kb_i32(kb, 32 * 4 * 4)));
             for (int e = 0; e < 4; e++)
-                kb_set(kb, acc[0][0][e],
-                       kb_add(kb, kb_get(kb, acc[0][0][e]),
+                kb_set(kb, acc[e],
+                       kb_add(kb, kb_get(kb, acc[e]),
                               kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, qs), kb_add(kb, kb_mul(kb, lane, kb_i32(kb, 4)), kb_i32(kb, e))))));
         }
     }
@@ -272,7 +272,7 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
         V row = kb_add(kb, m0, mma_acc_row(kb, 0, e)), col = kb_add(kb, n0, mma_acc_col(kb, 0, e));
         kb_if(kb, kb_and(kb, kb_lt(kb, row, M), kb_lt(kb, col, kb_i32(kb, s->N))));
         V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, s->N)), kb_to_i64(kb, col));
-        V v = kb_get(kb, acc[0][0][e]);
+        V v = kb_get(kb, acc[e]);
         if (res)
             v = kb_add(kb, v, load_in(kb, s->out, res, off));
         kb_store(kb, s->out == DT_BF16 ? kb_f32_to_bf16(kb, v) : v, kb_gep(kb, ot, o, off));

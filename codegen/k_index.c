@@ -20,7 +20,6 @@
 enum { IX_THREADS = 256, IX_WARPS = IX_THREADS / 32 };
 #define INDEX_MAX_CTX 40960
 
-bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, char **ptx, Diag *d);
 
 /* Block-wide sum of an i32 per thread (values small: exact through f32 shuffles). */
 static V block_sum(KB *kb, V x, int red_off)

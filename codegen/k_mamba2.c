@@ -180,7 +180,6 @@ static bool emit_scan(Codegen *cg, const Mx *m, int T, int threads, char **ptx, 
         kb_store(kb, s, kb_gep(kb, kb->f32, ssm, kb_add(kb, sbase, kb_to_i64(kb, jv))));
     }
     kb_endfor(kb);
-    (void)d;
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 

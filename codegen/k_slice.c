@@ -31,6 +31,5 @@ bool k_slice(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_arg_src(l, 0);
     kl_arg_out(l);
     kl_arg_i32(l, rows_e);
-    (void)d;
     return kb_emit_ptx(cg, kb, &l->ptx, d);
 }

@@ -68,5 +68,9 @@ void kl_param(KLaunch *l, const char *key, int64_t v);
 /* Whether a kernel for n uses programmatic dependent launch: one-token
  * (decode) nodes on targets that have griddepcontrol (sm_90). */
 bool kl_use_pdl(const Codegen *cg, const Node *n);
+/* Emits a kernel copying `nparts` row sets (src_i [rows, w_i] → cache_i
+ * [B, ctx, w_i]) at each sequence's position (k_mla.c; the latent caches
+ * and the indexer's k cache). Args: src_0, cache_0, ..., pos, rows, seq, ctx. */
+bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, char **ptx, Diag *d);
 /* Rows of a node: product of all dims but the last, as a SymExpr. */
 SymExpr node_rows_expr(const Node *n);

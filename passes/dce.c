@@ -6,7 +6,6 @@
 
 bool pass_dce(Graph *g, Diag *d)
 {
-    (void)d;
     bool *live = calloc((size_t)g->nnodes + 1, sizeof(bool));
     if (!live)
         return diag_fail(d, "out of memory");
