@@ -91,10 +91,5 @@ SymExpr node_rows_expr(const Node *n)
 
 bool kl_use_pdl(const Codegen *cg, const Node *n)
 {
-    if (cg->target->sm < 90)
-        return false;
-    for (int i = 0; i < n->ndim; i++)
-        if (n->dim[i].sym == SYM_SEQ)
-            return false;
-    return true;
+    return cg->target->sm >= 90 && !node_has_sym(n, SYM_SEQ);
 }

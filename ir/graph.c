@@ -182,6 +182,14 @@ void node_set_shape(Node *n, int ndim, const Dim *dim)
         n->dim[i] = dim[i];
 }
 
+bool node_has_sym(const Node *n, Sym s)
+{
+    for (int i = 0; i < n->ndim; i++)
+        if (n->dim[i].sym == s)
+            return true;
+    return false;
+}
+
 bool node_same_shape(const Node *a, const Node *b)
 {
     if (a->ndim != b->ndim)

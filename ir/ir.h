@@ -138,6 +138,8 @@ Node *graph_find(const Graph *g, const char *name);
 
 void node_set_shape(Node *n, int ndim, const Dim *dim);
 bool node_same_shape(const Node *a, const Node *b);
+/* Whether some dim of n is the symbol s (e.g. SYM_SEQ: not a one-token decode value). */
+bool node_has_sym(const Node *n, Sym s);
 
 /* Attribute access. Getters return dflt when absent; a float getter accepts
  * an int attr. Setters replace an existing key. */

@@ -15,14 +15,6 @@
 
 #include "passes.h"
 
-static bool rows_have_seq(const Node *n)
-{
-    for (int i = 0; i + 1 < n->ndim; i++)
-        if (n->dim[i].sym == SYM_SEQ)
-            return true;
-    return false;
-}
-
 static void copy_float(Graph *g, Node *to, const Node *from, const char *key)
 {
     node_set_float(g, to, key, node_float(from, key, 1e-5));
@@ -33,7 +25,7 @@ bool pass_fuse_prologue(Graph *g, Diag *d)
     (void)d;
     for (int i = 0; i < g->nnodes; i++) {
         Node *m = g->nodes[i];
-        if (m->dead || m->op != OP_matmul || node_str(m, "prologue", NULL) || rows_have_seq(m) ||
+        if (m->dead || m->op != OP_matmul || node_str(m, "prologue", NULL) || node_has_sym(m, SYM_SEQ) ||
             m->nsrc == IR_MAX_SRC)
             continue;
         Node *x = m->src[0];

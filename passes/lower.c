@@ -21,14 +21,6 @@
 
 #include "passes.h"
 
-static bool is_decode(const Node *n)
-{
-    for (int i = 0; i < n->ndim; i++)
-        if (n->dim[i].sym == SYM_SEQ)
-            return false;
-    return true;
-}
-
 bool pass_lower(Graph *g, Diag *d)
 {
     for (int i = 0; i < g->nnodes; i++) {
@@ -40,7 +32,7 @@ bool pass_lower(Graph *g, Diag *d)
             return diag_fail(d, "%%%s: op '%s' has no GPU kernel; it must be fused into a neighbour first "
                                 "(is the pattern around it what fuse-scan / fuse-epilogue expect?)",
                              n->name ? n->name : "?", oi->name);
-        bool dec = is_decode(n);
+        bool dec = !node_has_sym(n, SYM_SEQ);
         node_set_str(g, n, "kernel", oi->kernel); /* the op table's template; overridden below where the shape picks */
         switch (n->op) {
         case OP_matmul:
