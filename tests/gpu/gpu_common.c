@@ -14,18 +14,6 @@
 
 static msac_device *dev;
 
-/* MSAC_TEST_FILTER runs only the tests whose names match it, MSAC_TEST_SKIP
- * skips those that match (cmocka patterns: '*' and '?'); tools/gpu-sanitize
- * uses them to keep its slowest tool off the large-model cases. */
-__attribute__((constructor)) static void gpu_test_filters(void)
-{
-    const char *only = getenv("MSAC_TEST_FILTER"), *skip = getenv("MSAC_TEST_SKIP");
-    if (only && *only)
-        cmocka_set_test_filter(only);
-    if (skip && *skip)
-        cmocka_set_skip_filter(skip);
-}
-
 msac_device *gpu_device(void)
 {
     if (dev)
