@@ -1,6 +1,8 @@
 /* compile.c — the compile driver (see compile.h). */
 #include "compile.h"
 
+#include "atomic_file.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -46,12 +48,9 @@ static bool write_ptx(const Plan *p, const char *dir, Diag *d)
     for (uint32_t i = 0; i < p->nkernels; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/%s.ptx", dir, p->kernels[i].name);
-        FILE *f = fopen(path, "w");
-        if (!f)
-            return diag_fail(d, "cannot write %s: %s", path, strerror(errno));
-        fputs(p->kernels[i].ptx, f);
-        if (fclose(f))
-            return diag_fail(d, "cannot write %s", path);
+        char why[1024];
+        if (!file_write_atomic(path, p->kernels[i].ptx, strlen(p->kernels[i].ptx), why, sizeof why))
+            return diag_fail(d, "%s", why);
     }
     return true;
 }

@@ -28,15 +28,14 @@
  * that size — and finally every cross-reference and enum is checked. */
 #include "plan_format.h"
 
+#include "atomic_file.h"
+
 #include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Header field offsets (see plan_format.h). */
 enum {
@@ -404,66 +403,10 @@ bool plan_write_file(const Plan *p, const char *path, char *errbuf, size_t errle
     size_t len;
     if (!plan_write(p, &data, &len))
         return errf(errbuf, errlen, "out of memory serialising the plan for %s", path);
-    size_t tmplen = strlen(path) + 32;
-    char *tmp = malloc(tmplen);
-    if (!tmp) {
-        free(data);
-        return errf(errbuf, errlen, "out of memory writing %s", path);
-    }
-    snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid());
-
-    bool ok = false;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        errf(errbuf, errlen, "cannot create %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t k = write(fd, data + off, len - off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            errf(errbuf, errlen, "cannot write %s: %s", tmp, k < 0 ? strerror(errno) : "short write");
-            close(fd);
-            unlink(tmp);
-            goto done;
-        }
-        off += (size_t)k;
-    }
-    if (fsync(fd) != 0) {
-        errf(errbuf, errlen, "cannot sync %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto done;
-    }
-    if (close(fd) != 0) {
-        errf(errbuf, errlen, "cannot close %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        errf(errbuf, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    /* Make the rename itself durable (best effort: some filesystems refuse
-     * to open or sync a directory). */
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
-    if (dir) {
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    ok = true;
-done:
-    free(tmp);
+    char why[1024];
+    bool ok = file_write_atomic(path, data, len, why, sizeof why);
     free(data);
-    return ok;
+    return ok || errf(errbuf, errlen, "%s", why);
 }
 
 /* ---- reader ---- */

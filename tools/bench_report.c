@@ -4,6 +4,8 @@
  * kernel, the totals; and the JSON file with the same numbers. */
 #include "bench_report.h"
 
+#include "atomic_file.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,11 +136,12 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-bool bench_write_json(const char *path, const BenchReport *r)
+bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "w");
+    AtomicStream out;
+    FILE *f = atomic_stream_open(&out);
     if (!f)
-        return false;
+        return snprintf(err, errlen, "out of memory writing %s", path), false;
     fprintf(f, "{\n  \"device\": ");
     json_str(f, r->device);
     fprintf(f, ",\n  \"compute_capability\": \"%d.%d\",\n  \"sm_count\": %d,\n  \"model\": ", r->cc_major,
@@ -168,10 +171,5 @@ bool bench_write_json(const char *path, const BenchReport *r)
         fprintf(f, "\n      ]\n    }");
     }
     fprintf(f, "\n  }\n}\n");
-    int err = ferror(f) ? EIO : 0;
-    if (fclose(f) != 0 && !err)
-        err = errno;
-    if (err)
-        errno = err;
-    return !err;
+    return atomic_stream_commit(&out, path, err, errlen);
 }

@@ -50,5 +50,6 @@ double bench_roofline_s(const BenchReport *r, double flops, double bytes, bool *
 /* The text report of program p (its launch table, the kernels summed over
  * launches, and its totals). */
 void bench_print_program(FILE *f, const BenchReport *r, const BenchProgram *p);
-/* Writes the JSON report to path; false with errno set on failure. */
-bool bench_write_json(const char *path, const BenchReport *r);
+/* Writes the JSON report to path atomically (atomic_file.h); false with the
+ * reason in err on failure. */
+bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t errlen);

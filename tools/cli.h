@@ -16,5 +16,6 @@ bool cli_parse_u64(const char *s, uint64_t *out);
 /* Parses "1,2,3" into a malloc'd array; false on a malformed list. */
 bool cli_parse_ints(const char *s, int32_t **out, int *n);
 
-/* Writes a 2-D float32 .npy file (rows × cols); false + errno on failure. */
-bool npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols);
+/* Writes a 2-D float32 .npy file (rows × cols) atomically (atomic_file.h);
+ * false with the reason in err on failure. */
+bool npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols, char *err, size_t errlen);

@@ -339,8 +339,9 @@ int cli_bench(int argc, char **argv)
         goto out;
     for (int i = 0; i < r.nprograms; i++)
         bench_print_program(stdout, &r, &r.prog[i]);
-    if (a.json && !bench_write_json(a.json, &r)) {
-        fprintf(stderr, "msac bench: cannot write %s: %s\n", a.json, strerror(errno));
+    char why[1024];
+    if (a.json && !bench_write_json(a.json, &r, why, sizeof why)) {
+        fprintf(stderr, "msac bench: %s\n", why);
         goto out;
     }
     rc = 0;

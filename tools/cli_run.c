@@ -256,8 +256,9 @@ int cli_run(int argc, char **argv)
     if (ntok > 1)
         printf("decode:  %d steps in %.3f ms (%.0f tokens/s, batch 1)\n", ntok - 1, t2 - t1,
                (ntok - 1) / ((t2 - t1) / 1e3));
-    if (npy && !npy_write_f32(npy, logits, rows, r.vocab)) {
-        fprintf(stderr, "msac: cannot write %s: %s\n", npy, strerror(errno));
+    char why[1024];
+    if (npy && !npy_write_f32(npy, logits, rows, r.vocab, why, sizeof why)) {
+        fprintf(stderr, "msac: %s\n", why);
         goto out;
     }
     rc = 0;

@@ -9,7 +9,8 @@
 #    malformed prompt, -n or --seed 2 (checked before any device is opened);
 #  - a `msac compile` whose write fails part way (file size limit) or whose
 #    directory does not exist exits 1 with the reason and leaves the
-#    existing plan byte for byte, with no temporary file behind.
+#    existing plan byte for byte, with no temporary file behind; the same
+#    for `msac run --logits`, and --emit-ptx leaves no temporary files.
 set -uo pipefail
 msac=$(realpath "$1") models=$(realpath "$2")
 tmp=$(mktemp -d)
@@ -106,5 +107,26 @@ expect 0 info tiny.msac
 expect 1 compile "$models/tiny-mamba2.yaml" -o no/such/dir/tiny.msac -q
 grep -Ex 'msac: plan: cannot create no/such/dir/tiny\.msac\.tmp\.[0-9]+: No such file or directory' out >/dev/null ||
     { cat out; fail "no 'cannot create ...' message"; }
+
+# --logits: the same rules (the CPU reference, so this runs anywhere).
+expect 0 run tiny.msac --device cpu --prompt 1,2 -n 2 --logits logits.npy
+cp logits.npy logits.before
+(ulimit -f 1 && trap '' XFSZ && exec "$msac" run tiny.msac --device cpu --prompt 1,2,3,4,5 -n 8 --logits logits.npy) \
+    >out 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || { cat out; fail "msac run --logits under a 1 KiB file size limit exited $rc, expected 1"; }
+grep -Ex 'msac: cannot write logits\.npy\.tmp\.[0-9]+: File too large' out >/dev/null ||
+    { cat out; fail "no 'cannot write ...: File too large' message for --logits"; }
+cmp -s logits.npy logits.before || fail "the existing logits file changed after a failed write"
+ls logits.npy.tmp.* >/dev/null 2>&1 && fail "a temporary logits file was left behind"
+expect 1 run tiny.msac --device cpu --prompt 1 -n 1 --logits no/such/dir/l.npy
+grep -Ex 'msac: cannot create no/such/dir/l\.npy\.tmp\.[0-9]+: No such file or directory' out >/dev/null ||
+    { cat out; fail "no 'cannot create ...' message for --logits"; }
+
+# --emit-ptx DIR: each kernel's PTX is written whole or not at all.
+expect 0 compile "$models/tiny-mamba2.yaml" -o tiny2.msac --emit-ptx ptx -q
+n=$(ls ptx/*.ptx | wc -l)
+[ "$n" -gt 0 ] || fail "--emit-ptx wrote no files"
+ls ptx/*.tmp.* >/dev/null 2>&1 && fail "--emit-ptx left a temporary file behind"
 
 echo "ok"

@@ -98,7 +98,8 @@ static void test_json(void **state)
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
-    assert_true(bench_write_json(path, &r));
+    char why[512];
+    assert_true(bench_write_json(path, &r, why, sizeof why));
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     char buf[8192];
@@ -126,7 +127,11 @@ static void test_json(void **state)
     assert_true(get(&l->items[0], "flops", JSON_NUMBER)->num == 0.74e12);
     assert_true(get(&l->items[1], "bytes", JSON_NUMBER)->num == 3e9);
     json_free(&root);
-    assert_false(bench_write_json("/nonexistent-dir/x.json", &r));
+    char why2[512];
+    assert_false(bench_write_json("/nonexistent-dir/x.json", &r, why2, sizeof why2));
+    char want[512];
+    snprintf(want, sizeof want, "cannot create /nonexistent-dir/x.json.tmp.%ld: No such file or directory", (long)getpid());
+    assert_string_equal(why2, want);
 }
 
 int main(void)
