@@ -1,5 +1,6 @@
 /* json.c — a small strict JSON parser (recursive descent over a bounded
- * buffer) for the header of safetensors files. See json.h. */
+ * buffer) for the header of safetensors files and the tuning cache, and
+ * json_write_string for the JSON files msac writes. See json.h. */
 #include "json.h"
 
 #include <errno.h>
@@ -426,4 +427,26 @@ bool json_parse(const char *text, size_t len, JsonValue *out, char *err, size_t 
         return jp_fail(&j, "unexpected text after the value");
     }
     return true;
+}
+
+void json_write_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        switch (*c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*c < 0x20 || *c == 0x7f)
+                fprintf(f, "\\u%04x", *c);
+            else
+                fputc(*c, f);
+        }
+    }
+    fputc('"', f);
 }

@@ -1,4 +1,5 @@
-/* json.h — a small strict JSON parser for safetensors headers.
+/* json.h — a small strict JSON parser (safetensors headers, the tuning
+ * cache) and the string writer for the JSON files msac writes.
  *
  * Parses RFC 8259 JSON from a bounded buffer (no terminator needed) into a
  * tree of JsonValue. Every read is bounds-checked, nesting is limited, and
@@ -8,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum JsonType { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT } JsonType;
 
@@ -43,3 +45,8 @@ void json_free(JsonValue *v);
  * object (first match). */
 const JsonValue *json_get(const JsonValue *obj, const char *key);
 const char *json_type_name(JsonType t); /* "null", "boolean", "number", ... */
+
+/* Writes s as a JSON string literal, quotes included: '"' and '\\' escaped,
+ * \b \f \n \r \t as such, every other byte below 0x20 (and 0x7f) as
+ * \u00XX; other bytes (UTF-8) as they are. */
+void json_write_string(FILE *f, const char *s);

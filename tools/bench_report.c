@@ -5,6 +5,7 @@
 #include "bench_report.h"
 
 #include "atomic_file.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -121,21 +122,6 @@ void bench_print_program(FILE *f, const BenchReport *r, const BenchProgram *p)
                 flops / 1e9, bytes / 1e6, 100 * roof_s / (p->total_ms / 1e3));
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
-    }
-    fputc('"', f);
-}
-
 bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t errlen)
 {
     AtomicStream out;
@@ -143,12 +129,12 @@ bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t 
     if (!f)
         return snprintf(err, errlen, "out of memory writing %s", path), false;
     fprintf(f, "{\n  \"device\": ");
-    json_str(f, r->device);
+    json_write_string(f, r->device);
     fprintf(f, ",\n  \"compute_capability\": \"%d.%d\",\n  \"sm_count\": %d,\n  \"model\": ", r->cc_major,
             r->cc_minor, r->sm_count);
-    json_str(f, r->model);
+    json_write_string(f, r->model);
     fprintf(f, ",\n  \"target\": ");
-    json_str(f, r->target);
+    json_write_string(f, r->target);
     fprintf(f, ",\n  \"weight_bytes\": %.17g", r->weight_bytes);
     fprintf(f, ",\n  \"peak_tflops\": %.17g,\n  \"peak_gbs\": %.17g,\n  \"warmup\": %d,\n  \"iters\": %d,\n",
             r->peak_tflops, r->peak_gbs, r->warmup, r->iters);
@@ -156,7 +142,7 @@ bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t 
     for (int i = 0; i < r->nprograms; i++) {
         const BenchProgram *p = &r->prog[i];
         fprintf(f, "%s\n    ", i ? "," : "");
-        json_str(f, p->name);
+        json_write_string(f, p->name);
         fprintf(f, ": {\n      \"batch\": %d,\n      \"seq\": %d,\n      \"ctx\": %d,\n      \"graph\": %s,\n", p->batch,
                 p->seq, p->ctx, p->graph ? "true" : "false");
         fprintf(f, "      \"total_ms\": %.9g,\n      \"sum_launch_ms\": %.9g,\n      \"tokens_per_s\": %.9g,\n",
@@ -165,7 +151,7 @@ bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t 
         for (int j = 0; j < p->nlaunch; j++) {
             const BenchLaunch *l = &p->launch[j];
             fprintf(f, "%s\n        {\"kernel\": ", j ? "," : "");
-            json_str(f, l->kernel);
+            json_write_string(f, l->kernel);
             fprintf(f, ", \"ms\": %.9g, \"flops\": %.17g, \"bytes\": %.17g}", l->ms, l->flops, l->bytes);
         }
         fprintf(f, "\n      ]\n    }");
