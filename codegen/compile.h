@@ -13,6 +13,7 @@
 #include "schedule.h"
 
 typedef struct Graph Graph;
+typedef struct Node Node;
 
 typedef struct CompileOptions {
     const char *target;       /* "sm_90a" (default) or "sm_80" */
@@ -24,8 +25,15 @@ typedef struct CompileOptions {
      * planning and code generation: may replace schedule attributes (the
      * autotuner and the schedule tests use this). NULL for none. */
     void (*tweak)(void *user, const char *program, Graph *g);
-    void *tweak_user;         /* passed to tweak */
+    void *tweak_user;         /* passed to tweak and on_launch */
+    /* Called for each launch as it is added to a program, with the lowered
+     * node it implements (the autotuner maps launch times to nodes with
+     * it). NULL for none. */
+    void (*on_launch)(void *user, const char *program, int launch, const Node *n);
     const ScheduleSet *schedule; /* overrides applied after lowering (before tweak), or NULL */
+    /* Kernels emitted by earlier compiles, reused by kernel key (and filled
+     * with this compile's); NULL: a fresh one for this compile only. */
+    struct KernelMemo *memo;
 } CompileOptions;
 
 void compile_options_init(CompileOptions *o);

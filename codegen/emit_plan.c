@@ -6,11 +6,15 @@
 
 #include "compile.h"
 #include "emit_plan.h"
+#include "kernel_memo.h"
 #include "kernels.h"
+#include "tune_space.h"
 
 typedef struct PB {
-    Plan *p;    /* being built (arrays grown with realloc) */
-    Diag *d;    /* error sink */
+    Plan *p;       /* being built (arrays grown with realloc) */
+    Diag *d;       /* error sink */
+    KernelMemo *memo; /* kernels emitted so far, by kernel key: the 24 layers
+                         of a model share their kernels, and LLVM runs once */
 } PB;
 
 static void *grow(void *arr, uint32_t n, size_t elem)
@@ -204,6 +208,22 @@ static uint32_t add_kernel(Plan *p, KLaunch *l)
     return p->nkernels++;
 }
 
+/* n's launches: from the memo when a node with the same kernel key was
+ * emitted before, else from its template's emitter (then remembered). */
+static bool emit_node(PB *b, Codegen *cg, const Node *n, KOut *ko)
+{
+    const char *kname = node_str(n, "kernel", NULL);
+    KernelEmitFn fn = kernel_lookup(kname);
+    if (!fn)
+        return diag_fail(b->d, "%%%s: unknown kernel template '%s'", n->name ? n->name : "?", kname);
+    char *key = kernel_key(n, false);
+    bool ok = kernel_memo_get(b->memo, cg->target->name, key, ko);
+    if (!ok && (ok = fn(cg, n, ko, b->d)))
+        kernel_memo_put(b->memo, cg->target->name, key, ko);
+    free(key);
+    return ok;
+}
+
 static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, const CompileOptions *o)
 {
     Plan *p = b->p;
@@ -215,11 +235,8 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
         const char *kname = node_str(n, "kernel", NULL);
         if (!kname)
             continue;
-        KernelEmitFn fn = kernel_lookup(kname);
-        if (!fn)
-            return diag_fail(b->d, "%%%s: unknown kernel template '%s'", n->name ? n->name : "?", kname);
         KOut ko = {0};
-        bool ok = fn(cg, n, &ko, b->d);
+        bool ok = emit_node(b, cg, n, &ko);
         if (ok && o->progress)
             fprintf(stderr, "msac:   %-8s %%%-24s → %d launch%s\n", name, n->name ? n->name : "?", ko.n,
                     ko.n == 1 ? "" : "es");
@@ -229,6 +246,8 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
                 ok = diag_fail(b->d, "internal error: kernel %s produced no PTX", l->name);
                 break;
             }
+            if (o->on_launch)
+                o->on_launch(o->tweak_user, name, (int)prog->nlaunch, n);
             prog->launch = grow(prog->launch, prog->nlaunch, sizeof *prog->launch);
             PlanLaunch *pl = &prog->launch[prog->nlaunch++];
             pl->kernel = add_kernel(p, l);
@@ -284,7 +303,7 @@ bool emit_plan(Codegen *cg, const Programs *progs, const CompileOptions *o, Plan
     Plan *p = calloc(1, sizeof *p);
     if (!p)
         abort();
-    PB b = {p, d};
+    PB b = {.p = p, .d = d, .memo = o->memo ? o->memo : kernel_memo_new()};
     snprintf(p->msac_version, sizeof p->msac_version, "%s", MSAC_VERSION);
     snprintf(p->target, sizeof p->target, "%s", cg->target->name);
     p->ptx_isa = (uint32_t)cg->target->ptx_isa;
@@ -311,7 +330,10 @@ bool emit_plan(Codegen *cg, const Programs *progs, const CompileOptions *o, Plan
     add_meta(&b, "n_layers", buf);
     add_meta(&b, "target", cg->target->name);
 
-    if (!emit_program(&b, cg, "prefill", progs->prefill, o) || !emit_program(&b, cg, "decode", progs->decode, o)) {
+    bool ok = emit_program(&b, cg, "prefill", progs->prefill, o) && emit_program(&b, cg, "decode", progs->decode, o);
+    if (!o->memo)
+        kernel_memo_free(b.memo);
+    if (!ok) {
         plan_free(p);
         return false;
     }

@@ -5,20 +5,33 @@
 #include <string.h>
 
 static const struct {
-    const char *name;
-    KernelEmitFn fn;
+    const char *name;  /* template name, as lower.c writes it */
+    KernelEmitFn fn;   /* its emitter */
+    const char *space; /* its tuning space (kernels.def grammar) */
 } table[] = {
-#define KERNEL(name, fn) {#name, fn},
+#define KERNEL(name, fn, space) {#name, fn, space},
 #include "kernels.def"
 #undef KERNEL
 };
 
-KernelEmitFn kernel_lookup(const char *name)
+static int find(const char *name)
 {
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(table[i].name, name))
-            return table[i].fn;
-    return NULL;
+            return (int)i;
+    return -1;
+}
+
+KernelEmitFn kernel_lookup(const char *name)
+{
+    int i = find(name);
+    return i < 0 ? NULL : table[i].fn;
+}
+
+const char *kernel_tune_space(const char *name)
+{
+    int i = find(name);
+    return i < 0 ? NULL : table[i].space;
 }
 
 KLaunch *kout_add(KOut *o, const char *name, unsigned block, unsigned smem)

@@ -50,12 +50,15 @@ typedef struct KOut {
 
 typedef bool (*KernelEmitFn)(Codegen *cg, const Node *n, KOut *out, Diag *d);
 
-#define KERNEL(name, fn) bool fn(Codegen *cg, const Node *n, KOut *out, Diag *d);
+#define KERNEL(name, fn, space) bool fn(Codegen *cg, const Node *n, KOut *out, Diag *d);
 #include "kernels.def"
 #undef KERNEL
 
 /* The emitter for kernel template `name`, or NULL. */
 KernelEmitFn kernel_lookup(const char *name);
+/* The tuning space of kernel template `name` (kernels.def grammar), or NULL
+ * for an unknown template. */
+const char *kernel_tune_space(const char *name);
 
 /* Helpers for emitters. */
 KLaunch *kout_add(KOut *o, const char *name, unsigned block, unsigned smem);

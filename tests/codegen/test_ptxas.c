@@ -1,7 +1,8 @@
 /* test_ptxas.c — every PTX msac emits assembles with ptxas, for every target
  * and a spread of schedules: models with ragged sizes (N odd, K not a
  * multiple of the K tile, vocab not a multiple of the N tile), each GEMM
- * tile variant, each scan chunk. Exits 77 (skip) when no ptxas was found at
+ * tile variant, each scan chunk; and every candidate of every template's
+ * tuning space (kernels.def) that its emitter accepts. Exits 77 (skip) when no ptxas was found at
  * configure time. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,8 @@
 #include "compile.h"
 #include "frontend.h"
 #include "ir.h"
+#include "kernel_memo.h"
+#include "tune_space.h"
 
 #ifndef PTXAS
 #define PTXAS ""
@@ -91,7 +94,8 @@ static bool seen(const char *target, uint64_t hash)
 /* Compiles `yaml` for `target`, writes the PTX to a temp dir, runs ptxas on
  * each file whose text it has not assembled before; returns the number of
  * kernels checked. */
-static int check(const char *name, const char *yaml, const char *target, const Variant *v)
+static int check_with(const char *name, const char *yaml, const char *target, void (*tw)(void *, const char *, Graph *),
+                      void *user, bool may_refuse)
 {
     char dir[] = "/tmp/msac-ptxas-XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -99,12 +103,20 @@ static int check(const char *name, const char *yaml, const char *target, const V
     compile_options_init(&o);
     o.target = target;
     o.emit_ptx_dir = dir;
-    o.tweak = v ? tweak : NULL;
-    o.tweak_user = (void *)v;
+    o.tweak = tw;
+    o.tweak_user = user;
+    static KernelMemo *memo; /* kernels of earlier compiles: only new ones run through LLVM */
+    if (!memo)
+        memo = kernel_memo_new();
+    o.memo = memo;
     Plan *p = NULL;
     Diag d = {0};
-    if (!msac_compile(yaml, name, &o, &p, &d))
+    if (!msac_compile(yaml, name, &o, &p, &d)) {
+        rmdir(dir);
+        if (may_refuse)
+            return -1;
         fail_msg("%s for %s: %s", name, target, d.msg);
+    }
     int n = 0;
     for (uint32_t i = 0; i < p->nkernels; i++, n++) {
         if (seen(target, p->kernels[i].hash))
@@ -122,6 +134,60 @@ static int check(const char *name, const char *yaml, const char *target, const V
     if (system(rm) != 0)
         print_message("could not remove %s\n", dir);
     return n;
+}
+
+static int check(const char *name, const char *yaml, const char *target, const Variant *v)
+{
+    return check_with(name, yaml, target, v ? tweak : NULL, (void *)v, false);
+}
+
+/* Candidate `index` of template `kernel` on each node lowered to it. */
+typedef struct SpacePick {
+    const char *kernel; /* template */
+    int index;          /* candidate */
+    int count;          /* out: candidates of the last node seen (0: none applies) */
+} SpacePick;
+
+static void space_tweak(void *user, const char *program, Graph *g)
+{
+    SpacePick *sp = user;
+    (void)program;
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        if (strcmp(node_str(n, "kernel", ""), sp->kernel))
+            continue;
+        static TuneCand c[TUNE_MAX_CANDS];
+        Diag d = {0};
+        int k = tune_candidates(n, c, TUNE_MAX_CANDS, &d);
+        if (k < 0)
+            fail_msg("%s", d.msg);
+        if (k > sp->count)
+            sp->count = k;
+        if (k > 0)
+            tune_apply(g, n, &c[sp->index % k]);
+    }
+}
+
+static void tuning_space(void **state)
+{
+    (void)state;
+    const char *kernels[] = {"embed", "rmsnorm", "gemm", "gemv", "mamba2_scan", "mamba2_step", "mla_attn"};
+    for (size_t m = 0; m < 2; m++) /* tiny and mla */
+        for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+            int ok = 0, refused = 0;
+            SpacePick sp = {kernels[k], 0, 0};
+            do {
+                if (check_with(models[m][0], models[m][1], "sm_90a", space_tweak, &sp, true) < 0)
+                    refused++;
+                else
+                    ok++;
+            } while (++sp.index < sp.count);
+            if (!sp.count)
+                continue; /* no node of this template in this model */
+            print_message("sm_90a %s %s: %d candidates assemble, %d refused by the emitter\n", models[m][0],
+                          kernels[k], ok, refused);
+            assert_true(ok > 0); /* the space holds at least one valid schedule */
+        }
 }
 
 static void shipped_models(void **state)
@@ -160,6 +226,7 @@ int main(void)
         fprintf(stderr, "no ptxas found at configure time: skipping\n");
         return 77;
     }
-    const struct CMUnitTest tests[] = {cmocka_unit_test(shipped_models), cmocka_unit_test(schedule_variants)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(shipped_models), cmocka_unit_test(schedule_variants),
+                                       cmocka_unit_test(tuning_space)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,127 @@
+/* test_tune_space.c — the tuning spaces of kernels.def on real lowered
+ * nodes (the tiny MLA model of test_ptxas, compiled through the tweak hook):
+ * candidate counts and texts, which axes apply, kernel keys (equal across
+ * layers, blind to the schedule only when asked), and that emit_plan emits
+ * each distinct kernel key once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+#include "ir.h"
+#include "tune_space.h"
+
+static const char *yaml =
+    "name: t\nvocab_size: 300\nd_model: 64\nmamba2: {d_state: 16, headdim: 16, chunk_size: 16}\n"
+    "layers:\n  - kind: mamba2\n  - kind: mamba2\n  - kind: mla\n    heads: 5\n    kv_lora_rank: 64\n"
+    "    qk_nope_head_dim: 16\n    qk_rope_head_dim: 16\n    v_head_dim: 16\n";
+
+typedef struct Seen {
+    int gemm, scan, step, mla_prefill, mla_decode, gemv; /* candidates of the first node of each */
+    char gemm_first[160], gemm_last[160];                /* their texts */
+    char scan_keys[2][512];                              /* kernel keys of the two scans (with schedule) */
+    int nscan;                                           /* scans seen */
+    bool key_blind_ok;                                   /* a schedule change keeps the key without it */
+} Seen;
+
+static int cands(Node *n, TuneCand *c)
+{
+    Diag d = {0};
+    int k = tune_candidates(n, c, TUNE_MAX_CANDS, &d);
+    if (k < 0)
+        fail_msg("%s", d.msg);
+    return k;
+}
+
+static void look(void *user, const char *program, Graph *g)
+{
+    Seen *s = user;
+    static TuneCand c[TUNE_MAX_CANDS];
+    bool pre = !strcmp(program, "prefill");
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        const char *k = node_str(n, "kernel", "");
+        if (!strcmp(k, "gemm") && !s->gemm) {
+            s->gemm = cands(n, c);
+            strcpy(s->gemm_first, c[0].text);
+            strcpy(s->gemm_last, c[s->gemm - 1].text);
+            char *a = kernel_key(n, true), *full = kernel_key(n, false);
+            char h1[17], h2[17];
+            kernel_key_hash(n, h1);
+            tune_apply(g, n, &c[s->gemm - 1]);
+            char *b = kernel_key(n, true), *full2 = kernel_key(n, false);
+            kernel_key_hash(n, h2);
+            s->key_blind_ok = !strcmp(a, b) && strcmp(full, full2) && !strcmp(h1, h2) && strlen(h1) == 16;
+            free(a), free(b), free(full), free(full2);
+        } else if (!strcmp(k, "mamba2_scan")) {
+            s->scan = cands(n, c);
+            if (s->nscan < 2) {
+                char *key = kernel_key(n, false);
+                snprintf(s->scan_keys[s->nscan++], sizeof s->scan_keys[0], "%s", key);
+                free(key);
+            }
+        } else if (!strcmp(k, "mamba2_step")) {
+            s->step = cands(n, c);
+        } else if (!strcmp(k, "gemv")) {
+            s->gemv = cands(n, c);
+        } else if (!strcmp(k, "mla_attn")) {
+            if (pre)
+                s->mla_prefill = cands(n, c);
+            else
+                s->mla_decode = cands(n, c);
+        } else if (!strcmp(k, "slice") || !strcmp(k, "rope")) {
+            assert_int_equal(cands(n, c), 0); /* nothing to tune */
+        }
+    }
+}
+
+static void spaces_on_nodes(void **state)
+{
+    (void)state;
+    Seen s = {0};
+    CompileOptions o;
+    compile_options_init(&o);
+    o.tweak = look;
+    o.tweak_user = &s;
+    Plan *p = NULL;
+    Diag d = {0};
+    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
+        fail_msg("%s", d.msg);
+    assert_int_equal(s.gemm, 6 * 2 * 2); /* tiles × bk × stages */
+    assert_string_equal(s.gemm_first, "bm=128,bn=128,wm=2,wn=4,bk=32,stages=3");
+    assert_string_equal(s.gemm_last, "bm=64,bn=64,wm=2,wn=2,bk=64,stages=4");
+    assert_true(s.key_blind_ok);
+    assert_int_equal(s.scan, 3);
+    assert_int_equal(s.step, 4);
+    assert_int_equal(s.gemv, 7);
+    assert_int_equal(s.mla_prefill, 3);     /* warps only: prefill has no splits */
+    assert_int_equal(s.mla_decode, 3 * 4);  /* warps × splits */
+    assert_int_equal(s.nscan, 2);
+    assert_string_equal(s.scan_keys[0], s.scan_keys[1]); /* two layers, one kernel */
+    /* ...so the plan has one scan kernel for both layers (emitted once) */
+    int scans = 0;
+    for (uint32_t i = 0; i < p->nkernels; i++)
+        scans += !strncmp(p->kernels[i].name, "mamba2_scan", 11);
+    assert_int_equal(scans, 1);
+    plan_free(p);
+}
+
+static void schedule_keys(void **state)
+{
+    (void)state;
+    assert_true(tune_space_has_key("gemm", "bm"));
+    assert_true(tune_space_has_key("gemm", "stages"));
+    assert_false(tune_space_has_key("gemm", "eps"));
+    assert_true(tune_space_has_key("mla_attn", "splits"));
+    assert_false(tune_space_has_key("rope", "dim"));
+    assert_false(tune_space_has_key("no_such_template", "bm"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(spaces_on_nodes), cmocka_unit_test(schedule_keys)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
