@@ -10,6 +10,8 @@
 #include "emit_plan.h"
 #include "frontend.h"
 #include "passes.h"
+#include "tune_cache.h"
+#include "tune_space.h"
 
 void compile_options_init(CompileOptions *o)
 {
@@ -19,12 +21,38 @@ void compile_options_init(CompileOptions *o)
 
 typedef struct DumpCtx {
     const CompileOptions *o; /* which pass to dump, where; schedule and tweak hooks */
+    const char *target;      /* target name, for the tuning cache */
+    int tuned;               /* nodes given a cached schedule */
 } DumpCtx;
 
-/* After lowering: the schedule overrides, then the caller's tweak. */
+/* Gives each node of g that has an entry in the tuning cache its schedule. */
+static void apply_tuning(DumpCtx *dc, const char *program, Graph *g)
+{
+    const CompileOptions *o = dc->o;
+    int tokens = o->tune_tokens[strcmp(program, "prefill") != 0];
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        if (n->dead || !node_str(n, "kernel", NULL))
+            continue;
+        char key[17];
+        kernel_key_hash(n, key);
+        const TuneEntry *e = tune_cache_find(o->tuning, o->tune_device, MSAC_VERSION, dc->target, key, tokens);
+        if (e && tune_apply_text(g, n, e->schedule)) {
+            dc->tuned++;
+            if (o->progress)
+                fprintf(stderr, "msac:   tuned %-7s %%%-24s %s (%.1f µs vs %.1f default at %dx%d)\n", program,
+                        n->name ? n->name : "?", e->schedule, e->best_us, e->default_us, e->batch, e->seq);
+        }
+    }
+}
+
+/* After lowering: the tuning cache, the schedule overrides, then the
+ * caller's tweak. */
 static void tweak_cb(void *user, const char *program, Graph *g)
 {
-    const DumpCtx *dc = user;
+    DumpCtx *dc = user;
+    if (dc->o->tuning && dc->o->tune_device)
+        apply_tuning(dc, program, g);
     if (dc->o->schedule)
         schedule_apply(dc->o->schedule, g);
     if (dc->o->tweak)
@@ -73,7 +101,7 @@ bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
     if (!t)
         return false;
     Programs progs;
-    DumpCtx dc = {o};
+    DumpCtx dc = {o, t->name, 0};
     PipelineHooks hooks = {dump_cb, &dc, tweak_cb, &dc};
     if (!pipeline_run(g->arena, g, &progs, &hooks, d))
         return false;
@@ -85,6 +113,13 @@ bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
         return false;
     bool ok = emit_plan(&cg, &progs, o, out, d);
     codegen_free(&cg);
+    if (ok && o->tuning && o->tune_device) { /* which GPU's tuning the plan carries, for msac info and the runtime */
+        char v[192];
+        snprintf(v, sizeof v, "%s/%d/%d", o->tune_device->name, o->tune_device->sm_count, o->tune_device->driver);
+        emit_plan_meta(*out, "tuned_for", v);
+        snprintf(v, sizeof v, "%d", dc.tuned);
+        emit_plan_meta(*out, "tuned_nodes", v);
+    }
     if (ok && o->emit_ptx_dir && !write_ptx(*out, o->emit_ptx_dir, d)) {
         plan_free(*out);
         *out = NULL;

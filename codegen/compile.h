@@ -34,6 +34,14 @@ typedef struct CompileOptions {
     /* Kernels emitted by earlier compiles, reused by kernel key (and filled
      * with this compile's); NULL: a fresh one for this compile only. */
     struct KernelMemo *memo;
+    /* Tuning cache (codegen/tune_cache.h) and the GPU to take its entries
+     * for: each lowered node whose kernel key has an entry for this GPU,
+     * target and msac version gets that entry's schedule (before
+     * `schedule` and `tweak`); the others keep lower.c's heuristic. NULL:
+     * no cache. */
+    const struct TuneCache *tuning;
+    const struct TuneDevice *tune_device;
+    int tune_tokens[2]; /* shape class to pick: prefill batch*seq, decode batch (<= 0: the largest tuned) */
 } CompileOptions;
 
 void compile_options_init(CompileOptions *o);

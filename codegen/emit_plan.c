@@ -52,14 +52,15 @@ static int init_kind(const char *s)
     return -1;
 }
 
-static int add_meta(PB *b, const char *key, const char *value)
+void emit_plan_meta(Plan *p, const char *key, const char *value)
 {
-    Plan *p = b->p;
     p->meta = grow(p->meta, p->nmeta, sizeof *p->meta);
     p->meta[p->nmeta].key = dup(key);
     p->meta[p->nmeta].value = dup(value);
-    return (int)p->nmeta++;
+    p->nmeta++;
 }
+
+static void add_meta(PB *b, const char *key, const char *value) { emit_plan_meta(b->p, key, value); }
 
 static int find_buffer(Plan *p, uint32_t kind, const char *name)
 {

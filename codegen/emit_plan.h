@@ -5,3 +5,5 @@
 #include "target.h"
 
 bool emit_plan(Codegen *cg, const Programs *progs, const CompileOptions *o, Plan **out, Diag *d);
+/* Appends a meta entry (key, value copied) to a plan emit_plan built. */
+void emit_plan_meta(Plan *p, const char *key, const char *value);

@@ -184,6 +184,26 @@ void tune_apply(Graph *g, Node *n, const TuneCand *c)
         node_set_int(g, n, c->set[j].key, c->set[j].value);
 }
 
+bool tune_apply_text(Graph *g, Node *n, const char *text)
+{
+    const char *kernel = node_str(n, "kernel", "");
+    TuneCand c = {0};
+    const char *p = text;
+    while (*skip_ws(p)) {
+        if (c.n == TUNE_MAX_SETS || !parse_kv(&p, c.set[c.n].key, &c.set[c.n].value) ||
+            !tune_space_has_key(kernel, c.set[c.n].key))
+            return false;
+        c.n++;
+        p = skip_ws(p);
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return false;
+    }
+    tune_apply(g, n, &c);
+    return true;
+}
+
 void tune_schedule_text(const Node *n, char *buf, size_t len)
 {
     const char *kernel = node_str(n, "kernel", "");

@@ -32,6 +32,11 @@ bool tune_space_has_key(const char *kernel, const char *key);
 /* Sets c's attributes on n. */
 void tune_apply(Graph *g, Node *n, const TuneCand *c);
 
+/* Sets the attributes of a "k=v,k=v" schedule text on n; false (n
+ * unchanged) when it is malformed or names an attribute that is not one of
+ * n's template's schedule keys. */
+bool tune_apply_text(Graph *g, Node *n, const char *text);
+
 /* n's current values of the schedule keys its template's space names, as
  * "k=v,k=v" in n's attribute order ("" when none). */
 void tune_schedule_text(const Node *n, char *buf, size_t len);

@@ -8,6 +8,17 @@
 int cli_info(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_tune(int argc, char **argv);
+
+/* The tuning cache msac tune writes and msac compile reads by default:
+ * $MSAC_TUNING_CACHE, else $XDG_CACHE_HOME/msac/tuning.json, else
+ * ~/.cache/msac/tuning.json (buf holds the path built). */
+const char *cli_default_tuning_cache(char *buf, size_t len);
+/* Whether path names a model YAML (.yaml / .yml) rather than a plan. */
+bool cli_is_yaml(const char *path);
+/* Fills n tokens below vocab with a fixed pseudo-random sequence (an LCG):
+ * the prompts of msac bench and msac tune. */
+void cli_fill_tokens(int32_t *t, size_t n, int64_t vocab);
 
 /* Parses a whole decimal number in [lo, hi], nothing else in s. */
 bool cli_parse_int(const char *s, int lo, int hi, int *out);

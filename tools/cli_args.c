@@ -2,6 +2,7 @@
  * (see cli.h). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -62,4 +63,19 @@ bool cli_parse_ints(const char *s, int32_t **out, int *n)
     *out = v;
     *n = k;
     return true;
+}
+
+bool cli_is_yaml(const char *path)
+{
+    size_t n = strlen(path);
+    return (n > 5 && !strcmp(path + n - 5, ".yaml")) || (n > 4 && !strcmp(path + n - 4, ".yml"));
+}
+
+void cli_fill_tokens(int32_t *t, size_t n, int64_t vocab)
+{
+    uint64_t x = 0x853c49e6748fea9bull;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int32_t)((x >> 33) % (uint64_t)vocab);
+    }
 }

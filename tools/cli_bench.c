@@ -165,12 +165,6 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
     return 0;
 }
 
-static bool is_yaml(const char *path)
-{
-    size_t n = strlen(path);
-    return (n > 5 && !strcmp(path + n - 5, ".yaml")) || (n > 4 && !strcmp(path + n - 4, ".yml"));
-}
-
 static bool report(msac_status st)
 {
     if (!st)
@@ -208,16 +202,6 @@ static bool compile_yaml(const char *path, const char *target, const ScheduleSet
     plan_free(p);
     free(text);
     return ok;
-}
-
-/* Fills n tokens below vocab with a fixed pseudo-random sequence (PCG-style LCG). */
-static void fill_prompt(int32_t *t, size_t n, int64_t vocab)
-{
-    uint64_t x = 0x853c49e6748fea9bull;
-    for (size_t i = 0; i < n; i++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        t[i] = (int32_t)((x >> 33) % (uint64_t)vocab);
-    }
 }
 
 /* Bytes of all the plan's weights in their device dtypes. */
@@ -265,7 +249,7 @@ static bool time_program(msac_device *dev, const msac_plan *plan, const BenchArg
         fprintf(stderr, "msac bench: out of memory\n");
         goto done;
     }
-    fill_prompt(prompt, ntok, pi.vocab_size);
+    cli_fill_tokens(prompt, ntok, pi.vocab_size);
     if (!report(msac_session_create(dev, plan, &so, &s)) ||
         !report(msac_session_prefill(s, batch, seq, prompt, NULL)) ||
         !report(msac_session_bench_at(s, name, batch, seq, a->position, a->warmup, a->iters, ms, &out->total_ms)))
@@ -301,7 +285,7 @@ int cli_bench(int argc, char **argv)
         fprintf(stderr, "%s(msac bench --help for more)\n", synopsis);
         return 2;
     }
-    bool yaml = is_yaml(a.input);
+    bool yaml = cli_is_yaml(a.input);
     if (a.target && !yaml) {
         fprintf(stderr, "msac bench: --target applies to a MODEL.yaml; %s is a compiled plan\n", a.input);
         return 2;

@@ -7,7 +7,9 @@
 #include "cli.h"
 #include "compile.h"
 #include "frontend.h"
+#include "msac/runtime.h"
 #include "passes.h"
+#include "tune_cache.h"
 
 static const char usage_text[] =
     "msac " MSAC_VERSION " — compile hybrid Mamba / sparse-attention models to fused GPU kernels\n"
@@ -15,10 +17,14 @@ static const char usage_text[] =
     "usage:\n"
     "  msac compile MODEL.yaml -o PLAN [--target sm_90a|sm_80] [--emit-ptx DIR]\n"
     "               [--dump=after-PASS | --dump=all] [--schedule KERNEL:key=val,...] [-q]\n"
+    "               [--tuning FILE | --no-tuning] [--tune-class PREFILL_TOKENS,DECODE_BATCH]\n"
     "      Lower the model to IR, run the passes, generate PTX (LLVM NVPTX) and write\n"
     "      the plan file. --dump prints the IR after a pass (all: after every pass).\n"
     "      --schedule overrides a kernel template's schedule (repeatable), e.g.\n"
     "      gemm:bk=64,stages=4 (see docs/kernels.md for each template's parameters).\n"
+    "      Kernels found in the tuning cache (default $MSAC_TUNING_CACHE, else\n"
+    "      ~/.cache/msac/tuning.json) for this GPU take its schedules; the shape class\n"
+    "      nearest --tune-class (default: the largest tuned) wins. --schedule beats both.\n"
     "  msac info PLAN [--memory BATCH CTX [--seq S]]\n"
     "      Kernels, launch programs, buffer plan and weight table of a plan. With\n"
     "      --memory: the device memory a session of BATCH sequences and CTX tokens needs\n"
@@ -33,6 +39,11 @@ static const char usage_text[] =
     "               [--peak-tflops T] [--peak-gbs G] [--json FILE] [--no-graphs]\n"
     "      Time prefill and decode on GPU 0: median per launch and per program, TFLOP/s,\n"
     "      GB/s and roofline % from the plan's cost model, tokens/s (msac bench --help).\n"
+    "  msac tune PLAN|MODEL.yaml [--cache FILE] [--program prefill|decode|all] [--kernel T] ...\n"
+    "  msac tune --show [--cache FILE]\n"
+    "      Autotune on GPU 0: every schedule of each kernel's tuning space, checked against\n"
+    "      the default's output, timed; the best per kernel goes to the tuning cache\n"
+    "      (msac tune --help).\n"
     "  msac --help | --version\n"
     "\n"
     "passes: ";
@@ -45,9 +56,36 @@ static void usage(FILE *f)
     fputs("\ntargets: sm_80, sm_90a\n", f);
 }
 
+/* The GPU whose tuning to use: the cache's only one, else GPU 0's entry. */
+static bool pick_tuning_device(const TuneCache *c, TuneDevice *out)
+{
+    TuneDevice devs[16];
+    int n = tune_cache_devices(c, devs, 16);
+    if (n == 1) {
+        *out = devs[0];
+        return true;
+    }
+    msac_device *dev = NULL;
+    msac_status st = msac_device_open(0, &dev);
+    if (st) {
+        msac_status_free(st);
+        return false;
+    }
+    msac_device_info di;
+    msac_device_get_info(dev, &di);
+    msac_device_close(dev);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(devs[i].name, di.name) && devs[i].sm_count == di.sm_count && devs[i].driver == di.driver_version) {
+            *out = devs[i];
+            return true;
+        }
+    return false;
+}
+
 static int cmd_compile(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *tuning = NULL;
+    bool no_tuning = false;
     CompileOptions o;
     compile_options_init(&o);
     o.progress = true;
@@ -74,6 +112,22 @@ static int cmd_compile(int argc, char **argv)
             o.dump = "all";
         else if (!strcmp(a, "-q"))
             o.progress = false;
+        else if (!strcmp(a, "--tuning") && i + 1 < argc)
+            tuning = argv[++i];
+        else if (!strcmp(a, "--no-tuning"))
+            no_tuning = true;
+        else if (!strcmp(a, "--tune-class") && i + 1 < argc) {
+            int32_t *v = NULL;
+            int nv = 0;
+            if (!cli_parse_ints(argv[++i], &v, &nv) || nv != 2 || v[0] < 1 || v[1] < 1) {
+                fprintf(stderr, "msac compile: --tune-class must be PREFILL_TOKENS,DECODE_BATCH, got '%s'\n", argv[i]);
+                free(v);
+                return 2;
+            }
+            o.tune_tokens[0] = v[0];
+            o.tune_tokens[1] = v[1];
+            free(v);
+        }
         else if (!strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -93,10 +147,33 @@ static int cmd_compile(int argc, char **argv)
         fprintf(stderr, "msac compile: unknown pass '%s' in --dump (see msac --help)\n", o.dump);
         return 2;
     }
+    TuneCache cache = {0};
+    TuneDevice tdev;
+    if (!no_tuning) {
+        char buf[1024], err[1024];
+        const char *path = tuning ? tuning : cli_default_tuning_cache(buf, sizeof buf);
+        if (!tune_cache_load(path, &cache, err, sizeof err)) {
+            fprintf(stderr, "msac compile: %s\n", err);
+            return 1;
+        }
+        if (cache.n && pick_tuning_device(&cache, &tdev)) {
+            o.tuning = &cache;
+            o.tune_device = &tdev;
+            if (o.progress)
+                fprintf(stderr, "msac: tuning cache %s: using its entries for %s (%d SMs, driver %d)\n", path,
+                        tdev.name, tdev.sm_count, tdev.driver);
+        } else if (cache.n && o.progress) {
+            fprintf(stderr, "msac: tuning cache %s has entries for several GPUs and none for GPU 0: default "
+                            "schedules\n", path);
+        } else if (tuning && o.progress) {
+            fprintf(stderr, "msac: tuning cache %s is empty or missing: default schedules\n", path);
+        }
+    }
     Diag d = {0};
     char *text = frontend_read_file(in, &d);
     if (!text) {
         fprintf(stderr, "msac: %s\n", d.msg);
+        tune_cache_free(&cache);
         return 1;
     }
     Plan *plan = NULL;
@@ -115,8 +192,11 @@ static int cmd_compile(int argc, char **argv)
     } else {
         rc = 0;
     }
+    if (plan && o.tuning && o.progress)
+        fprintf(stderr, "msac: %s nodes took tuned schedules\n", plan_meta(plan, "tuned_nodes"));
     plan_free(plan);
     free(text);
+    tune_cache_free(&cache);
     return rc;
 }
 
@@ -137,6 +217,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "compile"))
         return cmd_compile(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune"))
+        return cli_tune(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
         return cli_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))

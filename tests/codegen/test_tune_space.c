@@ -12,6 +12,7 @@
 
 #include "compile.h"
 #include "ir.h"
+#include "tune_cache.h"
 #include "tune_space.h"
 
 static const char *yaml =
@@ -109,6 +110,76 @@ static void spaces_on_nodes(void **state)
     plan_free(p);
 }
 
+/* The first gemm node's kernel key hash (prefill). */
+static void first_gemm_key(void *user, const char *program, Graph *g)
+{
+    char *key = user;
+    for (int i = 0; i < g->nnodes && !key[0]; i++)
+        if (!strcmp(program, "prefill") && !strcmp(node_str(g->nodes[i], "kernel", ""), "gemm"))
+            kernel_key_hash(g->nodes[i], key);
+}
+
+/* Compiles with cache c for device dev; returns how many gemm kernels of the
+ * plan have bm=64 and the plan's tuned_nodes meta (or -1). */
+static int compile_tuned(const TuneCache *c, const TuneDevice *dev, int *tuned)
+{
+    CompileOptions o;
+    compile_options_init(&o);
+    o.tuning = c;
+    o.tune_device = dev;
+    Plan *p = NULL;
+    Diag d = {0};
+    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
+        fail_msg("%s", d.msg);
+    int n = 0;
+    for (uint32_t i = 0; i < p->nkernels; i++)
+        for (uint32_t j = 0; j < p->kernels[i].nparams; j++)
+            n += !strncmp(p->kernels[i].name, "gemm", 4) && !strcmp(p->kernels[i].params[j].key, "bm") &&
+                 p->kernels[i].params[j].value == 64;
+    const char *t = plan_meta(p, "tuned_nodes");
+    *tuned = t ? atoi(t) : -1;
+    plan_free(p);
+    return n;
+}
+
+static void compile_uses_cache(void **state)
+{
+    (void)state;
+    char key[17] = "";
+    CompileOptions o;
+    compile_options_init(&o);
+    o.tweak = first_gemm_key;
+    o.tweak_user = key;
+    Plan *p = NULL;
+    Diag d = {0};
+    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
+        fail_msg("%s", d.msg);
+    plan_free(p);
+    assert_int_equal(strlen(key), 16);
+
+    TuneDevice h100 = {"NVIDIA H100 80GB HBM3", 132, 13000}, other = {"NVIDIA A100-SXM4-80GB", 108, 13000};
+    TuneEntry e = {.dev = h100, .msac = MSAC_VERSION, .target = "sm_90a", .kernel = "gemm", .program = "prefill",
+                   .batch = 1, .seq = 2048, .schedule = "bm=64,bn=64,wm=2,wn=2,bk=64,stages=4",
+                   .default_schedule = "bm=128,bn=128,wm=2,wn=4,bk=64,stages=3", .best_us = 1, .default_us = 2,
+                   .tried = 2};
+    snprintf(e.key, sizeof e.key, "%s", key);
+    snprintf(e.desc, sizeof e.desc, "gemm");
+    TuneCache c = {0};
+    tune_cache_put(&c, &e);
+    int tuned;
+    assert_int_equal(compile_tuned(&c, &h100, &tuned), 1); /* that node's kernel took the cached tile */
+    assert_true(tuned >= 1);
+    assert_int_equal(compile_tuned(&c, &other, &tuned), 0); /* another GPU: the heuristic */
+    assert_int_equal(tuned, 0);
+    snprintf(c.e[0].msac, sizeof c.e[0].msac, "0.0.0"); /* another msac version: the heuristic */
+    assert_int_equal(compile_tuned(&c, &h100, &tuned), 0);
+    snprintf(c.e[0].msac, sizeof c.e[0].msac, "%s", MSAC_VERSION);
+    snprintf(c.e[0].schedule, sizeof c.e[0].schedule, "bm=64,eps=3"); /* not a schedule key: ignored */
+    assert_int_equal(compile_tuned(&c, &h100, &tuned), 0);
+    assert_int_equal(tuned, 0);
+    tune_cache_free(&c);
+}
+
 static void schedule_keys(void **state)
 {
     (void)state;
@@ -122,6 +193,7 @@ static void schedule_keys(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(spaces_on_nodes), cmocka_unit_test(schedule_keys)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(spaces_on_nodes), cmocka_unit_test(schedule_keys),
+                                       cmocka_unit_test(compile_uses_cache)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
