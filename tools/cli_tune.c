@@ -70,6 +70,11 @@ typedef struct Tuner {
     Tunable tun[MAX_TUNABLES];
     const Tunable *apply; /* candidate compile: the key being tuned ... */
     const TuneCand *cand; /* ... and its candidate */
+    int nnk;            /* entries of nk */
+    struct {
+        const Node *node; /* a lowered node ... */
+        char key[17];     /* ... and its kernel key, taken in the tweak hook (later passes add attributes) */
+    } nk[2 * MAX_LAUNCHES];
     char lkey[2][MAX_LAUNCHES][17]; /* per program (0 prefill, 1 decode), per launch: its node's key */
     int nl[2];          /* launches per program */
     /* the device */
@@ -89,6 +94,10 @@ static void on_tweak(void *user, const char *program, Graph *g)
             continue;
         char key[17];
         kernel_key_hash(n, key);
+        if (t->nnk < 2 * MAX_LAUNCHES) {
+            t->nk[t->nnk].node = n;
+            snprintf(t->nk[t->nnk++].key, sizeof t->nk[0].key, "%s", key);
+        }
         if (t->apply) {
             if (!strcmp(key, t->apply->key) && !strcmp(program, t->apply->program))
                 tune_apply(g, n, t->cand);
@@ -132,7 +141,10 @@ static void on_launch(void *user, const char *program, int launch, const Node *n
     Tuner *t = user;
     int p = prog_index(program);
     if (launch < MAX_LAUNCHES) {
-        kernel_key_hash(n, t->lkey[p][launch]);
+        t->lkey[p][launch][0] = 0;
+        for (int i = 0; i < t->nnk; i++)
+            if (t->nk[i].node == n)
+                snprintf(t->lkey[p][launch], sizeof t->lkey[p][launch], "%s", t->nk[i].key);
         t->nl[p] = launch + 1;
     }
 }
@@ -148,6 +160,7 @@ static bool compile_model(Tuner *t, msac_plan **out, Plan **raw, char *why, size
     o.tweak_user = t;
     o.memo = t->memo;
     t->nl[0] = t->nl[1] = 0;
+    t->nnk = 0;
     Diag d = {0};
     Plan *p = NULL;
     bool ok;
@@ -296,8 +309,6 @@ static int tune_one(Tuner *t, Tunable *u, const Run *ref, uint64_t default_sig, 
     seen_sig[0] = default_sig;
     char why[1024];
     for (int c = 0; c < u->ncand; c++) {
-        if (!strcmp(u->cand[c].text, u->default_sched))
-            continue; /* that is the default: measured already */
         t->apply = u;
         t->cand = &u->cand[c];
         msac_plan *plan = NULL;

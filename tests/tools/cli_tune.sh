@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# cli_tune.sh MSAC MODELS_DIR FAKE_CUDA_DIR — msac tune and the tuning cache
+# from the outside, on the fake driver (tests/runtime/fakecuda: every launch
+# "takes" a fixed time and computes nothing, so every candidate ties with the
+# default and the outputs agree): the progress lines, the cache it writes,
+# --show, msac compile reading the cache, and the errors.
+set -uo pipefail
+msac=$(realpath "$1") models=$(realpath "$2") fake=$(realpath "$3")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+fail() { echo "FAIL: $*"; exit 1; }
+export MSAC_TUNING_CACHE=$tmp/cache/tuning.json
+
+LD_LIBRARY_PATH=$fake "$msac" tune "$models/tiny-mamba2.yaml" --seq 64 --warmup 0 --iters 1 >out 2>err ||
+    { cat out err; fail "msac tune on the fake driver failed"; }
+grep -q '^msac tune: .*tiny-mamba2.yaml on .*; 15 kernels to tune; prefill 1x64, decode batch 1 at position 1024' out ||
+    { cat out; fail "no header line"; }
+[ "$(grep -cE '^(prefill|decode) ' out)" -eq 15 ] || { cat out; fail "not one line per kernel"; }
+# 24 candidates: the default's own schedule is "same code" (not run twice), 23 others + the default timed
+grep -qE '^prefill +gemm_n328_k64_bf16_128x128x64_w2x4_s3 +2 nodes +24 candidates: +24 timed, +1 same code, +0 rejected' out ||
+    { cat out; fail "the in_proj gemm line"; }
+grep -q 'rejected: gemv: invalid schedule wn=1 wk=8 for K=64' err || { cat err; fail "no rejection message"; }
+[ -f cache/tuning.json ] || fail "no cache written (the directory is made)"
+grep -q '"msac_tuning_cache": 1' cache/tuning.json || fail "cache format"
+[ "$(grep -c '"key":' cache/tuning.json)" -eq 15 ] || fail "15 entries expected"
+
+# a second run replaces entries instead of adding them
+LD_LIBRARY_PATH=$fake "$msac" tune "$models/tiny-mamba2.yaml" --seq 64 --warmup 0 --iters 1 --program decode \
+    --kernel gemv >out 2>err || { cat out err; fail "second run"; }
+[ "$(grep -cE '^decode +gemv' out)" -eq 5 ] || { cat out; fail "--program decode --kernel gemv: 5 gemv kernels"; }
+[ "$(grep -c '"key":' cache/tuning.json)" -eq 15 ] || fail "the second run added entries"
+
+"$msac" tune --show >out || fail "--show"
+grep -q "^tuning cache $tmp/cache/tuning.json" out || { cat out; fail "--show header"; }
+[ "$(grep -c '/13000 *sm_90a' out)" -eq 15 ] || { cat out; fail "--show rows"; }
+
+# compile reads it (the fake GPU's entries are the cache's only GPU)
+"$msac" compile "$models/tiny-mamba2.yaml" -o tuned.msac 2>err || { cat err; fail "compile with the cache"; }
+grep -q "tuning cache $tmp/cache/tuning.json: using its entries for" err || { cat err; fail "compile's cache line"; }
+grep -qE '^msac: [1-9][0-9]* nodes took tuned schedules' err || { cat err; fail "compile's tuned count"; }
+"$msac" compile "$models/tiny-mamba2.yaml" -o plain.msac --no-tuning -q || fail "--no-tuning"
+# every candidate tied, so the tuned schedules are the defaults: same kernels
+"$msac" info tuned.msac | grep -A20 '^kernels' | grep -v '^plan' >k1
+"$msac" info plain.msac | grep -A20 '^kernels' | grep -v '^plan' >k2
+cmp -s k1 k2 || { diff k1 k2; fail "tied candidates changed the kernels"; }
+
+# errors
+printf '{"msac_tuning_cache": 2, "entries": []}' >bad.json
+"$msac" compile "$models/tiny-mamba2.yaml" -o x.msac --tuning bad.json -q 2>err && fail "a bad cache was accepted"
+grep -qx 'msac compile: bad.json: not an msac tuning cache (version 2)' err || { cat err; fail "bad cache message"; }
+LD_LIBRARY_PATH=/nonexistent "$msac" tune "$models/tiny-mamba2.yaml" 2>err >/dev/null
+rc=$?
+[ "$rc" -eq 1 ] || fail "tune without a driver exited $rc"
+grep -q '^msac tune: no GPU: ' err || { cat err; fail "no-GPU message"; }
+"$msac" tune 2>err >/dev/null
+[ $? -eq 2 ] && grep -q '^msac tune: no PLAN or MODEL.yaml given' err || { cat err; fail "no input"; }
+"$msac" tune x.yaml --tol abc 2>err >/dev/null
+[ $? -eq 2 ] && grep -qx "msac tune: bad value 'abc' for --tol" err || { cat err; fail "bad --tol"; }
+echo ok
