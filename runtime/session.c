@@ -168,12 +168,45 @@ static msac_status load_kernel(msac_session *s, uint32_t k)
     return NULL;
 }
 
+/* Copies every weight from opts.weights_from on the device. */
+static msac_status copy_weights(msac_session *s)
+{
+    const CudaApi *cu = &s->dev->cu;
+    msac_status st = NULL;
+    const msac_session *from = s->opts.weights_from;
+    const Plan *p = s->plan->p, *q = from->plan->p;
+    if (from->dev != s->dev)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "weights_from: that session is on another device handle");
+    if (p->nweights != q->nweights)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT, "weights_from: that plan has %u weights, this one %u",
+                           q->nweights, p->nweights);
+    for (uint32_t i = 0; i < p->nweights; i++) {
+        const PlanWeight *a = &p->weights[i], *b = &q->weights[i];
+        if (strcmp(a->name, b->name) || a->dtype != b->dtype || a->ndim != b->ndim ||
+            memcmp(a->dims, b->dims, a->ndim * sizeof a->dims[0]) ||
+            s->layout.weight_bytes[i] != from->layout.weight_bytes[i])
+            return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                               "weights_from: weight %u differs (%s in this plan, %s in that one, or its dtype or shape)",
+                               i, a->name, b->name);
+    }
+    for (uint32_t i = 0; i < p->nweights; i++)
+        CU_TRY(cu->MemcpyDtoDAsync(s->mem + s->layout.weight_off[i], from->mem + from->layout.weight_off[i],
+                                   s->layout.weight_bytes[i], s->stream),
+               "cuMemcpyDtoDAsync(weight %s, %llu bytes)", p->weights[i].name,
+               (unsigned long long)s->layout.weight_bytes[i]);
+    CU_TRY(cu->StreamSynchronize(s->stream), "cuStreamSynchronize(after copying the weights)");
+fail:
+    return st;
+}
+
 /* Uploads every weight in its device dtype, one at a time through a host
  * staging buffer sized for the largest. */
 static msac_status upload_weights(msac_session *s)
 {
     const CudaApi *cu = &s->dev->cu;
     const Plan *p = s->plan->p;
+    if (s->opts.weights_from)
+        return copy_weights(s);
     uint64_t most = 1;
     for (uint32_t i = 0; i < p->nweights; i++) {
         uint64_t n = rt_weight_numel(&p->weights[i]);

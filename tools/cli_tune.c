@@ -14,6 +14,8 @@
  *      fails here), check its output against the reference (max |diff| /
  *      max |reference| <= --tol), then time it: the key's time is the sum of
  *      the median times of its launches;
+ *      (sessions copy the weights from one session of the default plan on
+ *      the device: generating them per candidate cost seconds on 130M);
  *   4. write the best per key into the tuning cache (after every key, so an
  *      interrupted run keeps what it measured), one progress line per key.
  * The default's output is what the GPU suite checks against the CPU
@@ -80,6 +82,8 @@ typedef struct Tuner {
     /* the device */
     msac_device *dev;
     TuneDevice tdev;
+    msac_session *wsrc; /* a small session of the default plan: every candidate's session copies its weights
+                           on the device (msac_session_options.weights_from) instead of generating them */
 } Tuner;
 
 static int prog_index(const char *program) { return strcmp(program, "prefill") != 0; }
@@ -228,6 +232,7 @@ static bool run_plan(Tuner *t, const msac_plan *plan, const char *program, Run *
     so.max_batch = rows;
     so.max_seq = prompt;
     so.max_ctx = pre ? t->seq : (t->ctx + 1 > prompt + 1 ? t->ctx + 1 : prompt + 1);
+    so.weights_from = t->wsrc;
     msac_session *s = NULL;
     if (fail_st(msac_session_create(t->dev, plan, &so, &s), why, wl))
         return false;
@@ -596,6 +601,13 @@ int cli_tune(int argc, char **argv)
     int nl_default[2] = {t.nl[0], t.nl[1]};
     static char lkey_default[2][MAX_LAUNCHES][17];
     memcpy(lkey_default, t.lkey, sizeof lkey_default);
+    msac_session_options wo;
+    msac_session_options_init(&wo);
+    wo.max_seq = wo.max_ctx = 1;
+    if (fail_st(msac_session_create(t.dev, plan, &wo, &t.wsrc), why, sizeof why)) {
+        fprintf(stderr, "msac tune: %s\n", why);
+        goto out;
+    }
     Run ref[2] = {0};
     const char *progs[2] = {"prefill", "decode"};
     bool want[2] = {t.prefill, t.decode};
@@ -621,6 +633,7 @@ out_runs:
 out:
     for (int i = 0; i < t.ntun; i++)
         free(t.tun[i].cand);
+    msac_session_destroy(t.wsrc);
     msac_plan_free(plan);
     plan_free(raw);
     kernel_memo_free(t.memo);

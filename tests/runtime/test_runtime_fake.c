@@ -407,12 +407,94 @@ static void test_ragged(void **state)
     msac_device_close(dev);
 }
 
+/* The embed weight each embed_k launch reads (its argument 1). */
+static const void *embed_seen;
+static void see_embed(const char *entry, const unsigned grid[3], void **params, void *user)
+{
+    (void)grid, (void)user;
+    if (!strcmp(entry, "embed_k"))
+        embed_seen = arg_ptr(params, 1);
+}
+
+/* The embed weight bytes a prefill of s reads (copied to out). */
+static void embed_bytes(msac_session *s, void *out, size_t n)
+{
+    int32_t tok[2] = {1, 2};
+    embed_seen = NULL;
+    check(msac_session_prefill(s, 1, 2, tok, NULL));
+    assert_non_null(embed_seen);
+    memcpy(out, embed_seen, n);
+}
+
+static void test_weights_from(void **state)
+{
+    (void)state;
+    void (*set_hook)(void (*)(const char *, const unsigned[3], void **, void *), void *);
+    void *sym = dlsym(fake_driver(), "fake_cuda_set_hook");
+    memcpy(&set_hook, &sym, sizeof set_hook);
+    set_hook(see_embed, NULL);
+    msac_device *dev = open_device();
+    Plan *p = fixture_plan();
+    msac_plan *plan = fixture_load(p);
+    msac_weight_info wi;
+    assert_int_equal(msac_plan_weight_info(plan, 0, &wi), 0);
+    size_t n = !strcmp(wi.dtype, "bf16") ? 2 : 4;
+    for (int d = 0; d < wi.ndim; d++)
+        n *= (size_t)wi.dims[d];
+    unsigned char *a = malloc(n), *b = malloc(n), *c = malloc(n);
+
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_ctx = 16;
+    o.seed = 7;
+    msac_session *sa = NULL, *sb = NULL, *sc = NULL, *bad = NULL;
+    check(msac_session_create(dev, plan, &o, &sa));
+    o.seed = 0;
+    o.weights_from = sa; /* overrides the seed */
+    check(msac_session_create(dev, plan, &o, &sb));
+    o.weights_from = NULL;
+    check(msac_session_create(dev, plan, &o, &sc));
+    embed_bytes(sa, a, n);
+    embed_bytes(sb, b, n);
+    embed_bytes(sc, c, n);
+    assert_memory_equal(a, b, n);     /* copied on the device */
+    assert_memory_not_equal(a, c, n); /* another seed differs, so the copy is not an accident */
+
+    /* another device handle; another weight table */
+    msac_device *dev2 = open_device();
+    o.weights_from = sa;
+    expect_status(msac_session_create(dev2, plan, &o, &bad), MSAC_ERR_INVALID_ARGUMENT,
+                  "weights_from: that session is on another device handle");
+    msac_device_close(dev2);
+    char *old = p->weights[0].name;
+    p->weights[0].name = strdup("renamed.weight");
+    msac_plan *plan2 = fixture_load(p);
+    char want[256];
+    snprintf(want, sizeof want, "weights_from: weight 0 differs (renamed.weight in this plan, %s in that one", old);
+    expect_status(msac_session_create(dev, plan2, &o, &bad), MSAC_ERR_INVALID_ARGUMENT, want);
+    assert_null(bad);
+    free(p->weights[0].name);
+    p->weights[0].name = old;
+    msac_plan_free(plan2);
+
+    msac_session_destroy(sa);
+    msac_session_destroy(sb);
+    msac_session_destroy(sc);
+    assert_int_equal(device_bytes_used(), 0);
+    free(a), free(b), free(c);
+    msac_plan_free(plan);
+    plan_free(p);
+    msac_device_close(dev);
+    set_hook(NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_errors),
         cmocka_unit_test(test_session_errors),
         cmocka_unit_test(test_ragged),
+        cmocka_unit_test(test_weights_from),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -273,6 +273,12 @@ typedef struct msac_session_options {
     const msac_weights *weights; /* checkpoint, or NULL for the seeded init */
     uint64_t seed;            /* seed of the init when weights is NULL (default 0) */
     int use_graphs;           /* capture decode steps as CUDA graphs (default 1) */
+    /* Copy the weights device-to-device from this live session instead of
+     * uploading them (it is only read, during msac_session_create): same
+     * msac_device handle, and a plan whose weight table is identical
+     * (names, dtypes, shapes; e.g. another compile of the same model, as
+     * msac tune makes). Overrides weights and seed. NULL (default): upload. */
+    const struct msac_session *weights_from;
 } msac_session_options;
 
 /* Fills *opts with the defaults above. */
@@ -296,7 +302,10 @@ void msac_session_options_init(msac_session_options *opts);
  * failed; the message gives the bytes asked for at these limits and the
  * bytes free: lower max_batch / max_seq / max_ctx), MSAC_ERR_BAD_WEIGHTS
  * (a tensor missing from the checkpoint or of the wrong shape),
- * MSAC_ERR_CUDA (e.g. the PTX does not load: the message has the JIT log). */
+ * MSAC_ERR_INVALID_ARGUMENT also for a weights_from session on another
+ * device handle or with another weight table (the message names the first
+ * weight that differs), MSAC_ERR_CUDA (e.g. the PTX does not load: the
+ * message has the JIT log). */
 msac_status msac_session_create(msac_device *dev, const msac_plan *plan, const msac_session_options *opts,
                                 msac_session **out_session);
 /* Waits for the session's work, releases its device memory, graphs,
