@@ -137,6 +137,12 @@ int cli_info(int argc, char **argv)
     printf("plan %s\n  model %s, vocab %lld, target %s (PTX ISA %d.%d), written by msac %s, options %016llx\n",
            path, pi.model, (long long)pi.vocab_size, pi.target, pi.ptx_isa / 10, pi.ptx_isa % 10, pi.msac_version,
            (unsigned long long)pi.options_hash);
+    const char *tf = msac_plan_meta(p, "tuned_for"), *tn = msac_plan_meta(p, "tuned_nodes");
+    if (tf) /* "NAME/SMs/driver" from msac compile's tuning cache */
+        printf("  schedules from the tuning cache for %s (%s nodes); the rest from the default heuristics\n", tf,
+               tn ? tn : "?");
+    else
+        printf("  default schedules (no tuning cache entry was used)\n");
     printf("\nkernels (%d):\n", pi.num_kernels);
     for (int i = 0; i < pi.num_kernels; i++) {
         msac_kernel_info k;

@@ -310,6 +310,7 @@ static int tune_one(Tuner *t, Tunable *u, const Run *ref, uint64_t default_sig, 
     double best_us = def_us;
     const char *best = u->default_sched;
     int tried = 0, rejected = 0, same = 0, nseen = 1;
+    double best_err = 0; /* the best candidate's output error against the default's */
     static uint64_t seen_sig[TUNE_MAX_CANDS + 1];
     seen_sig[0] = default_sig;
     char why[1024];
@@ -354,12 +355,13 @@ static int tune_one(Tuner *t, Tunable *u, const Run *ref, uint64_t default_sig, 
         if (us < best_us) {
             best_us = us;
             best = u->cand[c].text;
+            best_err = err;
         }
     }
     printf("%-7s %-44s %2d node%s %3d candidates: %3d timed, %2d same code, %2d rejected; best %s: %.1f us vs "
-           "default %.1f us (%.2fx)\n",
+           "default %.1f us (%.2fx), output within %.1e\n",
            u->program, u->desc, u->nodes, u->nodes == 1 ? " " : "s", u->ncand, tried + 1, same, rejected, best,
-           best_us, def_us, best_us > 0 ? def_us / best_us : 1.0);
+           best_us, def_us, best_us > 0 ? def_us / best_us : 1.0, best_err);
     fflush(stdout);
     TuneEntry e = {0};
     e.dev = t->tdev;
