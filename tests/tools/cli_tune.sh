@@ -49,6 +49,14 @@ grep -A20 '^kernels' info1 >k1
 grep -A20 '^kernels' info2 >k2
 cmp -s k1 k2 || { diff k1 k2; fail "tied candidates changed the kernels"; }
 
+# a plan as input: recompiled from the graph it carries, the same kernel keys
+"$msac" compile "$models/tiny-mamba2.yaml" -o tiny.msac --no-tuning -q || fail "compile tiny"
+MSAC_TUNING_CACHE=$tmp/fromplan.json LD_LIBRARY_PATH=$fake "$msac" tune tiny.msac --seq 64 --warmup 0 --iters 1 \
+    >out 2>err || { cat out err; fail "msac tune PLAN"; }
+grep -o '"key": "[0-9a-f]*"' cache/tuning.json | sort >keys1
+grep -o '"key": "[0-9a-f]*"' fromplan.json | sort >keys2
+cmp -s keys1 keys2 || { diff keys1 keys2; fail "a plan's graph gives other kernel keys than its YAML"; }
+
 # errors
 printf '{"msac_tuning_cache": 2, "entries": []}' >bad.json
 "$msac" compile "$models/tiny-mamba2.yaml" -o x.msac --tuning bad.json -q 2>err && fail "a bad cache was accepted"
