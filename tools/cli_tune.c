@@ -148,7 +148,7 @@ static void on_launch(void *user, const char *program, int launch, const Node *n
         t->lkey[p][launch][0] = 0;
         for (int i = 0; i < t->nnk; i++)
             if (t->nk[i].node == n)
-                snprintf(t->lkey[p][launch], sizeof t->lkey[p][launch], "%s", t->nk[i].key);
+                memcpy(t->lkey[p][launch], t->nk[i].key, sizeof t->lkey[p][launch]);
         t->nl[p] = launch + 1;
     }
 }
