@@ -8,7 +8,13 @@
  *                 counts), then the rows above it and the first rows equal to
  *                 it (ties to the lower index) are written in ascending order;
  *                 fewer than k candidates → all of them, then -1.
- * Memory is O(seq · k): the [seq, ctx] score matrix never leaves the chip. The
+ * Decode (one query per sequence, with a scratch from lower.c) splits the work:
+ *   index_score   grid (ceil(ctx/256), rows): a thread per cache row, its key
+ *                 into the scratch [rows, ctx] (u32): every SM streams the cache
+ *   index_select  a block per query: those keys into shared memory, then the
+ *                 same selection as index_topk
+ * (one query's keys are O(ctx), the size of its cache row of scores).
+ * Prefill memory is O(seq · k): the [seq, ctx] score matrix never leaves the chip. The
  * scores of one query must fit in shared memory: ctx <= INDEX_MAX_CTX (the plan
  * records it; sessions with a larger max_ctx are refused). */
 #include <math.h>
@@ -17,12 +23,16 @@
 #include "kernels.h"
 #include "nvvm.h"
 
-enum { IX_THREADS = 256, IX_WARPS = IX_THREADS / 32 };
+/* Threads of index_topk / index_score blocks, and of index_select's (one
+ * block per query, latency-bound passes over its keys in shared memory: 32
+ * warps hide the shared-memory latency that 8 could not; H100 b64 ctx 32768:
+ * 120 µs with 256 threads). */
+enum { IX_THREADS = 256, IX_SELECT_THREADS = 1024, IX_MAX_WARPS = IX_SELECT_THREADS / 32 };
 #define INDEX_MAX_CTX 40960
 
 
 /* Block-wide sum of an i32 per thread (values small: exact through f32 shuffles). */
-static V block_sum(KB *kb, V x, int red_off)
+static V block_sum(KB *kb, V x, int red_off, int warps)
 {
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
     V s = nvvm_warp_sum(kb, kb_to_f32(kb, x));
@@ -33,54 +43,126 @@ static V block_sum(KB *kb, V x, int red_off)
     kb_endif(kb);
     nvvm_bar_sync(kb);
     V tot = kb_f32(kb, 0);
-    for (int w = 0; w < IX_WARPS; w++)
+    for (int w = 0; w < warps; w++)
         tot = kb_add(kb, tot, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, red_off)), kb_i32(kb, w))));
     return LLVMBuildFPToSI(kb->b, tot, kb->i32, "");
-}
-
-/* Exclusive prefix sum of a 0/1 i32 flag over the block (thread order), and the block total. */
-static V block_scan(KB *kb, V flag, int red_off, V *total)
-{
-    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    V v = kb_to_f32(kb, flag);
-    V inc = v;
-    for (int o = 1; o < 32; o *= 2) {
-        V up = nvvm_call(kb, "llvm.nvvm.shfl.sync.up.f32", kb->f32, (V[]){kb_i32(kb, -1), inc, kb_i32(kb, o), kb_i32(kb, 0)}, 4);
-        inc = kb_add(kb, inc, kb_select(kb, kb_ge(kb, lane, kb_i32(kb, o)), up, kb_f32(kb, 0)));
-    }
-    V sm = kb_smem(kb, kb_i32(kb, red_off));
-    nvvm_bar_sync(kb);
-    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 31)));
-    kb_store(kb, inc, kb_gep(kb, kb->f32, sm, warp));
-    kb_endif(kb);
-    nvvm_bar_sync(kb);
-    V before = kb_f32(kb, 0), tot = kb_f32(kb, 0);
-    for (int w = 0; w < IX_WARPS; w++) {
-        V wt = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, sm, kb_i32(kb, w)));
-        before = kb_add(kb, before, kb_select(kb, kb_lt(kb, kb_i32(kb, w), warp), wt, kb_f32(kb, 0)));
-        tot = kb_add(kb, tot, wt);
-    }
-    *total = LLVMBuildFPToSI(kb->b, tot, kb->i32, "");
-    return LLVMBuildFPToSI(kb->b, kb_sub(kb, kb_add(kb, before, inc), v), kb->i32, "");
 }
 
 static V kb_uge(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGE, a, b, ""); }
 static V kb_ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
 
-static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, int64_t K, char **ptx, Diag *d)
+/* The query row r (and its head weights) into shared memory as f32. */
+static void load_query(KB *kb, V qp, V wp, V r, V tid, V qs, V ws, int64_t H, int64_t D)
 {
-    /* smem: keys u32 [INDEX_MAX_CTX] | q f32 [H*D] | w f32 [H] | reduction f32 [IX_WARPS] */
-    int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_red = o_w + 4 * (int)H;
-    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    KVar i = kb_for(kb, tid, kb_i32(kb, H * D), kb_i32(kb, IX_THREADS));
+    {
+        V iv = kb_get(kb, i);
+        V qv = kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_to_i64(kb, iv))));
+        kb_store(kb, kb_bf16_to_f32(kb, qv), kb_gep(kb, kb->f32, qs, iv));
+    }
+    kb_endfor(kb);
+    if (wp) {
+        KVar hh = kb_for(kb, tid, kb_i32(kb, H), kb_i32(kb, IX_THREADS));
+        V hv = kb_get(kb, hh);
+        kb_store(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_to_i64(kb, hv)))),
+                 kb_gep(kb, kb->f32, ws, hv));
+        kb_endfor(kb);
+    }
+}
+
+/* The order-preserving u32 key of cache row `krow` (element offset) against
+ * the query in qs (kind dot: scale·q·k; lightning: Σ_h w_h relu(scale·q_h·k)). */
+static V score_key(KB *kb, V kc, V krow, V qs, V ws, int64_t H, int64_t D, float scale)
+{
+    V zero = kb_f32(kb, 0);
+    KVar total = kb_var(kb, kb->f32, zero);
+    KVar hh = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, H), kb_i32(kb, 1));
+    {
+        V hv = kb_get(kb, hh);
+        KVar dot = kb_var(kb, kb->f32, zero);
+        KVar e = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, D), kb_i32(kb, 8));
+        {
+            V ev = kb_get(kb, e);
+            V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_to_i64(kb, ev))), 16);
+            V part = kb_get(kb, dot);
+            for (int u = 0; u < 8; u++) {
+                V qv = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_add(kb, ev, kb_i32(kb, u)))));
+                part = kb_fma(kb, qv, kb_bf16_to_f32(kb, kb_extract(kb, k8, u)), part);
+            }
+            kb_set(kb, dot, part);
+        }
+        kb_endfor(kb);
+        V sc = kb_mul(kb, kb_get(kb, dot), kb_f32(kb, scale));
+        if (ws)
+            sc = kb_mul(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ws, hv)), kb_max(kb, sc, zero));
+        kb_set(kb, total, kb_add(kb, kb_get(kb, total), sc));
+    }
+    kb_endfor(kb);
+    /* float → u32 whose unsigned order is the float order */
+    V u = kb_bitcast(kb, kb_get(kb, total), kb->i32);
+    V neg = kb_lt(kb, u, kb_i32(kb, 0));
+    return kb_select(kb, neg, kb_xor(kb, u, kb_i32(kb, -1)), kb_or(kb, u, kb_i32(kb, (int64_t)0x80000000LL)));
+}
+
+/* index_score (decode, split): grid (ceil(ctx / IX_THREADS), rows), a thread
+ * per cache row s < n of query r: its key into keys[r][s] (u32 [rows, ctx],
+ * the node's scratch). Args: q, k cache, pos, keys, seq, ctx, rows[, w]. */
+static bool emit_score(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, char **ptx, Diag *d)
+{
+    int o_q = 0, o_w = 4 * (int)(H * D);
+    KParamKind pk[8] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
     int np = 7;
     if (lightning)
         pk[np++] = KP_PTR;
-    KB *kb = kb_new(cg->ctx, "index_topk", pk, np, IX_THREADS);
-    V qp = kb_param(kb, 0), kc = kb_param(kb, 1), posp = kb_param(kb, 2), selp = kb_param(kb, 3);
+    KB *kb = kb_new(cg->ctx, "index_score", pk, np, IX_THREADS);
+    V qp = kb_param(kb, 0), kc = kb_param(kb, 1), posp = kb_param(kb, 2), keysp = kb_param(kb, 3);
     V seq = kb_param(kb, 4), ctx = kb_param(kb, 5), rows = kb_param(kb, 6);
     V wp = lightning ? kb_param(kb, 7) : NULL;
+    V r = nvvm_ctaid_y(kb), tid = nvvm_tid_x(kb);
+    V qs = kb_smem(kb, kb_i32(kb, o_q)), ws = lightning ? kb_smem(kb, kb_i32(kb, o_w)) : NULL;
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
+        V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
+        V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), ctx);
+        V s0 = kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, IX_THREADS));
+        kb_if(kb, kb_lt(kb, s0, n));
+        {
+            load_query(kb, qp, wp, r, tid, qs, ws, H, D);
+            nvvm_bar_sync(kb);
+            V sv = kb_add(kb, s0, tid);
+            kb_if(kb, kb_lt(kb, sv, n));
+            {
+                V krow = kb_mul(kb, kb_add(kb, kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx)), kb_to_i64(kb, sv)), kb_i64(kb, D));
+                V key = score_key(kb, kc, krow, qs, ws, H, D, scale);
+                kb_store(kb, key, kb_gep(kb, kb->i32, keysp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, sv))));
+            }
+            kb_endif(kb);
+        }
+        kb_endif(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+/* index_topk (fused: scores computed here) or index_select (split: the keys
+ * index_score left in the scratch, args q → keys, no w). */
+static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, int64_t K, bool split, char **ptx,
+                      Diag *d)
+{
+    int threads = split ? IX_SELECT_THREADS : IX_THREADS, warps = threads / 32;
+    /* smem: keys u32 [INDEX_MAX_CTX] | q f32 [H*D] | w f32 [H] | reduction f32 [warps] | per-warp counts i32 [2][warps] */
+    int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_red = o_w + 4 * (int)H;
+    int o_cnt = o_red + 4 * warps;
+    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    int np = 7;
+    if (lightning && !split)
+        pk[np++] = KP_PTR;
+    KB *kb = kb_new(cg->ctx, split ? "index_select" : "index_topk", pk, np, threads);
+    V qp = kb_param(kb, 0), kc = kb_param(kb, 1), posp = kb_param(kb, 2), selp = kb_param(kb, 3);
+    V seq = kb_param(kb, 4), ctx = kb_param(kb, 5), rows = kb_param(kb, 6);
+    V wp = lightning && !split ? kb_param(kb, 7) : NULL;
     V r = nvvm_ctaid_x(kb), tid = nvvm_tid_x(kb);
-    V zero = kb_f32(kb, 0);
     V keys = kb_smem(kb, kb_i32(kb, o_keys)), qs = kb_smem(kb, kb_i32(kb, o_q)), ws = kb_smem(kb, kb_i32(kb, o_w));
     kb_if(kb, kb_lt(kb, r, rows));
     {
@@ -90,7 +172,7 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
         V out = kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, K));
         kb_if(kb, kb_le(kb, n, kb_i32(kb, K)));
         { /* fewer than k candidates: all of them, then -1 */
-            KVar i = kb_for(kb, tid, kb_i32(kb, K), kb_i32(kb, IX_THREADS));
+            KVar i = kb_for(kb, tid, kb_i32(kb, K), kb_i32(kb, threads));
             V iv = kb_get(kb, i);
             kb_store(kb, kb_select(kb, kb_lt(kb, iv, n), iv, kb_i32(kb, -1)),
                      kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, iv))));
@@ -98,95 +180,91 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
         }
         kb_else(kb);
         {
-            /* the query (and the head weights) into smem */
-            KVar i = kb_for(kb, tid, kb_i32(kb, H * D), kb_i32(kb, IX_THREADS));
-            {
-                V iv = kb_get(kb, i);
-                V qv = kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_to_i64(kb, iv))));
-                kb_store(kb, kb_bf16_to_f32(kb, qv), kb_gep(kb, kb->f32, qs, iv));
-            }
-            kb_endfor(kb);
-            if (lightning) {
-                KVar hh = kb_for(kb, tid, kb_i32(kb, H), kb_i32(kb, IX_THREADS));
-                V hv = kb_get(kb, hh);
-                kb_store(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_to_i64(kb, hv)))),
-                         kb_gep(kb, kb->f32, ws, hv));
+            if (split) { /* the keys index_score wrote (qp is the scratch) */
+                V base = kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx));
+                KVar s = kb_for(kb, tid, n, kb_i32(kb, threads));
+                V sv = kb_get(kb, s);
+                kb_store(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, qp, kb_add(kb, base, kb_to_i64(kb, sv)))),
+                         kb_gep(kb, kb->i32, keys, sv));
                 kb_endfor(kb);
-            }
-            nvvm_bar_sync(kb);
-            /* scores → order-preserving u32 keys, a thread per candidate row */
-            V cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
-            KVar s = kb_for(kb, tid, n, kb_i32(kb, IX_THREADS));
-            {
+            } else {
+                load_query(kb, qp, wp, r, tid, qs, ws, H, D);
+                nvvm_bar_sync(kb);
+                /* scores → order-preserving u32 keys, a thread per candidate row */
+                V cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
+                KVar s = kb_for(kb, tid, n, kb_i32(kb, threads));
                 V sv = kb_get(kb, s);
                 V krow = kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, sv)), kb_i64(kb, D));
-                KVar total = kb_var(kb, kb->f32, zero);
-                KVar hh = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, H), kb_i32(kb, 1));
-                {
-                    V hv = kb_get(kb, hh);
-                    KVar dot = kb_var(kb, kb->f32, zero);
-                    KVar e = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, D), kb_i32(kb, 8));
-                    {
-                        V ev = kb_get(kb, e);
-                        V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_to_i64(kb, ev))), 16);
-                        V part = kb_get(kb, dot);
-                        for (int u = 0; u < 8; u++) {
-                            V qv = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_add(kb, ev, kb_i32(kb, u)))));
-                            part = kb_fma(kb, qv, kb_bf16_to_f32(kb, kb_extract(kb, k8, u)), part);
-                        }
-                        kb_set(kb, dot, part);
-                    }
-                    kb_endfor(kb);
-                    V sc = kb_mul(kb, kb_get(kb, dot), kb_f32(kb, scale));
-                    if (lightning)
-                        sc = kb_mul(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ws, hv)), kb_max(kb, sc, zero));
-                    kb_set(kb, total, kb_add(kb, kb_get(kb, total), sc));
-                }
+                kb_store(kb, score_key(kb, kc, krow, qs, lightning ? ws : NULL, H, D, scale), kb_gep(kb, kb->i32, keys, sv));
                 kb_endfor(kb);
-                /* float → u32 whose unsigned order is the float order */
-                V u = kb_bitcast(kb, kb_get(kb, total), kb->i32);
-                V neg = kb_lt(kb, u, kb_i32(kb, 0));
-                V key = kb_select(kb, neg, kb_xor(kb, u, kb_i32(kb, -1)), kb_or(kb, u, kb_i32(kb, (int64_t)0x80000000LL)));
-                kb_store(kb, key, kb_gep(kb, kb->i32, keys, sv));
             }
-            kb_endfor(kb);
             nvvm_bar_sync(kb);
             /* the k-th largest key, bit by bit from the top */
             V prefix = kb_i32(kb, 0);
             for (int bit = 31; bit >= 0; bit--) {
                 V cand = kb_or(kb, prefix, kb_i32(kb, (int64_t)(int32_t)(1u << bit)));
                 KVar cnt = kb_var(kb, kb->i32, kb_i32(kb, 0));
-                KVar j = kb_for(kb, tid, n, kb_i32(kb, IX_THREADS));
+                KVar j = kb_for(kb, tid, n, kb_i32(kb, threads));
                 kb_set(kb, cnt, kb_add(kb, kb_get(kb, cnt),
                                        LLVMBuildZExt(kb->b, kb_uge(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j))), cand), kb->i32, "")));
                 kb_endfor(kb);
-                V tot = block_sum(kb, kb_get(kb, cnt), o_red);
+                V tot = block_sum(kb, kb_get(kb, cnt), o_red, warps);
                 prefix = kb_select(kb, kb_ge(kb, tot, kb_i32(kb, K)), cand, prefix);
             }
             V T = prefix;
             KVar gt = kb_var(kb, kb->i32, kb_i32(kb, 0));
-            KVar j = kb_for(kb, tid, n, kb_i32(kb, IX_THREADS));
+            KVar j = kb_for(kb, tid, n, kb_i32(kb, threads));
             kb_set(kb, gt, kb_add(kb, kb_get(kb, gt),
                                   LLVMBuildZExt(kb->b, kb_ugt(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j))), T), kb->i32, "")));
             kb_endfor(kb);
-            V need = kb_sub(kb, kb_i32(kb, K), block_sum(kb, kb_get(kb, gt), o_red));
-            /* compaction in index order: rows above T, then the first `need` rows equal to T */
-            KVar run_sel = kb_var(kb, kb->i32, kb_i32(kb, 0)), run_eq = kb_var(kb, kb->i32, kb_i32(kb, 0));
-            KVar c0 = kb_for(kb, kb_i32(kb, 0), n, kb_i32(kb, IX_THREADS));
+            V need = kb_sub(kb, kb_i32(kb, K), block_sum(kb, kb_get(kb, gt), o_red, warps));
+            /* compaction in index order: rows above T, then the first `need` rows
+             * equal to T. Warp w owns the contiguous segment [w·seg, (w+1)·seg) and
+             * walks it 32 rows at a time (ballots, no barriers); one exchange of the
+             * warps' counts gives each warp where its rows go. */
+            V lane = nvvm_lane(kb), warp = nvvm_warp(kb), lt = nvvm_lanemask_lt(kb);
+            V seg = kb_mul(kb, kb_div(kb, kb_add(kb, n, kb_i32(kb, 32 * warps - 1)), kb_i32(kb, 32 * warps)), kb_i32(kb, 32));
+            V lo = kb_mul(kb, warp, seg), hi = kb_min(kb, kb_add(kb, lo, seg), n);
+            V cnt_gt = kb_smem(kb, kb_i32(kb, o_cnt)), cnt_eq = kb_smem(kb, kb_i32(kb, o_cnt + 4 * warps));
+            KVar wgt = kb_var(kb, kb->i32, kb_i32(kb, 0)), weq = kb_var(kb, kb->i32, kb_i32(kb, 0));
+            KVar c1 = kb_for(kb, lo, hi, kb_i32(kb, 32));
             {
-                V sv = kb_add(kb, kb_get(kb, c0), tid);
-                V inb = kb_lt(kb, sv, n);
+                V sv = kb_add(kb, kb_get(kb, c1), lane);
+                V inb = kb_lt(kb, sv, hi);
+                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
+                kb_set(kb, wgt, kb_add(kb, kb_get(kb, wgt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_ugt(kb, key, T))))));
+                kb_set(kb, weq, kb_add(kb, kb_get(kb, weq), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_eq(kb, key, T))))));
+            }
+            kb_endfor(kb);
+            kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 0)));
+            kb_store(kb, kb_get(kb, wgt), kb_gep(kb, kb->i32, cnt_gt, warp));
+            kb_store(kb, kb_get(kb, weq), kb_gep(kb, kb->i32, cnt_eq, warp));
+            kb_endif(kb);
+            nvvm_bar_sync(kb);
+            V gt_before = kb_i32(kb, 0), eq_before = kb_i32(kb, 0);
+            for (int w = 0; w < warps; w++) {
+                V before = kb_lt(kb, kb_i32(kb, w), warp);
+                gt_before = kb_add(kb, gt_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, cnt_gt, kb_i32(kb, w))), kb_i32(kb, 0)));
+                eq_before = kb_add(kb, eq_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, cnt_eq, kb_i32(kb, w))), kb_i32(kb, 0)));
+            }
+            KVar run_sel = kb_var(kb, kb->i32, kb_add(kb, gt_before, kb_min(kb, eq_before, need)));
+            KVar run_eq = kb_var(kb, kb->i32, eq_before);
+            KVar c0 = kb_for(kb, lo, hi, kb_i32(kb, 32));
+            {
+                V sv = kb_add(kb, kb_get(kb, c0), lane);
+                V inb = kb_lt(kb, sv, hi);
                 V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
                 V isgt = kb_and(kb, inb, kb_ugt(kb, key, T)), iseq = kb_and(kb, inb, kb_eq(kb, key, T));
-                V eq_tot, sel_tot;
-                V eq_before = block_scan(kb, LLVMBuildZExt(kb->b, iseq, kb->i32, ""), o_red, &eq_tot);
-                V take = kb_or(kb, isgt, kb_and(kb, iseq, kb_lt(kb, kb_add(kb, kb_get(kb, run_eq), eq_before), need)));
-                V at = block_scan(kb, LLVMBuildZExt(kb->b, take, kb->i32, ""), o_red, &sel_tot);
+                V eqm = nvvm_ballot(kb, iseq);
+                V eq_rank = kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, kb_and(kb, eqm, lt)));
+                V take = kb_or(kb, isgt, kb_and(kb, iseq, kb_lt(kb, eq_rank, need)));
+                V tm = nvvm_ballot(kb, take);
+                V at = kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, kb_and(kb, tm, lt)));
                 kb_if(kb, take);
-                kb_store(kb, sv, kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, kb_add(kb, kb_get(kb, run_sel), at)))));
+                kb_store(kb, sv, kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, at))));
                 kb_endif(kb);
-                kb_set(kb, run_sel, kb_add(kb, kb_get(kb, run_sel), sel_tot));
-                kb_set(kb, run_eq, kb_add(kb, kb_get(kb, run_eq), eq_tot));
+                kb_set(kb, run_sel, kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, tm)));
+                kb_set(kb, run_eq, kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, eqm)));
             }
             kb_endfor(kb);
         }
@@ -216,27 +294,60 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_arg_i32(a, sym_mono(MONO_C, 1));
     if (!emit_cache_append(cg, "index_append", 1, &D, &a->ptx, d))
         return false;
-    snprintf(name, sizeof name, "index_topk_h%lld_d%lld_k%lld_%s", (long long)H, (long long)D, (long long)K,
-             lightning ? "lightning" : "dot");
-    unsigned smem = (unsigned)(4 * INDEX_MAX_CTX + 4 * H * D + 4 * H + 4 * IX_WARPS);
-    KLaunch *l = kout_add(out, name, IX_THREADS, smem);
+    /* decode with a scratch (lower.c): split over blocks per query, index_score
+     * (a thread per key, all SMs busy) then index_select on the stored keys */
+    bool step = !n->dim[1].sym && n->dim[1].n == 1;
+    bool split = step && node_str(n, "scratch", NULL);
+    const char *kind = lightning ? "lightning" : "dot";
+    float scale = (float)node_float(n, "scale", 1.0);
+    if (split) {
+        snprintf(name, sizeof name, "index_score_h%lld_d%lld_%s", (long long)H, (long long)D, kind);
+        KLaunch *sc = kout_add(out, name, IX_THREADS, (unsigned)(4 * H * D + 4 * H));
+        sc->grid[0] = sym_ceildiv(sym_mono(MONO_C, 1), IX_THREADS);
+        sc->grid[1] = rows;
+        /* cost: ctx keys per query scored (a dot per head, plus the weighting), bf16 key rows read, u32 keys written */
+        sc->flops = sym_mono(MONO_BC, 2 * H * D + 2 * H);
+        sc->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H), sym_mono(MONO_BC, 2 * D + 4));
+        kl_arg_src(sc, 0);
+        kl_arg_src(sc, 2);
+        kl_arg_src(sc, 3);
+        kl_arg_scratch(sc);
+        kl_arg_i32(sc, seq_e);
+        kl_arg_i32(sc, sym_mono(MONO_C, 1));
+        kl_arg_i32(sc, rows);
+        if (lightning)
+            kl_arg_src(sc, 4);
+        if (!emit_score(cg, H, D, lightning, scale, &sc->ptx, d))
+            return false;
+    }
+    snprintf(name, sizeof name, "%s_h%lld_d%lld_k%lld_%s", split ? "index_select" : "index_topk", (long long)H,
+             (long long)D, (long long)K, kind);
+    int threads = split ? IX_SELECT_THREADS : IX_THREADS;
+    unsigned smem = (unsigned)(4 * INDEX_MAX_CTX + 4 * H * D + 4 * H + 3 * 4 * (threads / 32));
+    KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
     kl_param(l, "max_ctx", INDEX_MAX_CTX);
     l->grid[0] = rows;
     /* cost (docs/kernels.md): a decode step scores ctx keys (a dot per head,
      * 2 flops per element, plus the head weighting); a prefill call reads
      * each key row once (bf16), its B*S*ctx flops beyond the linear model.
-     * Per query: q (bf16), the head weights (f32) and the K indices. */
-    bool step = !n->dim[1].sym && n->dim[1].n == 1;
-    l->flops = step ? sym_mono(MONO_BC, 2 * H * D + 2 * H) : sym_const(0);
-    l->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H + 4 * K), sym_mono(MONO_BC, 2 * D));
-    kl_arg_src(l, 0);
+     * Per query: q (bf16), the head weights (f32) and the K indices. Split:
+     * the select reads the stored u32 keys instead. */
+    if (split) {
+        l->flops = sym_const(0);
+        l->bytes = sym_add(sym_scale(rows, 4 * K), sym_mono(MONO_BC, 4));
+        kl_arg_scratch(l);
+    } else {
+        l->flops = step ? sym_mono(MONO_BC, 2 * H * D + 2 * H) : sym_const(0);
+        l->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H + 4 * K), sym_mono(MONO_BC, 2 * D));
+        kl_arg_src(l, 0);
+    }
     kl_arg_src(l, 2);
     kl_arg_src(l, 3);
     kl_arg_out(l);
     kl_arg_i32(l, seq_e);
     kl_arg_i32(l, sym_mono(MONO_C, 1));
     kl_arg_i32(l, rows);
-    if (lightning)
+    if (lightning && !split)
         kl_arg_src(l, 4);
-    return emit_topk(cg, H, D, lightning, (float)node_float(n, "scale", 1.0), K, &l->ptx, d);
+    return emit_topk(cg, H, D, lightning, scale, K, split, &l->ptx, d);
 }

@@ -53,6 +53,15 @@ V nvvm_warp_max(KB *kb, V x)
     return x;
 }
 
+V nvvm_ballot(KB *kb, V pred)
+{
+    return nvvm_call(kb, "llvm.nvvm.vote.ballot.sync", kb->i32, (V[]){kb_i32(kb, -1), pred}, 2);
+}
+
+V nvvm_popc(KB *kb, V x) { return nvvm_call(kb, "llvm.ctpop.i32", kb->i32, &x, 1); }
+
+V nvvm_lanemask_lt(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.lanemask.lt"); }
+
 V nvvm_ex2(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.ex2.approx.f32", kb->f32, &x, 1); }
 V nvvm_lg2(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.lg2.approx.f", kb->f32, &x, 1); }
 V nvvm_rsqrt(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.rsqrt.approx.f", kb->f32, &x, 1); }

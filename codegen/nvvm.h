@@ -24,6 +24,9 @@ V nvvm_shfl_idx(KB *kb, V x, V lane);    /* f32 broadcast from lane */
 V nvvm_warp_sum(KB *kb, V x);            /* f32 sum over the warp, result in every lane */
 V nvvm_warp_max(KB *kb, V x);
 
+V nvvm_ballot(KB *kb, V pred); /* i32 mask of the lanes whose i1 pred is set (full warp) */
+V nvvm_popc(KB *kb, V x);      /* set bits of an i32 */
+V nvvm_lanemask_lt(KB *kb);    /* i32 mask of the lanes below this one */
 V nvvm_ex2(KB *kb, V x);   /* 2^x, ex2.approx.f32 */
 V nvvm_lg2(KB *kb, V x);   /* log2 x, lg2.approx.f32 */
 V nvvm_rsqrt(KB *kb, V x); /* rsqrt.approx.f32 */

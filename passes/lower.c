@@ -13,7 +13,8 @@
  *   slice, rope, mla_absorb: elementwise / per-head products, no schedule
  *   mla_attn   a block per (query, head), 4 warps splitting the keys (online softmax, merged);
  *              decode: tc 1, splits 8 (tensor cores, keys split over blocks, then combined)
- *   index_topk a block per query: its scores in shared memory, radix select of the top k
+ *   index_topk a block per query: its scores in shared memory, radix select of the top k;
+ *              decode: split (index_score over all SMs into a 4*batch*ctx scratch, then index_select)
  *   mamba2   prefill: B, C conv once per group into scratch, then the chunked scan
  *            (chunk = min(YAML chunk, 64), 256 threads), then the grouped norm
  *            decode:  single-step state update, 4 warps per 16 state rows (psplit = headdim/16) */
@@ -96,6 +97,8 @@ bool pass_lower(Graph *g, Diag *d)
             break;
         case OP_index_topk:
             node_set_int(g, n, "threads", 256);
+            if (dec) /* split: index_score keeps each query's keys here for index_select */
+                node_set_str(g, n, "scratch", "4*batch*ctx");
             break;
         default:
             return diag_fail(d, "%%%s: no lowering rule for op '%s' (kernel '%s')", n->name ? n->name : "?",
