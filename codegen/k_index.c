@@ -31,24 +31,6 @@ enum { IX_THREADS = 256, IX_SELECT_THREADS = 1024, IX_MAX_WARPS = IX_SELECT_THRE
 #define INDEX_MAX_CTX 40960
 
 
-/* Block-wide sum of an i32 per thread (values small: exact through f32 shuffles). */
-static V block_sum(KB *kb, V x, int red_off, int warps)
-{
-    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    V s = nvvm_warp_sum(kb, kb_to_f32(kb, x));
-    V slot = kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, red_off)), warp);
-    nvvm_bar_sync(kb);
-    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 0)));
-    kb_store(kb, s, slot);
-    kb_endif(kb);
-    nvvm_bar_sync(kb);
-    V tot = kb_f32(kb, 0);
-    for (int w = 0; w < warps; w++)
-        tot = kb_add(kb, tot, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, red_off)), kb_i32(kb, w))));
-    return LLVMBuildFPToSI(kb->b, tot, kb->i32, "");
-}
-
-static V kb_uge(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGE, a, b, ""); }
 static V kb_ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
 
 /* The query row r (and its head weights) into shared memory as f32. */
@@ -145,15 +127,22 @@ static bool emit_score(Codegen *cg, int64_t H, int64_t D, bool lightning, float 
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
+/* Shared memory of index_topk / index_select (layout in emit_topk). */
+static unsigned topk_smem(int64_t H, int64_t D, int threads)
+{
+    return (unsigned)(4 * INDEX_MAX_CTX + 4 * H * D + 4 * H + 8 * (threads / 32) + 4 * 256 + 8);
+}
+
 /* index_topk (fused: scores computed here) or index_select (split: the keys
  * index_score left in the scratch, args q → keys, no w). */
 static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, int64_t K, bool split, char **ptx,
                       Diag *d)
 {
     int threads = split ? IX_SELECT_THREADS : IX_THREADS, warps = threads / 32;
-    /* smem: keys u32 [INDEX_MAX_CTX] | q f32 [H*D] | w f32 [H] | reduction f32 [warps] | per-warp counts i32 [2][warps] */
-    int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_red = o_w + 4 * (int)H;
-    int o_cnt = o_red + 4 * warps;
+    /* smem (topk_smem below): keys u32 [INDEX_MAX_CTX] | q f32 [H*D] | w f32 [H] |
+     * per-warp counts i32 [2][warps] | histogram i32 [256] | found digit, rank i32 [2] */
+    int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_cnt = o_w + 4 * (int)H;
+    int o_hist = o_cnt + 8 * warps, o_found = o_hist + 4 * 256;
     KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
     int np = 7;
     if (lightning && !split)
@@ -199,30 +188,73 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
                 kb_endfor(kb);
             }
             nvvm_bar_sync(kb);
-            /* the k-th largest key, bit by bit from the top */
-            V prefix = kb_i32(kb, 0);
-            for (int bit = 31; bit >= 0; bit--) {
-                V cand = kb_or(kb, prefix, kb_i32(kb, (int64_t)(int32_t)(1u << bit)));
-                KVar cnt = kb_var(kb, kb->i32, kb_i32(kb, 0));
-                KVar j = kb_for(kb, tid, n, kb_i32(kb, threads));
-                kb_set(kb, cnt, kb_add(kb, kb_get(kb, cnt),
-                                       LLVMBuildZExt(kb->b, kb_uge(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j))), cand), kb->i32, "")));
+            /* the k-th largest key T, 8 bits at a time from the top: a 256-bin
+             * histogram of the keys that match the digits found so far, then
+             * (warp 0) the bin where the count from the top reaches the rank
+             * still wanted. What is left of that rank is how many rows equal
+             * to T are taken (`need`). */
+            V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+            V hist = kb_smem(kb, kb_i32(kb, o_hist)), found = kb_smem(kb, kb_i32(kb, o_found));
+            V prefix = kb_i32(kb, 0), rem = kb_i32(kb, K);
+            for (int pass = 0; pass < 4; pass++) {
+                int shift = 24 - 8 * pass;
+                V hi_mask = kb_i32(kb, pass ? (int64_t)(int32_t)(0xffffffffu << (32 - 8 * pass)) : 0);
+                KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, threads));
+                kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
                 kb_endfor(kb);
-                V tot = block_sum(kb, kb_get(kb, cnt), o_red, warps);
-                prefix = kb_select(kb, kb_ge(kb, tot, kb_i32(kb, K)), cand, prefix);
+                nvvm_bar_sync(kb);
+                KVar j = kb_for(kb, tid, n, kb_i32(kb, threads));
+                {
+                    V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j)));
+                    kb_if(kb, kb_eq(kb, kb_and(kb, key, hi_mask), prefix));
+                    V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, 255));
+                    LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
+                                       LLVMAtomicOrderingMonotonic, 0);
+                    kb_endif(kb);
+                }
+                kb_endfor(kb);
+                nvvm_bar_sync(kb);
+                kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
+                { /* lane l holds bins 255-8l down to 248-8l */
+                    V base = kb_sub(kb, kb_i32(kb, 255), kb_mul(kb, lane, kb_i32(kb, 8)));
+                    V c[8], sum = kb_i32(kb, 0);
+                    for (int i = 0; i < 8; i++) {
+                        c[i] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, hist, kb_sub(kb, base, kb_i32(kb, i))));
+                        sum = kb_add(kb, sum, c[i]);
+                    }
+                    V inc = kb_to_f32(kb, sum); /* counts <= INDEX_MAX_CTX: exact in f32 */
+                    for (int o = 1; o < 32; o *= 2) {
+                        V has = kb_ge(kb, lane, kb_i32(kb, o));
+                        V up = nvvm_shfl_idx(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
+                        inc = kb_add(kb, inc, kb_select(kb, has, up, kb_f32(kb, 0)));
+                    }
+                    V incl = LLVMBuildFPToSI(kb->b, inc, kb->i32, ""), excl = kb_sub(kb, incl, sum);
+                    kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, incl, rem)));
+                    {
+                        V acc = excl, dsel = kb_i32(kb, -1), rnew = rem;
+                        for (int i = 0; i < 8; i++) {
+                            V before = acc;
+                            acc = kb_add(kb, acc, c[i]);
+                            V hit = kb_and(kb, kb_lt(kb, dsel, kb_i32(kb, 0)), kb_ge(kb, acc, rem));
+                            dsel = kb_select(kb, hit, kb_sub(kb, base, kb_i32(kb, i)), dsel);
+                            rnew = kb_select(kb, hit, kb_sub(kb, rem, before), rnew);
+                        }
+                        kb_store(kb, dsel, kb_gep(kb, kb->i32, found, kb_i32(kb, 0)));
+                        kb_store(kb, rnew, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
+                    }
+                    kb_endif(kb);
+                }
+                kb_endif(kb);
+                nvvm_bar_sync(kb);
+                prefix = kb_or(kb, prefix, kb_shl(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 0))), kb_i32(kb, shift)));
+                rem = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
             }
-            V T = prefix;
-            KVar gt = kb_var(kb, kb->i32, kb_i32(kb, 0));
-            KVar j = kb_for(kb, tid, n, kb_i32(kb, threads));
-            kb_set(kb, gt, kb_add(kb, kb_get(kb, gt),
-                                  LLVMBuildZExt(kb->b, kb_ugt(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j))), T), kb->i32, "")));
-            kb_endfor(kb);
-            V need = kb_sub(kb, kb_i32(kb, K), block_sum(kb, kb_get(kb, gt), o_red, warps));
+            V T = prefix, need = rem;
             /* compaction in index order: rows above T, then the first `need` rows
              * equal to T. Warp w owns the contiguous segment [w·seg, (w+1)·seg) and
              * walks it 32 rows at a time (ballots, no barriers); one exchange of the
              * warps' counts gives each warp where its rows go. */
-            V lane = nvvm_lane(kb), warp = nvvm_warp(kb), lt = nvvm_lanemask_lt(kb);
+            V lt = nvvm_lanemask_lt(kb);
             V seg = kb_mul(kb, kb_div(kb, kb_add(kb, n, kb_i32(kb, 32 * warps - 1)), kb_i32(kb, 32 * warps)), kb_i32(kb, 32));
             V lo = kb_mul(kb, warp, seg), hi = kb_min(kb, kb_add(kb, lo, seg), n);
             V cnt_gt = kb_smem(kb, kb_i32(kb, o_cnt)), cnt_eq = kb_smem(kb, kb_i32(kb, o_cnt + 4 * warps));
@@ -323,7 +355,7 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     snprintf(name, sizeof name, "%s_h%lld_d%lld_k%lld_%s", split ? "index_select" : "index_topk", (long long)H,
              (long long)D, (long long)K, kind);
     int threads = split ? IX_SELECT_THREADS : IX_THREADS;
-    unsigned smem = (unsigned)(4 * INDEX_MAX_CTX + 4 * H * D + 4 * H + 3 * 4 * (threads / 32));
+    unsigned smem = topk_smem(H, D, threads);
     KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
     kl_param(l, "max_ctx", INDEX_MAX_CTX);
     l->grid[0] = rows;
