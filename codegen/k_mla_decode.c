@@ -32,6 +32,7 @@ enum {
     MD_THREADS = 32 * MD_WARPS,
     MD_KEYS = 64,                         /* keys per tile: 16 per warp */
     MD_MAX_SPLITS = MLA_DECODE_MAX_SPLITS,
+    MD_AUTO_BLOCKS = 256, /* splits 0 (auto): about this many blocks per call, 1..MD_MAX_SPLITS per sequence */
     MD_MAX_CALLS = 8,                     /* P·V calls of 8 n-tiles per warp: R ≤ 4·8·64 = 2048 */
     CB_THREADS = 128
 };
@@ -40,7 +41,8 @@ typedef struct Dec {
     int64_t H, R, dr;  /* heads, latent rank, rope width */
     int64_t qs, qo;    /* q_pe: row stride per head, offset of the rope part */
     int64_t K;         /* sparse: selected keys per query (0: dense) */
-    int splits;        /* key splits (grid x) */
+    int splits;        /* key splits (grid x); 0: chosen per call from the batch (splits_in_use) */
+    int gsplits;       /* grid x and the scratch's stride in splits: splits, or MD_MAX_SPLITS for auto */
     float scale;       /* softmax scale */
     int ldq;           /* bytes per shared-memory row of Q and K tiles: (R + dr + 8) * 2 */
     int ldp;           /* bytes per row of the P tile: (64 + 8) * 2 */
@@ -65,6 +67,7 @@ static Dec dec_of(const Node *n)
              .qs = node_int(n, "q_stride", 0), .qo = node_int(n, "q_off", 0),
              .K = n->nsrc > 7 ? n->src[7]->dim[2].n : 0, .splits = (int)node_int(n, "splits", 8),
              .scale = (float)node_float(n, "scale", 1.0)};
+    m.gsplits = m.splits ? m.splits : MD_MAX_SPLITS;
     layout(&m);
     return m;
 }
@@ -73,11 +76,23 @@ bool mla_decode_tc_fits(const Node *n, const TargetDesc *t)
 {
     Dec m = dec_of(n);
     return m.H >= 1 && m.H <= 16 && m.R > 0 && m.R % 64 == 0 && m.R <= 2048 && m.dr % 8 == 0 && (m.R + m.dr) % 16 == 0 &&
-           m.qs % 8 == 0 && m.qo % 8 == 0 && m.splits >= 1 && m.splits <= MD_MAX_SPLITS &&
+           m.qs % 8 == 0 && m.qo % 8 == 0 && m.splits >= 0 && m.splits <= MD_MAX_SPLITS &&
            (int64_t)m.smem <= (int64_t)t->smem_max;
 }
 
 static V i64(KB *kb, V x) { return kb_to_i64(kb, x); }
+
+/* The key splits of this call: the schedule's, or for splits 0 about
+ * MD_AUTO_BLOCKS blocks over the call's `rows` sequences (batch 1: 16
+ * splits; 64: 4), so that one plan suits every batch. mla_decode and
+ * mla_combine compute the same value; blocks beyond it return at once. */
+static V splits_in_use(KB *kb, const Dec *m, V rows)
+{
+    if (m->splits)
+        return kb_i32(kb, m->splits);
+    V e = kb_div(kb, kb_i32(kb, MD_AUTO_BLOCKS), kb_max(kb, rows, kb_i32(kb, 1)));
+    return kb_min(kb, kb_max(kb, e, kb_i32(kb, 1)), kb_i32(kb, MD_MAX_SPLITS));
+}
 /* &f32[idx] of the shared-memory area at byte offset `off` */
 static V area_f32(KB *kb, int off, V idx) { return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, off)), idx); }
 
@@ -129,13 +144,15 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
     V zero = kb_f32(kb, 0), ninf = kb_f32(kb, -INFINITY);
     int64_t W = m->R + m->dr, CW = m->R / MD_WARPS; /* row width; output channels per warp */
     int nch = (int)((CW / 8 + MMA_MAX_NI - 1) / MMA_MAX_NI); /* P·V calls of ≤ 8 n-tiles */
-    kb_if(kb, kb_lt(kb, r, rows));
+    V nsplit = splits_in_use(kb, m, rows);
+    kb_if(kb, kb_and(kb, kb_lt(kb, r, rows), kb_lt(kb, s, nsplit)));
     {
         V p = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, r)); /* seq 1: the query is at pos */
         V cbase = kb_mul(kb, i64(kb, r), i64(kb, ctx));
         /* this split's key slots [k0, k1): dense slots are positions 0..min(p, ctx-1) */
         V nk = m->K ? kb_i32(kb, m->K) : kb_add(kb, kb_min(kb, p, kb_sub(kb, ctx, kb_i32(kb, 1))), kb_i32(kb, 1));
-        V len = kb_div(kb, kb_add(kb, nk, kb_i32(kb, m->splits * MD_KEYS - 1)), kb_i32(kb, m->splits * MD_KEYS));
+        V span = kb_mul(kb, nsplit, kb_i32(kb, MD_KEYS));
+        V len = kb_div(kb, kb_sub(kb, kb_add(kb, nk, span), kb_i32(kb, 1)), span);
         len = kb_mul(kb, len, kb_i32(kb, MD_KEYS));
         V k0 = kb_mul(kb, s, len), k1 = kb_min(kb, kb_add(kb, k0, len), nk);
         V ntiles = kb_select(kb, kb_gt(kb, k1, k0),
@@ -268,7 +285,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
 
         /* partials: scratch[r][s][h] = (O[R], m, l) */
         V lrow4 = kb_div(kb, lane, kb_i32(kb, 4));
-        V pb = kb_mul(kb, kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->splits)), i64(kb, s)), kb_i64(kb, m->H * (m->R + 2)));
+        V pb = kb_mul(kb, kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->gsplits)), i64(kb, s)), kb_i64(kb, m->H * (m->R + 2)));
         for (int c = 0; c < nch; c++) {
             int ni = (int)(CW / 8 - c * MMA_MAX_NI);
             ni = ni > MMA_MAX_NI ? MMA_MAX_NI : ni;
@@ -303,30 +320,40 @@ static bool emit_combine(Codegen *cg, const Dec *m, char **ptx, Diag *d)
     V scr = kb_param(kb, 0), op = kb_param(kb, 1), rows = kb_param(kb, 2);
     V h = nvvm_ctaid_x(kb), r = nvvm_ctaid_y(kb), tid = nvvm_tid_x(kb);
     V zero = kb_f32(kb, 0), ninf = kb_f32(kb, -INFINITY);
+    V nsplit = splits_in_use(kb, m, rows);
     kb_if(kb, kb_lt(kb, r, rows));
     {
         int64_t slot = m->H * (m->R + 2);
-        V hb = kb_add(kb, kb_mul(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->splits)), kb_i64(kb, slot)),
+        V hb = kb_add(kb, kb_mul(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->gsplits)), kb_i64(kb, slot)),
                       i64(kb, kb_mul(kb, h, kb_i32(kb, (int)(m->R + 2)))));
+        /* splits beyond nsplit wrote nothing: their m reads as -inf, weight 0 */
         V ms[MD_MAX_SPLITS], M = ninf;
-        for (int s = 0; s < m->splits; s++) {
-            ms[s] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_i64(kb, s * slot + m->R))));
+        for (int s = 0; s < m->gsplits; s++) {
+            V v = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_i64(kb, s * slot + m->R))));
+            ms[s] = m->splits ? v : kb_select(kb, kb_lt(kb, kb_i32(kb, s), nsplit), v, ninf);
             M = kb_max(kb, M, ms[s]);
         }
         V w[MD_MAX_SPLITS], L = zero;
-        for (int s = 0; s < m->splits; s++) {
+        for (int s = 0; s < m->gsplits; s++) {
             w[s] = kb_select(kb, kb_eq(kb, ms[s], ninf), zero, kb_exp(kb, kb_sub(kb, ms[s], M)));
-            L = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_i64(kb, s * slot + m->R + 1)))), w[s], L);
+            V l = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_i64(kb, s * slot + m->R + 1))));
+            L = kb_fma(kb, m->splits ? l : kb_select(kb, kb_lt(kb, kb_i32(kb, s), nsplit), l, zero), w[s], L);
         }
         V inv = kb_select(kb, kb_gt(kb, L, zero), kb_div(kb, kb_f32(kb, 1.0), L), zero);
         V ob = kb_add(kb, kb_mul(kb, i64(kb, r), kb_i64(kb, m->H * m->R)), i64(kb, kb_mul(kb, h, kb_i32(kb, (int)m->R))));
         KVar c = kb_for(kb, tid, kb_i32(kb, (int)m->R), kb_i32(kb, CB_THREADS));
         {
             V cv = i64(kb, kb_get(kb, c));
-            V acc = zero;
-            for (int s = 0; s < m->splits; s++)
-                acc = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_add(kb, kb_i64(kb, s * slot), cv)))), w[s], acc);
-            kb_store(kb, kb_f32_to_bf16(kb, kb_mul(kb, acc, inv)), kb_gep(kb, kb->bf16, op, kb_add(kb, ob, cv)));
+            KVar acc = kb_var(kb, kb->f32, zero);
+            for (int s = 0; s < m->gsplits; s++) {
+                if (!m->splits) /* uniform: no load of an unused split's partial */
+                    kb_if(kb, kb_lt(kb, kb_i32(kb, s), nsplit));
+                V o = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_add(kb, kb_i64(kb, s * slot), cv))));
+                kb_set(kb, acc, kb_fma(kb, o, w[s], kb_get(kb, acc)));
+                if (!m->splits)
+                    kb_endif(kb);
+            }
+            kb_store(kb, kb_f32_to_bf16(kb, kb_mul(kb, kb_get(kb, acc), inv)), kb_gep(kb, kb->bf16, op, kb_add(kb, ob, cv)));
         }
         kb_endfor(kb);
     }
@@ -340,18 +367,24 @@ bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, K
     assert(mla_decode_tc_fits(n, cg->target));
     SymExpr rows = node_rows_expr(n);
     char name[96];
-    snprintf(name, sizeof name, "%smla_decode_h%lld_r%lld_dr%lld_s%d", m.K ? "sparse_" : "", (long long)m.H,
-             (long long)m.R, (long long)m.dr, m.splits);
+    char sp[16];
+    if (m.splits)
+        snprintf(sp, sizeof sp, "s%d", m.splits);
+    else
+        snprintf(sp, sizeof sp, "sauto");
+    snprintf(name, sizeof name, "%smla_decode_h%lld_r%lld_dr%lld_%s", m.K ? "sparse_" : "", (long long)m.H,
+             (long long)m.R, (long long)m.dr, sp);
     if (m.K)
         snprintf(name + strlen(name), sizeof name - strlen(name), "_k%lld", (long long)m.K);
     KLaunch *l = kout_add(out, name, MD_THREADS, m.smem);
     kl_param(l, "tc", 1);
     kl_param(l, "splits", m.splits);
-    l->grid[0] = sym_const(m.splits);
+    l->grid[0] = sym_const(m.gsplits);
     l->grid[1] = rows;
     /* cost: mla_attn's (k_mla_attn) with the partials written instead of
-     * the bf16 output (mla_combine writes that) */
-    int64_t part = m.splits * m.H * (m.R + 2) * 4;
+     * the bf16 output (mla_combine writes that); auto splits counted as 1
+     * (the fewest the call may use) */
+    int64_t part = (m.splits ? m.splits : 1) * m.H * (m.R + 2) * 4;
     l->flops = flops;
     l->bytes = sym_add(bytes, sym_scale(rows, part - 2 * m.H * m.R));
     kl_arg_src(l, 0);
@@ -366,11 +399,11 @@ bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, K
         kl_arg_src(l, 7);
     if (!emit_decode(cg, &m, &l->ptx, d))
         return false;
-    snprintf(name, sizeof name, "mla_combine_h%lld_r%lld_s%d", (long long)m.H, (long long)m.R, m.splits);
+    snprintf(name, sizeof name, "mla_combine_h%lld_r%lld_%s", (long long)m.H, (long long)m.R, sp);
     KLaunch *c = kout_add(out, name, CB_THREADS, 0);
     c->grid[0] = sym_const(m.H);
     c->grid[1] = rows;
-    c->flops = sym_scale(rows, 2 * m.splits * m.H * m.R);
+    c->flops = sym_scale(rows, 2 * (m.splits ? m.splits : 1) * m.H * m.R);
     c->bytes = sym_scale(rows, part + 2 * m.H * m.R);
     kl_arg_scratch(c);
     kl_arg_out(c);

@@ -12,7 +12,8 @@
  *   embed    128 threads per row
  *   slice, rope, mla_absorb: elementwise / per-head products, no schedule
  *   mla_attn   a block per (query, head), 4 warps splitting the keys (online softmax, merged);
- *              decode: tc 1, splits 8 (tensor cores, keys split over blocks, then combined)
+ *              decode: tc 1, splits 0 = auto (tensor cores, keys split over blocks, then combined;
+ *              the split count chosen per call from the batch: 16 at batch 1, 4 at 64)
  *   index_topk a block per query: its scores in shared memory, radix select of the top k;
  *              decode: split (index_score over all SMs into a 4*batch*ctx scratch, then index_select)
  *   mamba2   prefill: B, C conv once per group into scratch, then the chunked scan
@@ -86,12 +87,12 @@ bool pass_lower(Graph *g, Diag *d)
             break;
         case OP_mla_attn:
             node_set_int(g, n, "warps", 4);
-            if (dec) { /* tensor cores, keys split 8 ways (H100 b64: 4 is 5 % faster, b1 needs more) */
+            if (dec) { /* tensor cores, keys split per call: splits 0 = about 256 blocks over the batch (k_mla_decode.c) */
                 char sc[64];
                 snprintf(sc, sizeof sc, "%lld*batch",
                          (long long)(MLA_DECODE_MAX_SPLITS * node_int(n, "heads", 1) * (node_int(n, "rank", 0) + 2) * 4));
                 node_set_int(g, n, "tc", 1);
-                node_set_int(g, n, "splits", 8);
+                node_set_int(g, n, "splits", 0);
                 node_set_str(g, n, "scratch", sc); /* sized for any splits --schedule may set */
             }
             break;

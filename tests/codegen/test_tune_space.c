@@ -99,7 +99,7 @@ static void spaces_on_nodes(void **state)
     assert_int_equal(s.step, 4);
     assert_int_equal(s.gemv, 7);
     assert_int_equal(s.mla_prefill, 3);     /* warps only: prefill has no splits */
-    assert_int_equal(s.mla_decode, 3 * 4);  /* warps × splits */
+    assert_int_equal(s.mla_decode, 3 * 5);  /* warps × splits (0 = auto, 2, 4, 8, 16) */
     assert_int_equal(s.nscan, 2);
     assert_string_equal(s.scan_keys[0], s.scan_keys[1]); /* two layers, one kernel */
     /* ...so the plan has one scan kernel for both layers (emitted once) */
