@@ -3,6 +3,8 @@
  * order and its checks cannot drift apart. */
 #include "tune_cache.h"
 
+#include "errbuf.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -43,17 +45,6 @@ static const Field fields[] = {
 #undef NUM
 enum { NFIELDS = sizeof fields / sizeof fields[0] };
 
-static bool fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
 
 static char *fstr(TuneEntry *e, const Field *f) { return (char *)e + f->off; }
 static int *fint(TuneEntry *e, const Field *f) { return (int *)((char *)e + f->off); }
@@ -90,16 +81,16 @@ static bool check_entry(const TuneEntry *e, char *msg, size_t len)
     for (int i = 0; i < NFIELDS; i++) {
         const Field *f = &fields[i];
         if (f->kind == F_INT && cint(e, f) < f->min)
-            return fail(msg, len, "field '%s' must be >= %d", f->name, f->min);
+            return errbuf_printf(msg, len, "field '%s' must be >= %d", f->name, f->min);
         if (f->kind == F_NUM && !isfinite(cnum(e, f)))
-            return fail(msg, len, "field '%s' out of range", f->name);
+            return errbuf_printf(msg, len, "field '%s' out of range", f->name);
         if (f->kind == F_NUM && cnum(e, f) < 0)
-            return fail(msg, len, "field '%s' must be >= 0", f->name);
+            return errbuf_printf(msg, len, "field '%s' must be >= 0", f->name);
     }
     if (!is_key(e->key))
-        return fail(msg, len, "field 'key' must be 16 lowercase hex digits");
+        return errbuf_printf(msg, len, "field 'key' must be 16 lowercase hex digits");
     if (strcmp(e->program, "prefill") && strcmp(e->program, "decode"))
-        return fail(msg, len, "field 'program' must be prefill or decode");
+        return errbuf_printf(msg, len, "field 'program' must be prefill or decode");
     return true;
 }
 
@@ -107,28 +98,28 @@ static bool check_entry(const TuneEntry *e, char *msg, size_t len)
 static bool read_entry(const JsonValue *o, TuneEntry *e, char *msg, size_t len)
 {
     if (o->type != JSON_OBJECT)
-        return fail(msg, len, "is %s, expected an object", a_type(o->type));
+        return errbuf_printf(msg, len, "is %s, expected an object", a_type(o->type));
     memset(e, 0, sizeof *e);
     for (int i = 0; i < NFIELDS; i++) {
         const Field *f = &fields[i];
         const JsonValue *v = json_get(o, f->name);
         if (!v)
-            return fail(msg, len, "field '%s' missing", f->name);
+            return errbuf_printf(msg, len, "field '%s' missing", f->name);
         JsonType want = f->kind == F_STR ? JSON_STRING : JSON_NUMBER;
         if (v->type != want)
-            return fail(msg, len, "field '%s' is %s, expected %s", f->name, a_type(v->type),
+            return errbuf_printf(msg, len, "field '%s' is %s, expected %s", f->name, a_type(v->type),
                         f->kind == F_STR ? "a string" : f->kind == F_INT ? "an integer" : "a number");
         switch (f->kind) {
         case F_STR:
             if (v->len >= f->size)
-                return fail(msg, len, "field '%s' too long (at most %zu bytes)", f->name, f->size - 1);
+                return errbuf_printf(msg, len, "field '%s' too long (at most %zu bytes)", f->name, f->size - 1);
             memcpy(fstr(e, f), v->str, v->len + 1);
             break;
         case F_INT:
             if (!v->is_int)
-                return fail(msg, len, "field '%s' is %g, expected an integer", f->name, v->num);
+                return errbuf_printf(msg, len, "field '%s' is %g, expected an integer", f->name, v->num);
             if (v->i < INT_MIN || v->i > INT_MAX)
-                return fail(msg, len, "field '%s' out of range", f->name);
+                return errbuf_printf(msg, len, "field '%s' out of range", f->name);
             *fint(e, f) = (int)v->i;
             break;
         case F_NUM: *fnum(e, f) = v->num; break;
@@ -144,7 +135,7 @@ static int read_file(const char *path, char **out, size_t *out_len, char *err, s
     if (!f) {
         if (errno == ENOENT)
             return 0;
-        return fail(err, errlen, "cannot read %s: %s", path, strerror(errno)), -1;
+        return errbuf_printf(err, errlen, "cannot read %s: %s", path, strerror(errno)), -1;
     }
     size_t len = 0, cap = 4096;
     char *buf = malloc(cap);
@@ -159,13 +150,13 @@ static int read_file(const char *path, char **out, size_t *out_len, char *err, s
     }
     if (!buf) {
         fclose(f);
-        return fail(err, errlen, "out of memory reading %s", path), -1;
+        return errbuf_printf(err, errlen, "out of memory reading %s", path), -1;
     }
     if (ferror(f)) {
         int e = errno;
         fclose(f);
         free(buf);
-        return fail(err, errlen, "cannot read %s: %s", path, strerror(e)), -1;
+        return errbuf_printf(err, errlen, "cannot read %s: %s", path, strerror(e)), -1;
     }
     fclose(f);
     buf[len] = 0; /* len < cap */
@@ -179,21 +170,21 @@ static bool read_cache(const char *path, const JsonValue *root, TuneCache *c, ch
 {
     const JsonValue *ver = json_get(root, "msac_tuning_cache");
     if (!ver)
-        return fail(err, errlen, "%s: not an msac tuning cache (version missing)", path);
+        return errbuf_printf(err, errlen, "%s: not an msac tuning cache (version missing)", path);
     if (ver->type != JSON_NUMBER)
-        return fail(err, errlen, "%s: not an msac tuning cache (version is %s)", path, a_type(ver->type));
+        return errbuf_printf(err, errlen, "%s: not an msac tuning cache (version is %s)", path, a_type(ver->type));
     if (ver->num != TUNE_CACHE_VERSION)
-        return fail(err, errlen, "%s: not an msac tuning cache (version %g)", path, ver->num);
+        return errbuf_printf(err, errlen, "%s: not an msac tuning cache (version %g)", path, ver->num);
     const JsonValue *ents = json_get(root, "entries");
     if (!ents)
-        return fail(err, errlen, "%s: field 'entries' missing", path);
+        return errbuf_printf(err, errlen, "%s: field 'entries' missing", path);
     if (ents->type != JSON_ARRAY)
-        return fail(err, errlen, "%s: field 'entries' is %s, expected an array", path, a_type(ents->type));
+        return errbuf_printf(err, errlen, "%s: field 'entries' is %s, expected an array", path, a_type(ents->type));
     for (size_t i = 0; i < ents->len; i++) {
         TuneEntry e;
         char msg[256];
         if (!read_entry(&ents->items[i], &e, msg, sizeof msg))
-            return fail(err, errlen, "%s: entry %zu: %s", path, i, msg);
+            return errbuf_printf(err, errlen, "%s: entry %zu: %s", path, i, msg);
         tune_cache_put(c, &e);
     }
     return true;
@@ -212,7 +203,7 @@ bool tune_cache_load(const char *path, TuneCache *c, char *err, size_t errlen)
     bool ok = json_parse(text, len, &root, jerr, sizeof jerr);
     free(text);
     if (!ok)
-        return fail(err, errlen, "%s: %s", path, jerr);
+        return errbuf_printf(err, errlen, "%s: %s", path, jerr);
     ok = read_cache(path, &root, c, err, errlen);
     json_free(&root);
     if (!ok)
@@ -237,12 +228,12 @@ bool tune_cache_save(const char *path, const TuneCache *c, char *err, size_t err
     for (int i = 0; i < c->n; i++) {
         char msg[256];
         if (!check_entry(&c->e[i], msg, sizeof msg))
-            return fail(err, errlen, "%s: entry %d: %s", path, i, msg);
+            return errbuf_printf(err, errlen, "%s: entry %d: %s", path, i, msg);
     }
     AtomicStream out;
     FILE *f = atomic_stream_open(&out);
     if (!f)
-        return fail(err, errlen, "out of memory writing %s", path);
+        return errbuf_printf(err, errlen, "out of memory writing %s", path);
     fprintf(f, "{\n  \"msac_tuning_cache\": %d,\n  \"entries\": [", TUNE_CACHE_VERSION);
     for (int i = 0; i < c->n; i++) {
         const TuneEntry *e = &c->e[i];

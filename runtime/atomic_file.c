@@ -1,6 +1,8 @@
 /* atomic_file.c — see atomic_file.h. */
 #include "atomic_file.h"
 
+#include "errbuf.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -10,17 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static bool fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
 
 static bool write_all(int fd, const uint8_t *data, size_t len, const char *tmp, char *err, size_t errlen)
 {
@@ -29,7 +20,7 @@ static bool write_all(int fd, const uint8_t *data, size_t len, const char *tmp, 
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
-            return fail(err, errlen, "cannot write %s: %s", tmp, k < 0 ? strerror(errno) : "short write");
+            return errbuf_printf(err, errlen, "cannot write %s: %s", tmp, k < 0 ? strerror(errno) : "short write");
         off += (size_t)k;
     }
     return true;
@@ -56,13 +47,13 @@ bool file_write_atomic(const char *path, const void *data, size_t len, char *err
     size_t tmplen = strlen(path) + 32;
     char *tmp = malloc(tmplen);
     if (!tmp)
-        return fail(err, errlen, "out of memory writing %s", path);
+        return errbuf_printf(err, errlen, "out of memory writing %s", path);
     snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid());
 
     bool ok = false;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        errbuf_printf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         goto done;
     }
     if (!write_all(fd, data, len, tmp, err, errlen)) {
@@ -71,18 +62,18 @@ bool file_write_atomic(const char *path, const void *data, size_t len, char *err
         goto done;
     }
     if (fsync(fd) != 0) {
-        fail(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
+        errbuf_printf(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         goto done;
     }
     if (close(fd) != 0) {
-        fail(err, errlen, "cannot close %s: %s", tmp, strerror(errno));
+        errbuf_printf(err, errlen, "cannot close %s: %s", tmp, strerror(errno));
         unlink(tmp);
         goto done;
     }
     if (rename(tmp, path) != 0) {
-        fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        errbuf_printf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         unlink(tmp);
         goto done;
     }
@@ -105,7 +96,7 @@ bool atomic_stream_commit(AtomicStream *s, const char *path, char *err, size_t e
     bool bad = ferror(s->f) != 0;
     bad |= fclose(s->f) != 0;
     bool ok = !bad ? file_write_atomic(path, s->buf, s->len, err, errlen)
-                   : fail(err, errlen, "out of memory composing %s", path);
+                   : errbuf_printf(err, errlen, "out of memory composing %s", path);
     free(s->buf);
     *s = (AtomicStream){0};
     return ok;
