@@ -110,6 +110,16 @@ fail:
 
 void msac_device_get_info(const msac_device *dev, msac_device_info *out_info) { *out_info = dev->info; }
 
+int msac_plan_tuned_for(const msac_plan *plan, const msac_device *dev)
+{
+    const char *t = plan && dev ? msac_plan_meta(plan, "tuned_for") : NULL;
+    if (!t)
+        return -1;
+    char want[192];
+    snprintf(want, sizeof want, "%s/%d/%d", dev->info.name, dev->info.sm_count, dev->info.driver_version);
+    return !strcmp(t, want);
+}
+
 void msac_device_close(msac_device *dev)
 {
     if (!dev)

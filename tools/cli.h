@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 int cli_info(int argc, char **argv);
 int cli_run(int argc, char **argv);
@@ -14,6 +15,12 @@ int cli_tune(int argc, char **argv);
  * $MSAC_TUNING_CACHE, else $XDG_CACHE_HOME/msac/tuning.json, else
  * ~/.cache/msac/tuning.json (buf holds the path built). */
 const char *cli_default_tuning_cache(char *buf, size_t len);
+typedef struct msac_plan msac_plan;
+typedef struct msac_device msac_device;
+/* One line on whether plan's schedules were tuned for dev
+ * (msac_plan_tuned_for); with quiet_unless_other, only the warning that
+ * they were tuned for another GPU. */
+void cli_print_tuning(FILE *f, const msac_plan *plan, const msac_device *dev, bool quiet_unless_other);
 /* Whether path names a model YAML (.yaml / .yml) rather than a plan. */
 bool cli_is_yaml(const char *path);
 /* Fills n tokens below vocab with a fixed pseudo-random sequence (an LCG):

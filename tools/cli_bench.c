@@ -317,6 +317,7 @@ int cli_bench(int argc, char **argv)
            di.driver_version);
     printf("plan %s, target %s, %.1f MB of weights; roofline peaks %.0f TFLOP/s, %.0f GB/s\n", pi.model, pi.target,
            r.weight_bytes / 1e6, a.peak_tflops, a.peak_gbs);
+    cli_print_tuning(stdout, plan, dev, false);
     if (a.prefill && !time_program(dev, plan, &a, "prefill", a.batch, a.seq, &r.prog[r.nprograms++]))
         goto out;
     if (a.decode && !time_program(dev, plan, &a, "decode", a.dbatch, 1, &r.prog[r.nprograms++]))

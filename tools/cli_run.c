@@ -218,6 +218,7 @@ int cli_run(int argc, char **argv)
         so.seed = r.seed;
         if (!report(msac_session_create(r.dev, r.plan, &so, &r.sess)))
             goto out;
+        cli_print_tuning(stderr, r.plan, r.dev, true);
         msac_device_info di;
         msac_device_get_info(r.dev, &di);
         printf("model %s on %s (sm_%d%d, %d SMs), plan target %s\n", pi.model, di.name, di.cc_major, di.cc_minor,

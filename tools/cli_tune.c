@@ -409,6 +409,24 @@ static const char tune_usage[] =
     "  --tol X          largest accepted max|diff|/max|ref| of the logits (default 0.02)\n"
     "  --show           print the cache as a table and exit\n";
 
+void cli_print_tuning(FILE *f, const msac_plan *plan, const msac_device *dev, bool quiet_unless_other)
+{
+    int t = msac_plan_tuned_for(plan, dev);
+    const char *who = msac_plan_meta(plan, "tuned_for"), *nodes = msac_plan_meta(plan, "tuned_nodes");
+    if (t == 0) {
+        msac_device_info di;
+        msac_device_get_info(dev, &di);
+        fprintf(f, "note: the plan's schedules were tuned for %s, not this GPU (%s/%d/%d): run msac tune here and "
+                   "recompile\n",
+                who, di.name, di.sm_count, di.driver_version);
+    } else if (!quiet_unless_other) {
+        if (t == 1)
+            fprintf(f, "schedules: tuned for this GPU (%s nodes from the tuning cache)\n", nodes ? nodes : "?");
+        else
+            fprintf(f, "schedules: default heuristics (no tuning cache entry was used)\n");
+    }
+}
+
 const char *cli_default_tuning_cache(char *buf, size_t len)
 {
     const char *env = getenv("MSAC_TUNING_CACHE");

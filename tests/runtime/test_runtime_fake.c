@@ -488,6 +488,36 @@ static void test_weights_from(void **state)
     set_hook(NULL, NULL);
 }
 
+/* msac_plan_tuned_for: the plan's tuned_for meta against the device. */
+static void test_tuned_for(void **state)
+{
+    (void)state;
+    msac_device *dev = open_device();
+    msac_device_info di;
+    msac_device_get_info(dev, &di);
+    Plan *p = fixture_plan();
+    msac_plan *plan = fixture_load(p);
+    assert_int_equal(msac_plan_tuned_for(plan, dev), -1); /* no tuning */
+    assert_int_equal(msac_plan_tuned_for(NULL, dev), -1);
+    msac_plan_free(plan);
+    char mine[192];
+    snprintf(mine, sizeof mine, "%s/%d/%d", di.name, di.sm_count, di.driver_version);
+    const char *values[] = {mine, "NVIDIA A100-SXM4-80GB/108/13000"};
+    p->meta = realloc(p->meta, (p->nmeta + 1) * sizeof *p->meta);
+    p->meta[p->nmeta].key = strdup("tuned_for");
+    p->meta[p->nmeta].value = NULL;
+    p->nmeta++;
+    for (int i = 0; i < 2; i++) {
+        free(p->meta[p->nmeta - 1].value);
+        p->meta[p->nmeta - 1].value = strdup(values[i]);
+        plan = fixture_load(p);
+        assert_int_equal(msac_plan_tuned_for(plan, dev), i == 0 ? 1 : 0);
+        msac_plan_free(plan);
+    }
+    plan_free(p);
+    msac_device_close(dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -495,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_session_errors),
         cmocka_unit_test(test_ragged),
         cmocka_unit_test(test_weights_from),
+        cmocka_unit_test(test_tuned_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

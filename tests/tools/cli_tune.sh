@@ -44,6 +44,11 @@ grep -qE '^msac: [1-9][0-9]* nodes took tuned schedules' err || { cat err; fail 
 grep -qE '^  schedules from the tuning cache for Fake GPU 0/[0-9]+/[0-9]+ \([1-9][0-9]* nodes\)' info1 ||
     { head -3 info1; fail "msac info: tuned_for"; }
 grep -qx '  default schedules (no tuning cache entry was used)' info2 || { head -3 info2; fail "msac info: default"; }
+# msac bench says whose schedules a plan has (msac_plan_tuned_for)
+LD_LIBRARY_PATH=$fake "$msac" bench tuned.msac --seq 16 --warmup 0 --iters 1 >b1 2>&1 || { cat b1; fail "bench tuned"; }
+grep -qE '^schedules: tuned for this GPU \([1-9][0-9]* nodes from the tuning cache\)$' b1 || { head -5 b1; fail "bench: tuned line"; }
+LD_LIBRARY_PATH=$fake "$msac" bench plain.msac --seq 16 --warmup 0 --iters 1 >b2 2>&1 || { cat b2; fail "bench plain"; }
+grep -qx 'schedules: default heuristics (no tuning cache entry was used)' b2 || { head -5 b2; fail "bench: default line"; }
 # every candidate tied, so the tuned schedules are the defaults: same kernels
 grep -A20 '^kernels' info1 >k1
 grep -A20 '^kernels' info2 >k2

@@ -261,6 +261,12 @@ typedef struct msac_device_info {
 msac_status msac_device_open(int ordinal, msac_device **out_device);
 /* Name, compute capability, SMs, driver version, memory (dev non-NULL). */
 void msac_device_get_info(const msac_device *dev, msac_device_info *out_info);
+/* Whether the plan's schedules were tuned for this GPU: msac compile with a
+ * tuning cache records "tuned_for" = "NAME/SMs/driver" in the plan. 1: tuned
+ * for this device (name, SM count and driver equal); 0: tuned for another
+ * one (the plan runs, at that GPU's best schedules: re-run msac tune here and
+ * recompile); -1: not tuned (lower.c's heuristics), or a NULL argument. */
+int msac_plan_tuned_for(const msac_plan *plan, const msac_device *dev);
 void msac_device_close(msac_device *dev);
 
 /* ---- sessions ---- */
