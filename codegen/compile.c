@@ -4,10 +4,14 @@
 #include "atomic_file.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "emit_plan.h"
+#include "ir.h"
+#include "kernel_memo.h"
 #include "frontend.h"
 #include "passes.h"
 #include "tune_cache.h"
@@ -95,24 +99,114 @@ static const TargetDesc *find_target(const CompileOptions *o, Diag *d)
     return t;
 }
 
+/* The decode batch sizes the tuning cache has entries for on this GPU,
+ * target and msac version, ascending; returns how many (at most max). */
+static int decode_classes(const CompileOptions *o, const char *target, int *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < o->tuning->n; i++) {
+        const TuneEntry *e = &o->tuning->e[i];
+        if (strcmp(e->program, "decode") || strcmp(e->target, target) || strcmp(e->msac, MSAC_VERSION) ||
+            strcmp(e->dev.name, o->tune_device->name) || e->dev.sm_count != o->tune_device->sm_count ||
+            e->dev.driver != o->tune_device->driver)
+            continue;
+        int j = 0;
+        while (j < n && out[j] < e->batch)
+            j++;
+        if ((j < n && out[j] == e->batch) || n == max)
+            continue;
+        memmove(out + j + 1, out + j, (size_t)(n - j) * sizeof *out);
+        out[j] = e->batch;
+        n++;
+    }
+    return n;
+}
+
+/* One more decode program for the tuning cache's decode class `batch`,
+ * named "decode@T": the runtime takes it for batch sizes >= T
+ * (T = the geometric mean of this class and the one below, rounded up,
+ * which is where tune_cache_find's nearest-class rule switches). Skipped,
+ * with a note, if its launches do not line up with the base decode's. */
+static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base, int lower, int batch, Diag *d)
+{
+    CompileOptions vo = *base;
+    vo.tune_tokens[1] = batch;
+    Arena *a = arena_new();
+    Graph *g = ir_parse(a, p->graph, "plan graph", d);
+    Programs progs;
+    DumpCtx dc = {&vo, cg->target->name, 0};
+    PipelineHooks hooks = {NULL, NULL, tweak_cb, &dc};
+    bool ok = g && pipeline_run(a, g, &progs, &hooks, d);
+    int thr = (int)ceil(sqrt((double)lower * (double)batch));
+    char name[32];
+    snprintf(name, sizeof name, "decode@%d", thr);
+    uint32_t before = p->nprograms;
+    if (ok)
+        ok = emit_plan_program(cg, p, name, progs.decode, &vo, d);
+    if (ok) {
+        const PlanProgram *b = NULL;
+        for (uint32_t i = 0; i < before; i++)
+            if (!strcmp(p->programs[i].name, "decode"))
+                b = &p->programs[i];
+        if (!b || b->nlaunch != p->programs[before].nlaunch) {
+            if (base->progress)
+                fprintf(stderr, "msac: decode variant for batch %d skipped: %u launches, the base decode has %u\n",
+                        batch, p->programs[before].nlaunch, b ? b->nlaunch : 0);
+            PlanProgram *v = &p->programs[before]; /* a hand-built plan: its fields are malloc'd */
+            for (uint32_t j = 0; j < v->nlaunch; j++)
+                free(v->launch[j].args);
+            free(v->launch);
+            free(v->name);
+            p->nprograms = before; /* (kernels it alone used stay in the plan, unused) */
+        } else if (base->progress) {
+            fprintf(stderr, "msac: decode@%d: schedules tuned at batch %d (%d nodes) for batch sizes >= %d\n", thr,
+                    batch, dc.tuned, thr);
+        }
+    }
+    arena_free(a);
+    return ok;
+}
+
 bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
 {
+    *out = NULL;
     const TargetDesc *t = find_target(o, d);
     if (!t)
         return false;
+    /* Several decode batch classes in the tuning cache: the base program takes
+     * the smallest, one decode@T program each of the others */
+    int classes[8], nclass = o->tuning && o->tune_device ? decode_classes(o, t->name, classes, 8) : 0;
+    CompileOptions base = *o;
+    KernelMemo *memo = NULL;
+    if (nclass > 1) {
+        base.tune_tokens[1] = classes[0];
+        if (!base.memo)
+            base.memo = memo = kernel_memo_new();
+    }
     Programs progs;
-    DumpCtx dc = {o, t->name, 0};
+    DumpCtx dc = {&base, t->name, 0};
     PipelineHooks hooks = {dump_cb, &dc, tweak_cb, &dc};
-    if (!pipeline_run(g->arena, g, &progs, &hooks, d))
+    if (!pipeline_run(g->arena, g, &progs, &hooks, d)) {
+        kernel_memo_free(memo);
         return false;
+    }
     if (o->progress)
         fprintf(stderr, "msac: passes done: prefill %d nodes, decode %d nodes; generating %s kernels\n",
                 progs.prefill->nnodes, progs.decode->nnodes, t->name);
     Codegen cg;
-    if (!codegen_init(&cg, t, d))
+    if (!codegen_init(&cg, t, d)) {
+        kernel_memo_free(memo);
         return false;
-    bool ok = emit_plan(&cg, &progs, o, out, d);
+    }
+    bool ok = emit_plan(&cg, &progs, &base, out, d);
+    for (int k = 1; ok && k < nclass; k++)
+        ok = add_decode_variant(&cg, *out, &base, classes[k - 1], classes[k], d);
     codegen_free(&cg);
+    kernel_memo_free(memo);
+    if (!ok && *out) {
+        plan_free(*out);
+        *out = NULL;
+    }
     if (ok && o->tuning && o->tune_device) { /* which GPU's tuning the plan carries, for msac info and the runtime */
         char v[192];
         snprintf(v, sizeof v, "%s/%d/%d", o->tune_device->name, o->tune_device->sm_count, o->tune_device->driver);

@@ -299,6 +299,15 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
     return true;
 }
 
+bool emit_plan_program(Codegen *cg, Plan *p, const char *name, const Graph *g, const CompileOptions *o, Diag *d)
+{
+    PB b = {.p = p, .d = d, .memo = o->memo ? o->memo : kernel_memo_new()};
+    bool ok = emit_program(&b, cg, name, g, o);
+    if (!o->memo)
+        kernel_memo_free(b.memo);
+    return ok;
+}
+
 bool emit_plan(Codegen *cg, const Programs *progs, const CompileOptions *o, Plan **out, Diag *d)
 {
     Plan *p = calloc(1, sizeof *p);

@@ -159,7 +159,7 @@ static msac_status check_args(const msac_session *s, const char *program, int ba
     bool decode = !strcmp(program, "decode");
     if (!decode && strcmp(program, "prefill"))
         return status_make(MSAC_ERR_INVALID_ARGUMENT, "bench: unknown program \"%s\" (prefill or decode)", program);
-    int prog = decode ? s->decode : s->prefill;
+    int prog = decode ? rt_decode_program(s, batch) : s->prefill;
     if (prog < 0)
         return status_make(MSAC_ERR_UNSUPPORTED, "bench: the plan has no \"%s\" program", program);
     if (decode && seq != 1)

@@ -36,6 +36,8 @@ struct msac_session {
     bool *pdl;                  /* [nkernels] launched with programmatic dependent launch (tunable "pdl") */
     RtLaunch *calls;            /* [most launches of a program] one run's arguments, all built before any launch */
     int prefill, decode;        /* program indices, -1 when the plan has none */
+    int *decode_for;            /* [max_batch + 1] the decode program of each batch size: "decode", or the
+                                   "decode@N" with the largest N <= batch (per-batch tuned variants, compile.c) */
     int tokens_buf;             /* buffer index of input "tokens" (i32 [batch, seq]) */
     int pos_buf;                /* buffer index of input "pos" (i32 [batch]), -1 if absent */
     int logits_buf;             /* buffer index of output "logits" (f32 [batch, seq, vocab]) */
@@ -58,6 +60,10 @@ msac_status rt_session_bind(msac_session *s, int batch, int seq);
  * `fixed` for every row when fixed >= 0. Asynchronous on the session's
  * stream. */
 msac_status rt_session_upload_pos(msac_session *s, const char *what, int row, int batch, int64_t fixed);
+
+/* The decode program for `batch` (s->decode when batch is out of range, so
+ * that the size checks report it). */
+int rt_decode_program(const msac_session *s, int batch);
 
 /* For the decode program with graphs enabled: captures the step for `batch`
  * as a CUDA graph unless done (or refused) before. Call it after

@@ -70,6 +70,7 @@ void msac_session_destroy(msac_session *s)
     free(s->bufsize);
     free(s->graphs);
     free(s->graph_failed);
+    free(s->decode_for);
     free(s);
 }
 
@@ -310,7 +311,20 @@ msac_status msac_session_create(msac_device *dev, const msac_plan *plan, const m
     s->bufsize = calloc(nb, sizeof *s->bufsize);
     s->graphs = calloc(ng, sizeof *s->graphs);
     s->graph_failed = calloc(ng, sizeof *s->graph_failed);
-    if (!s->modules || !s->funcs || !s->pdl || !s->calls || !s->positions || !s->pos_host || !s->bufptr || !s->bufsize || !s->graphs ||
+    s->decode_for = calloc(ng, sizeof *s->decode_for);
+    if (s->decode_for)
+        for (int b = 0; b <= o.max_batch; b++) {
+            int best = s->decode, bestn = 1;
+            for (uint32_t i = 0; i < p->nprograms; i++) {
+                const char *nm = p->programs[i].name;
+                char *end;
+                long nmin = !strncmp(nm, "decode@", 7) ? strtol(nm + 7, &end, 10) : 0;
+                if (nmin > bestn && nmin <= b && !*end)
+                    best = (int)i, bestn = (int)nmin;
+            }
+            s->decode_for[b] = best;
+        }
+    if (!s->decode_for || !s->modules || !s->funcs || !s->pdl || !s->calls || !s->positions || !s->pos_host || !s->bufptr || !s->bufsize || !s->graphs ||
         !s->graph_failed) {
         st = status_oom();
         goto fail;
@@ -444,9 +458,22 @@ msac_status rt_session_upload_pos(msac_session *s, const char *what, int row, in
     return NULL;
 }
 
+const char *msac_session_program_for(const msac_session *s, const char *program, int batch)
+{
+    if (!s || !program || batch < 1 || batch > s->opts.max_batch)
+        return NULL;
+    int prog = !strcmp(program, "decode") ? s->decode_for[batch] : !strcmp(program, "prefill") ? s->prefill : -1;
+    return prog < 0 ? NULL : s->plan->p->programs[prog].name;
+}
+
+int rt_decode_program(const msac_session *s, int batch)
+{
+    return batch >= 0 && batch <= s->opts.max_batch ? s->decode_for[batch] : s->decode;
+}
+
 void rt_session_prepare_graph(msac_session *s, int prog, int batch)
 {
-    if (prog == s->decode && s->opts.use_graphs && !s->graphs[batch] && !s->graph_failed[batch])
+    if (prog >= 0 && prog == rt_decode_program(s, batch) && s->opts.use_graphs && !s->graphs[batch] && !s->graph_failed[batch])
         s->graph_failed[batch] = !capture_decode(s, &s->plan->p->programs[prog], batch);
 }
 
@@ -454,7 +481,7 @@ msac_status rt_session_issue(msac_session *s, int prog, int batch, int seq, cons
 {
     const CudaApi *cu = &s->dev->cu;
     const PlanProgram *pr = &s->plan->p->programs[prog];
-    if (!marks && prog == s->decode && s->graphs[batch]) {
+    if (!marks && prog == rt_decode_program(s, batch) && s->graphs[batch]) {
         CU_RETURN(cu->GraphLaunch(s->graphs[batch], s->stream), "%s: cuGraphLaunch(batch %d)", pr->name, batch);
         return NULL;
     }
@@ -509,7 +536,7 @@ msac_status msac_session_prefill(msac_session *s, int batch, int seq, const int3
 
 msac_status msac_session_decode(msac_session *s, int batch, const int32_t *tokens, float *out_logits)
 {
-    return run(s, "decode", s ? s->decode : -1, batch, 1, tokens, out_logits);
+    return run(s, "decode", s ? rt_decode_program(s, batch) : -1, batch, 1, tokens, out_logits);
 }
 
 msac_status msac_session_read_output(msac_session *s, const char *name, float *out, size_t n)

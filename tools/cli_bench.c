@@ -254,10 +254,14 @@ static bool time_program(msac_device *dev, const msac_plan *plan, const BenchArg
         !report(msac_session_prefill(s, batch, seq, prompt, NULL)) ||
         !report(msac_session_bench_at(s, name, batch, seq, a->position, a->warmup, a->iters, ms, &out->total_ms)))
         goto done;
+    /* a plan with per-batch decode variants runs "decode@N" at this batch */
+    const char *run = msac_session_program_for(s, name, batch);
+    if (run && strcmp(run, name))
+        printf("%s at batch %d runs program %s (schedules tuned for larger batches)\n", name, batch, run);
     for (int j = 0; j < n; j++) {
         BenchLaunch *l = &out->launch[j];
         /* the cost at the context the timed calls attend over (not max_ctx) */
-        if (!report(msac_plan_launch_cost(plan, name, j, batch, seq, a->position + seq, &l->kernel_index, &l->flops,
+        if (!report(msac_plan_launch_cost(plan, run ? run : name, j, batch, seq, a->position + seq, &l->kernel_index, &l->flops,
                                           &l->bytes)))
             goto done;
         msac_kernel_info ki;

@@ -180,6 +180,75 @@ static void compile_uses_cache(void **state)
     tune_cache_free(&c);
 }
 
+/* The first decode gemv node's kernel key hash. */
+static void first_gemv_key(void *user, const char *program, Graph *g)
+{
+    char *key = user;
+    for (int i = 0; i < g->nnodes && !key[0]; i++)
+        if (!strcmp(program, "decode") && !strcmp(node_str(g->nodes[i], "kernel", ""), "gemv"))
+            kernel_key_hash(g->nodes[i], key);
+}
+
+static const PlanProgram *program(const Plan *p, const char *name)
+{
+    for (uint32_t i = 0; i < p->nprograms; i++)
+        if (!strcmp(p->programs[i].name, name))
+            return &p->programs[i];
+    return NULL;
+}
+
+/* Decode entries at batch 1 and 64: the plan gets "decode" (batch-1
+ * schedules) and "decode@8" (batch-64 schedules, from batch 8 = sqrt(64)
+ * on), with the same launches over different kernels. */
+static void decode_variants(void **state)
+{
+    (void)state;
+    char key[17] = "";
+    CompileOptions o;
+    compile_options_init(&o);
+    o.tweak = first_gemv_key;
+    o.tweak_user = key;
+    Plan *p = NULL;
+    Diag d = {0};
+    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
+        fail_msg("%s", d.msg);
+    plan_free(p);
+    assert_int_equal(strlen(key), 16);
+
+    TuneDevice h100 = {"NVIDIA H100 80GB HBM3", 132, 13000};
+    TuneEntry e = {.dev = h100, .msac = MSAC_VERSION, .target = "sm_90a", .kernel = "gemv", .program = "decode",
+                   .batch = 1, .seq = 1, .ctx = 1024, .schedule = "wn=1,wk=4", .default_schedule = "wn=2,wk=2",
+                   .best_us = 1, .default_us = 2, .tried = 7};
+    snprintf(e.key, sizeof e.key, "%s", key);
+    snprintf(e.desc, sizeof e.desc, "gemv");
+    TuneCache c = {0};
+    tune_cache_put(&c, &e);
+    e.batch = 64;
+    snprintf(e.schedule, sizeof e.schedule, "wn=4,wk=1");
+    tune_cache_put(&c, &e);
+    compile_options_init(&o);
+    o.tuning = &c;
+    o.tune_device = &h100;
+    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
+        fail_msg("%s", d.msg);
+    const PlanProgram *base = program(p, "decode"), *var = program(p, "decode@8");
+    assert_non_null(base);
+    assert_non_null(var);
+    assert_int_equal(p->nprograms, 3);
+    assert_int_equal(base->nlaunch, var->nlaunch);
+    int differ = 0;
+    for (uint32_t j = 0; j < base->nlaunch; j++)
+        if (base->launch[j].kernel != var->launch[j].kernel) {
+            differ++;
+            const PlanKernel *kb = &p->kernels[base->launch[j].kernel], *kv = &p->kernels[var->launch[j].kernel];
+            assert_non_null(strstr(kb->name, "_w1x4"));
+            assert_non_null(strstr(kv->name, "_w4x1"));
+        }
+    assert_true(differ >= 1);
+    plan_free(p);
+    tune_cache_free(&c);
+}
+
 static void schedule_keys(void **state)
 {
     (void)state;
@@ -194,6 +263,7 @@ static void schedule_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(spaces_on_nodes), cmocka_unit_test(schedule_keys),
-                                       cmocka_unit_test(compile_uses_cache)};
+                                       cmocka_unit_test(compile_uses_cache),
+                                       cmocka_unit_test(decode_variants)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

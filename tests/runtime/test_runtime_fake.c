@@ -518,6 +518,54 @@ static void test_tuned_for(void **state)
     msac_device_close(dev);
 }
 
+/* A plan with a "decode@4" variant (here a copy of "decode"): calls at
+ * batch >= 4 run it, smaller ones the base program. */
+static void test_decode_variants(void **state)
+{
+    (void)state;
+    msac_device *dev = open_device();
+    Plan *p = fixture_plan();
+    int base = -1;
+    for (uint32_t i = 0; i < p->nprograms; i++)
+        if (!strcmp(p->programs[i].name, "decode"))
+            base = (int)i;
+    assert_true(base >= 0);
+    p->programs = realloc(p->programs, (p->nprograms + 1) * sizeof *p->programs);
+    PlanProgram *v = &p->programs[p->nprograms], *b = &p->programs[base];
+    *v = *b;
+    v->name = strdup("decode@4");
+    v->launch = malloc(b->nlaunch * sizeof *v->launch);
+    for (uint32_t j = 0; j < b->nlaunch; j++) {
+        v->launch[j] = b->launch[j];
+        v->launch[j].args = malloc((b->launch[j].nargs + 1) * sizeof *v->launch[j].args);
+        memcpy(v->launch[j].args, b->launch[j].args, b->launch[j].nargs * sizeof *v->launch[j].args);
+    }
+    p->nprograms++;
+    msac_plan *plan = fixture_load(p);
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_batch = 6;
+    o.max_ctx = 16;
+    msac_session *s = NULL;
+    check(msac_session_create(dev, plan, &o, &s));
+    assert_string_equal(msac_session_program_for(s, "decode", 1), "decode");
+    assert_string_equal(msac_session_program_for(s, "decode", 3), "decode");
+    assert_string_equal(msac_session_program_for(s, "decode", 4), "decode@4");
+    assert_string_equal(msac_session_program_for(s, "decode", 6), "decode@4");
+    assert_string_equal(msac_session_program_for(s, "prefill", 6), "prefill");
+    assert_null(msac_session_program_for(s, "decode", 7)); /* above max_batch */
+    assert_null(msac_session_program_for(s, "nope", 1));
+    assert_null(msac_session_program_for(NULL, "decode", 1));
+    int32_t tok[6] = {1, 2, 3, 4, 5, 6};
+    check(msac_session_prefill(s, 6, 1, tok, NULL));
+    check(msac_session_decode(s, 6, tok, NULL)); /* runs the variant */
+    check(msac_session_decode(s, 2, tok, NULL)); /* and the base */
+    msac_session_destroy(s);
+    msac_plan_free(plan);
+    plan_free(p);
+    msac_device_close(dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_ragged),
         cmocka_unit_test(test_weights_from),
         cmocka_unit_test(test_tuned_for),
+        cmocka_unit_test(test_decode_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -397,6 +397,13 @@ int64_t msac_session_position(const msac_session *s, int row);
  * events); 0 for NULL or before any call. */
 float msac_session_last_ms(const msac_session *s);
 
+/* The plan program a call runs: for "decode" at `batch`, the "decode@N"
+ * variant with the largest N <= batch when the plan has any (compiled from a
+ * tuning cache with several decode batch classes), else "decode"; for
+ * "prefill", "prefill". NULL for a NULL session, another name, a batch
+ * outside 1..max_batch or a plan without that program. Owned by the plan. */
+const char *msac_session_program_for(const msac_session *s, const char *program, int batch);
+
 /* Times program "prefill" or "decode" at (batch, seq) (seq must be 1 for
  * decode): `warmup` untimed runs, then `iters` timed runs (iters >= 1).
  *
