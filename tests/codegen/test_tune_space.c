@@ -110,13 +110,32 @@ static void spaces_on_nodes(void **state)
     plan_free(p);
 }
 
-/* The first gemm node's kernel key hash (prefill). */
-static void first_gemm_key(void *user, const char *program, Graph *g)
+/* The kernel key hash of the first node of `kernel` in `program`. */
+typedef struct FirstKey {
+    const char *program, *kernel; /* what to look for */
+    char key[17];                 /* out: its kernel_key_hash, "" if none */
+} FirstKey;
+
+static void first_key_tweak(void *user, const char *program, Graph *g)
 {
-    char *key = user;
-    for (int i = 0; i < g->nnodes && !key[0]; i++)
-        if (!strcmp(program, "prefill") && !strcmp(node_str(g->nodes[i], "kernel", ""), "gemm"))
-            kernel_key_hash(g->nodes[i], key);
+    FirstKey *fk = user;
+    for (int i = 0; i < g->nnodes && !fk->key[0]; i++)
+        if (!strcmp(program, fk->program) && !strcmp(node_str(g->nodes[i], "kernel", ""), fk->kernel))
+            kernel_key_hash(g->nodes[i], fk->key);
+}
+
+static void first_key(FirstKey *fk)
+{
+    CompileOptions o;
+    compile_options_init(&o);
+    o.tweak = first_key_tweak;
+    o.tweak_user = fk;
+    Plan *p = NULL;
+    Diag d = {0};
+    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
+        fail_msg("%s", d.msg);
+    plan_free(p);
+    assert_int_equal(strlen(fk->key), 16);
 }
 
 /* Compiles with cache c for device dev; returns how many gemm kernels of the
@@ -145,17 +164,9 @@ static int compile_tuned(const TuneCache *c, const TuneDevice *dev, int *tuned)
 static void compile_uses_cache(void **state)
 {
     (void)state;
-    char key[17] = "";
-    CompileOptions o;
-    compile_options_init(&o);
-    o.tweak = first_gemm_key;
-    o.tweak_user = key;
-    Plan *p = NULL;
-    Diag d = {0};
-    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
-        fail_msg("%s", d.msg);
-    plan_free(p);
-    assert_int_equal(strlen(key), 16);
+    FirstKey fk = {"prefill", "gemm", ""};
+    first_key(&fk);
+    const char *key = fk.key;
 
     TuneDevice h100 = {"NVIDIA H100 80GB HBM3", 132, 13000}, other = {"NVIDIA A100-SXM4-80GB", 108, 13000};
     TuneEntry e = {.dev = h100, .msac = MSAC_VERSION, .target = "sm_90a", .kernel = "gemm", .program = "prefill",
@@ -180,15 +191,6 @@ static void compile_uses_cache(void **state)
     tune_cache_free(&c);
 }
 
-/* The first decode gemv node's kernel key hash. */
-static void first_gemv_key(void *user, const char *program, Graph *g)
-{
-    char *key = user;
-    for (int i = 0; i < g->nnodes && !key[0]; i++)
-        if (!strcmp(program, "decode") && !strcmp(node_str(g->nodes[i], "kernel", ""), "gemv"))
-            kernel_key_hash(g->nodes[i], key);
-}
-
 static const PlanProgram *program(const Plan *p, const char *name)
 {
     for (uint32_t i = 0; i < p->nprograms; i++)
@@ -203,17 +205,9 @@ static const PlanProgram *program(const Plan *p, const char *name)
 static void decode_variants(void **state)
 {
     (void)state;
-    char key[17] = "";
-    CompileOptions o;
-    compile_options_init(&o);
-    o.tweak = first_gemv_key;
-    o.tweak_user = key;
-    Plan *p = NULL;
-    Diag d = {0};
-    if (!msac_compile(yaml, "t.yaml", &o, &p, &d))
-        fail_msg("%s", d.msg);
-    plan_free(p);
-    assert_int_equal(strlen(key), 16);
+    FirstKey fk = {"decode", "gemv", ""};
+    first_key(&fk);
+    const char *key = fk.key;
 
     TuneDevice h100 = {"NVIDIA H100 80GB HBM3", 132, 13000};
     TuneEntry e = {.dev = h100, .msac = MSAC_VERSION, .target = "sm_90a", .kernel = "gemv", .program = "decode",
@@ -226,6 +220,9 @@ static void decode_variants(void **state)
     e.batch = 64;
     snprintf(e.schedule, sizeof e.schedule, "wn=4,wk=1");
     tune_cache_put(&c, &e);
+    CompileOptions o;
+    Plan *p = NULL;
+    Diag d = {0};
     compile_options_init(&o);
     o.tuning = &c;
     o.tune_device = &h100;
