@@ -58,7 +58,9 @@ typedef struct Tuner {
     const char *only;   /* --kernel: tune only this template, or NULL */
     bool prefill, decode; /* programs to tune */
     int batch, seq;     /* prefill shape */
-    int dbatch, ctx;    /* decode shape: batch, position */
+    int dbatch, ctx;    /* decode shape: batch (the one being tuned), position */
+    int ndb;            /* decode batch sizes to tune (--decode-batch B[,B...]) */
+    int dbatches[8];    /* [ndb] */
     int warmup, iters;  /* timing */
     double tol;         /* output check: max |diff| / max |ref| */
     /* the model */
@@ -392,7 +394,7 @@ static int tune_one(Tuner *t, Tunable *u, const Run *ref, uint64_t default_sig, 
 
 static const char tune_usage[] =
     "usage: msac tune PLAN|MODEL.yaml [--cache FILE] [--program prefill|decode|all] [--kernel TEMPLATE]\n"
-    "                 [--batch B] [--seq S] [--decode-batch B] [--ctx C] [--warmup N] [--iters N]\n"
+    "                 [--batch B] [--seq S] [--decode-batch B[,B...]] [--ctx C] [--warmup N] [--iters N]\n"
     "                 [--tol X] [--target sm_90a|sm_80]\n"
     "       msac tune --show [--cache FILE]\n"
     "Tries every schedule of each kernel's tuning space (kernels.def) on GPU 0, checks each\n"
@@ -404,7 +406,9 @@ static const char tune_usage[] =
     "  --program P      which program's kernels (default all)\n"
     "  --kernel T       only kernels of template T (gemm, gemv, mamba2_scan, ...)\n"
     "  --batch, --seq   prefill shape (default 1 x 2048)\n"
-    "  --decode-batch, --ctx  decode shape: batch and context position (default 1, 1024)\n"
+    "  --decode-batch B[,B...]  decode batch sizes, each tuned on its own (default 1); msac\n"
+    "                   compile gives a plan one decode program per tuned batch class\n"
+    "  --ctx C          decode context position (default 1024)\n"
     "  --warmup, --iters      runs per timing (default 3, 10)\n"
     "  --tol X          largest accepted max|diff|/max|ref| of the logits (default 0.02)\n"
     "  --show           print the cache as a table and exit\n";
@@ -490,7 +494,17 @@ static int parse_args(Tuner *t, int argc, char **argv, bool *show)
         else if (!strcmp(a, "--seq"))
             ok = cli_parse_int(v, 1, 1 << 24, &t->seq);
         else if (!strcmp(a, "--decode-batch"))
-            ok = cli_parse_int(v, 1, 65536, &t->dbatch);
+        {
+            int32_t *list = NULL;
+            int n = 0;
+            ok = cli_parse_ints(v, &list, &n) && n >= 1 && n <= 8;
+            for (int k = 0; ok && k < n; k++)
+                ok = list[k] >= 1 && list[k] <= 65536;
+            for (int k = 0; ok && k < n; k++)
+                t->dbatches[k] = list[k];
+            t->ndb = ok ? n : 0;
+            free(list);
+        }
         else if (!strcmp(a, "--ctx"))
             ok = cli_parse_int(v, 0, 1 << 24, &t->ctx);
         else if (!strcmp(a, "--warmup"))
@@ -547,7 +561,8 @@ static bool load_model(Tuner *t)
 int cli_tune(int argc, char **argv)
 {
     static Tuner t; /* large (launch keys); one per process */
-    t = (Tuner){.prefill = true, .decode = true, .batch = 1, .seq = 2048, .dbatch = 1, .ctx = 1024, .warmup = 3,
+    t = (Tuner){.prefill = true, .decode = true, .batch = 1, .seq = 2048, .dbatch = 1, .ndb = 1, .dbatches = {1},
+                .ctx = 1024, .warmup = 3,
                 .iters = 10, .tol = 0.02};
     bool show = false;
     int rc = parse_args(&t, argc, argv, &show);
@@ -611,9 +626,12 @@ int cli_tune(int argc, char **argv)
                 break;
             }
     }
-    printf("msac tune: %s on %s (%d SMs, driver %d), %s; %d kernels to tune; prefill %dx%d, decode batch %d at "
+    char dbs[96] = "";
+    for (int k = 0; k < t.ndb; k++)
+        snprintf(dbs + strlen(dbs), sizeof dbs - strlen(dbs), "%s%d", k ? "," : "", t.dbatches[k]);
+    printf("msac tune: %s on %s (%d SMs, driver %d), %s; %d kernels to tune; prefill %dx%d, decode batch %s at "
            "position %d; cache %s\n",
-           t.input, di.name, di.sm_count, di.driver_version, t.target_name, t.ntun, t.batch, t.seq, t.dbatch, t.ctx,
+           t.input, di.name, di.sm_count, di.driver_version, t.target_name, t.ntun, t.batch, t.seq, dbs, t.ctx,
            t.cache);
     static uint64_t default_sig[MAX_TUNABLES];
     for (int i = 0; i < t.ntun; i++)
@@ -628,28 +646,34 @@ int cli_tune(int argc, char **argv)
         fprintf(stderr, "msac tune: %s\n", why);
         goto out;
     }
-    Run ref[2] = {0};
-    const char *progs[2] = {"prefill", "decode"};
-    bool want[2] = {t.prefill, t.decode};
-    for (int p = 0; p < 2; p++)
-        if (want[p] && !run_plan(&t, plan, progs[p], &ref[p], why, sizeof why)) {
-            fprintf(stderr, "msac tune: the default %s does not run: %s\n", progs[p], why);
-            goto out_runs;
-        }
+    /* prefill once, then decode once per --decode-batch size */
+    Run ref = {0};
     rc = 0;
-    for (int i = 0; i < t.ntun && !rc; i++) {
-        int p = prog_index(t.tun[i].program);
-        if (!want[p])
+    for (int pass = 0; pass <= t.ndb && !rc; pass++) {
+        int p = pass ? 1 : 0;
+        const char *prog = p ? "decode" : "prefill";
+        if (!(p ? t.decode : t.prefill))
             continue;
-        t.nl[0] = nl_default[0], t.nl[1] = nl_default[1];
-        memcpy(t.lkey, lkey_default, sizeof lkey_default);
-        rc = tune_one(&t, &t.tun[i], &ref[p], default_sig[i], &cache);
+        if (p)
+            t.dbatch = t.dbatches[pass - 1];
+        if (!run_plan(&t, plan, prog, &ref, why, sizeof why)) {
+            fprintf(stderr, "msac tune: the default %s does not run: %s\n", prog, why);
+            rc = 1;
+            break;
+        }
+        if (p && t.ndb > 1)
+            printf("decode at batch %d:\n", t.dbatch);
+        for (int i = 0; i < t.ntun && !rc; i++) {
+            if (prog_index(t.tun[i].program) != p)
+                continue;
+            t.nl[0] = nl_default[0], t.nl[1] = nl_default[1];
+            memcpy(t.lkey, lkey_default, sizeof lkey_default);
+            rc = tune_one(&t, &t.tun[i], &ref, default_sig[i], &cache);
+        }
+        run_free(&ref);
     }
     if (!rc)
         printf("msac tune: wrote %s (%d entries)\n", t.cache, cache.n);
-out_runs:
-    run_free(&ref[0]);
-    run_free(&ref[1]);
 out:
     for (int i = 0; i < t.ntun; i++)
         free(t.tun[i].cand);

@@ -25,6 +25,18 @@ grep -q 'rejected: gemv: invalid schedule wn=1 wk=8 for K=64' err || { cat err; 
 grep -q '"msac_tuning_cache": 1' cache/tuning.json || fail "cache format"
 [ "$(grep -c '"key":' cache/tuning.json)" -eq 15 ] || fail "15 entries expected"
 
+# several decode batch sizes in one run: one entry per size, and msac
+# compile gives the plan a decode program per size (decode, decode@8)
+MSAC_TUNING_CACHE=$tmp/multi.json LD_LIBRARY_PATH=$fake "$msac" tune "$models/tiny-mamba2.yaml" --program decode \
+    --decode-batch 1,64 --ctx 16 --warmup 0 --iters 1 >out 2>err || { cat out err; fail "--decode-batch 1,64"; }
+grep -q 'decode batch 1,64 at position 16' out || { head -3 out; fail "header with two decode batches"; }
+grep -qx 'decode at batch 64:' out || { cat out; fail "no batch-64 section"; }
+[ "$(grep -c '"program": "decode"' multi.json)" -eq 14 ] || fail "7 decode kernels x 2 batch sizes expected"
+"$msac" compile "$models/tiny-mamba2.yaml" -o multi.msac --tuning multi.json 2>err || { cat err; fail "compile multi"; }
+grep -q '^msac: decode@8: schedules tuned at batch 64' err || { cat err; fail "no decode@8 program"; }
+"$msac" info multi.msac >info3 || fail "info multi"
+grep -q '^program decode@8 ' info3 || { grep '^program' info3; fail "msac info: decode@8"; }
+
 # a second run replaces entries instead of adding them
 LD_LIBRARY_PATH=$fake "$msac" tune "$models/tiny-mamba2.yaml" --seq 64 --warmup 0 --iters 1 --program decode \
     --kernel gemv >out 2>err || { cat out err; fail "second run"; }
