@@ -10,6 +10,7 @@ int cli_info(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_tune(int argc, char **argv);
+int cli_import(int argc, char **argv);
 
 /* The tuning cache msac tune writes and msac compile reads by default:
  * $MSAC_TUNING_CACHE, else $XDG_CACHE_HOME/msac/tuning.json, else

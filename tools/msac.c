@@ -45,6 +45,9 @@ static const char usage_text[] =
     "      Autotune on GPU 0: every schedule of each kernel's tuning space, checked against\n"
     "      the default's output, timed; the best per kernel goes to the tuning cache\n"
     "      (msac tune --help).\n"
+    "  msac import hf DIR -o MODEL.yaml [--name NAME]\n"
+    "      A Hugging Face Mamba2ForCausalLM directory (config.json) to an msac model; its\n"
+    "      safetensors, if any, are checked against it (weight names are Hugging Face's).\n"
     "  msac --help | --version\n"
     "\n"
     "passes: ";
@@ -218,6 +221,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "compile"))
         return cmd_compile(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import"))
+        return cli_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "tune"))
         return cli_tune(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
