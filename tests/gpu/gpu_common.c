@@ -57,6 +57,10 @@ int64_t value_width(const GpuModel *m, const char *name)
     return n->dim[n->ndim - 1].n;
 }
 
+static const CompileOptions *base_options;
+
+void gpu_set_compile_options(const CompileOptions *o) { base_options = o; }
+
 void gpu_model_open(GpuModel *m, const char *yaml, const char *const *extra, int max_batch, int max_seq,
                     int max_ctx, const char *target)
 {
@@ -73,7 +77,10 @@ void gpu_model_open(GpuModel *m, const char *yaml, const char *const *extra, int
         graph_add_output(g, n, *e);
     }
     CompileOptions o;
-    compile_options_init(&o);
+    if (base_options)
+        o = *base_options;
+    else
+        compile_options_init(&o);
     if (target)
         o.target = target;
     Plan *p = NULL;

@@ -32,6 +32,10 @@ msac_device *gpu_device(void);
 void gpu_model_open(GpuModel *m, const char *yaml, const char *const *extra, int max_batch, int max_seq,
                     int max_ctx, const char *target);
 void gpu_model_close(GpuModel *m);
+/* Compile options gpu_model_open starts from (a tuning cache, say) instead
+ * of the defaults; NULL restores the defaults. Not copied: keep *o alive. */
+struct CompileOptions;
+void gpu_set_compile_options(const struct CompileOptions *o);
 /* Runs the CPU reference on tokens (batch × seq) from its current positions;
  * returns each requested output (malloc'd) in outs[]. */
 void cpu_run(GpuModel *m, int batch, int seq, const int32_t *tok, const char *const *names, float **outs);

@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compile.h"
 #include "gpu_common.h"
+#include "tune_cache.h"
+#include "tune_space.h"
 
 static const char *const tiny_yaml =
     "name: tiny\nvocab_size: 256\nd_model: 64\ntie_embeddings: false\n"
@@ -67,6 +70,80 @@ static void run_prefill_decode(const char *yaml, const char *target, int batch, 
     }
     free(tok);
     gpu_model_close(&m);
+}
+
+/* The decode kernels' keys (gemv, mamba2_step), distinct. */
+typedef struct DecodeKeys {
+    int n;            /* keys */
+    char key[16][17]; /* kernel_key_hash */
+    char kernel[16][16]; /* template */
+} DecodeKeys;
+
+static void collect_decode_keys(void *user, const char *program, Graph *g)
+{
+    DecodeKeys *k = user;
+    if (strcmp(program, "decode"))
+        return;
+    for (int i = 0; i < g->nnodes; i++) {
+        const char *t = node_str(g->nodes[i], "kernel", "");
+        if (strcmp(t, "gemv") && strcmp(t, "mamba2_step"))
+            continue;
+        char h[17];
+        kernel_key_hash(g->nodes[i], h);
+        bool seen = false;
+        for (int j = 0; j < k->n; j++)
+            seen |= !strcmp(k->key[j], h);
+        if (!seen && k->n < 16) {
+            strcpy(k->key[k->n], h);
+            snprintf(k->kernel[k->n++], sizeof k->kernel[0], "%s", t);
+        }
+    }
+}
+
+/* Per-batch decode programs on the GPU: a tuning cache with decode entries
+ * at batch 1 and 4 (other gemv and mamba2_step schedules than the defaults)
+ * gives a plan with "decode" and "decode@2"; decode at batch 1 and at
+ * batch 4 (which runs decode@2) against the CPU reference. */
+static void decode_variants(void **state)
+{
+    (void)state;
+    DecodeKeys k = {0};
+    CompileOptions o;
+    compile_options_init(&o);
+    o.tweak = collect_decode_keys;
+    o.tweak_user = &k;
+    Plan *p = NULL;
+    Diag d = {0};
+    if (!msac_compile(tiny_yaml, "tiny.yaml", &o, &p, &d))
+        fail_msg("%s", d.msg);
+    plan_free(p);
+    assert_true(k.n >= 3);
+    TuneDevice dev = {"any GPU", 1, 1};
+    TuneCache c = {0};
+    for (int i = 0; i < k.n; i++)
+        for (int b = 0; b < 2; b++) {
+            bool gemv = !strcmp(k.kernel[i], "gemv");
+            TuneEntry e = {.dev = dev, .msac = MSAC_VERSION, .target = "sm_90a", .program = "decode",
+                           .batch = b ? 4 : 1, .seq = 1, .ctx = 64, .best_us = 1, .default_us = 1, .tried = 1};
+            snprintf(e.kernel, sizeof e.kernel, "%s", k.kernel[i]);
+            snprintf(e.key, sizeof e.key, "%s", k.key[i]);
+            snprintf(e.schedule, sizeof e.schedule, "%s",
+                     gemv ? (b ? "wn=4,wk=1" : "wn=2,wk=2") : (b ? "psplit=2" : "psplit=1"));
+            tune_cache_put(&c, &e);
+        }
+    compile_options_init(&o);
+    o.tuning = &c;
+    o.tune_device = &dev;
+    gpu_set_compile_options(&o);
+    GpuModel m;
+    gpu_model_open(&m, tiny_yaml, NULL, 4, 8, 16, NULL);
+    assert_string_equal(msac_session_program_for(m.sess, "decode", 1), "decode");
+    assert_string_equal(msac_session_program_for(m.sess, "decode", 4), "decode@2");
+    gpu_model_close(&m);
+    run_prefill_decode(tiny_yaml, NULL, 1, 20, 2);
+    run_prefill_decode(tiny_yaml, NULL, 4, 20, 2);
+    gpu_set_compile_options(NULL);
+    tune_cache_free(&c);
 }
 
 static void tiny_ragged(void **state)
@@ -215,7 +292,8 @@ int main(void)
     gpu_device(); /* exits 77 without a GPU */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tiny_ragged),          cmocka_unit_test(tiny_long),
-        cmocka_unit_test(tiny_sm80_plan),       cmocka_unit_test(norm_before_gate_one_group),
+        cmocka_unit_test(decode_variants),      cmocka_unit_test(tiny_sm80_plan),
+        cmocka_unit_test(norm_before_gate_one_group),
         cmocka_unit_test(odd_sizes),            cmocka_unit_test(tc_scan_shapes),
         cmocka_unit_test(decode_equals_prefill),
         cmocka_unit_test(mamba2_130m),
