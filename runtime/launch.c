@@ -8,23 +8,35 @@
 
 #include "rt_internal.h"
 
-msac_status rt_check_sizes(const char *what, int max_batch, int max_seq, int max_ctx, const int64_t *positions,
-                           int batch, int seq)
+/* The checks rt_check_sizes and rt_check_ragged share: batch within the
+ * session's limit; `more` tokens after position `at` within max_ctx. */
+static msac_status check_batch(const char *what, int batch, int max_batch)
 {
     if (batch < 1 || batch > max_batch)
         return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: batch %d is outside 1..%d (the session's max_batch)", what,
                            batch, max_batch);
+    return NULL;
+}
+
+static msac_status check_room(const char *what, int row, int64_t at, int more, int max_ctx)
+{
+    if (at + more > max_ctx)
+        return status_make(MSAC_ERR_INVALID_ARGUMENT,
+                           "%s: sequence %d is at position %lld; %d more tokens exceed max_ctx %d (reset the "
+                           "session or raise max_ctx)",
+                           what, row, (long long)at, more, max_ctx);
+    return NULL;
+}
+
+msac_status rt_check_sizes(const char *what, int max_batch, int max_seq, int max_ctx, const int64_t *positions,
+                           int batch, int seq)
+{
+    RT_RETURN_IF_ERROR(check_batch(what, batch, max_batch));
     if (seq < 1 || seq > max_seq)
         return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: seq %d is outside 1..%d (the session's max_seq)", what, seq,
                            max_seq);
-    for (int r = 0; r < batch; r++) {
-        int64_t at = positions ? positions[r] : 0;
-        if (at + seq > max_ctx)
-            return status_make(MSAC_ERR_INVALID_ARGUMENT,
-                               "%s: sequence %d is at position %lld; %d more tokens exceed max_ctx %d (reset the "
-                               "session or raise max_ctx)",
-                               what, r, (long long)at, seq, max_ctx);
-    }
+    for (int r = 0; r < batch; r++)
+        RT_RETURN_IF_ERROR(check_room(what, r, positions ? positions[r] : 0, seq, max_ctx));
     return NULL;
 }
 
@@ -113,9 +125,7 @@ int64_t rt_kernel_param(const PlanKernel *k, const char *key, int64_t dflt)
 msac_status rt_check_ragged(const char *what, int64_t vocab, int max_batch, int max_ctx, const int64_t *positions,
                             int batch, const int *lengths, const int32_t *tokens, int64_t *out_total)
 {
-    if (batch < 1 || batch > max_batch)
-        return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: batch %d is outside 1..%d (the session's max_batch)", what,
-                           batch, max_batch);
+    RT_RETURN_IF_ERROR(check_batch(what, batch, max_batch));
     if (!lengths)
         return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: lengths is NULL", what);
     int64_t total = 0;
@@ -123,12 +133,7 @@ msac_status rt_check_ragged(const char *what, int64_t vocab, int max_batch, int 
         if (lengths[r] < 0)
             return status_make(MSAC_ERR_INVALID_ARGUMENT, "%s: length %d of sequence %d is negative", what,
                                lengths[r], r);
-        int64_t at = positions ? positions[r] : 0;
-        if (at + lengths[r] > max_ctx)
-            return status_make(MSAC_ERR_INVALID_ARGUMENT,
-                               "%s: sequence %d is at position %lld; %d more tokens exceed max_ctx %d (reset the "
-                               "session or raise max_ctx)",
-                               what, r, (long long)at, lengths[r], max_ctx);
+        RT_RETURN_IF_ERROR(check_room(what, r, positions ? positions[r] : 0, lengths[r], max_ctx));
         total += lengths[r];
     }
     if (total && !tokens)
