@@ -80,9 +80,7 @@ uint64_t plan_fnv1a(const void *data, size_t n, uint64_t h)
     return h;
 }
 
-/* Checksum of a serialised plan: header bytes before the checksum, then the
- * payload. */
-static uint64_t plan_checksum(const uint8_t *hdr, const uint8_t *payload, size_t payload_len)
+uint64_t plan_checksum(const uint8_t *hdr, const uint8_t *payload, size_t payload_len)
 {
     uint64_t h = plan_fnv1a(hdr, H_CHECKSUM, PLAN_FNV_SEED);
     return plan_fnv1a(payload, payload_len, h);

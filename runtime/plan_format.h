@@ -161,6 +161,10 @@ typedef struct Plan {
 
 uint64_t plan_fnv1a(const void *data, size_t n, uint64_t h); /* h = PLAN_FNV_SEED to start */
 #define PLAN_FNV_SEED 0xcbf29ce484222325ull
+/* The header's checksum field of a serialised plan: FNV-1a of the header
+ * bytes before it (offset 72), then the payload. Tests and fuzzers that edit
+ * plan bytes use it to keep a plan past the check. */
+uint64_t plan_checksum(const uint8_t *hdr, const uint8_t *payload, size_t payload_len);
 
 /* Serialises p; *out is malloc'd. Returns false only on allocation failure. */
 bool plan_write(const Plan *p, uint8_t **out, size_t *out_len);

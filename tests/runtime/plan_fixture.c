@@ -157,8 +157,7 @@ uint8_t *fixture_bytes(const Plan *p, size_t *len)
 
 void fixture_rechecksum(uint8_t *d, size_t len)
 {
-    uint64_t h = plan_fnv1a(d, 72, PLAN_FNV_SEED);
-    h = plan_fnv1a(d + PLAN_HEADER_SIZE, len - PLAN_HEADER_SIZE, h);
+    uint64_t h = plan_checksum(d, d + PLAN_HEADER_SIZE, len - PLAN_HEADER_SIZE);
     for (int i = 0; i < 8; i++)
         d[72 + i] = (uint8_t)(h >> (8 * i));
 }
