@@ -12,6 +12,8 @@
 #include "ir.h"
 #include "msac/runtime.h"
 
+enum { MAX_PROMPTS = 64 };
+
 typedef struct Run {
     msac_plan *plan;          /* the plan */
     msac_weights *weights;    /* checkpoint or NULL (seeded init) */
@@ -127,15 +129,194 @@ static int32_t argmax(const float *x, int64_t n)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: msac run PLAN [--device gpu|cpu|auto] [--weights FILE.safetensors] [--seed N]\n"
-               "                     [--prompt 1,2,3] [-n N] [--logits FILE.npy]\n"
+               "                     [--prompt 1,2,3 [--prompt 4,5 ...]] [-n N] [--logits FILE.npy]\n"
                "Greedy generation of N tokens after the prompt. --device auto (default) uses the GPU\n"
                "when one is present, else the CPU reference. --logits writes the prefill logits and\n"
-               "each decode step's logits as one float32 array (prompt + N - 1 rows, vocab columns).\n");
+               "each decode step's logits as one float32 array (prompt + N - 1 rows, vocab columns).\n"
+               "Several --prompt (up to %d, of any lengths): one batch on the GPU (a ragged prefill,\n"
+               "then batched decode steps), one sequence after another on the CPU reference; the\n"
+               "tokens of each are printed (--logits takes a single prompt).\n", MAX_PROMPTS);
+}
+
+/* Loads the plan; r->vocab from it. */
+static bool load_plan(Run *r, const char *plan_path)
+{
+    if (!report(msac_plan_load(plan_path, &r->plan)))
+        return false;
+    msac_plan_info pi;
+    msac_plan_get_info(r->plan, &pi);
+    r->vocab = pi.vocab_size;
+    return true;
+}
+
+/* The weights and the backend: the GPU (a session of max_batch rows, and
+ * the "model ... on GPU" line) or, with device cpu or auto without a GPU,
+ * nothing yet (cpu_open). */
+static bool open_backend(Run *r, const char *wpath, const char *device, int max_batch, int max_seq)
+{
+    if (wpath && !report(msac_weights_open(wpath, &r->weights)))
+        return false;
+    if (strcmp(device, "cpu")) {
+        msac_status st = msac_device_open(0, &r->dev);
+        if (st && !strcmp(device, "auto")) {
+            fprintf(stderr, "msac: no GPU (%s); running on the CPU reference\n", msac_status_message(st));
+            msac_status_free(st);
+        } else if (!report(st)) {
+            return false;
+        }
+    }
+    if (!r->dev)
+        return true;
+    msac_session_options so;
+    msac_session_options_init(&so);
+    so.max_batch = max_batch;
+    so.max_seq = max_seq;
+    so.max_ctx = r->max_ctx;
+    so.weights = r->weights;
+    so.seed = r->seed;
+    if (!report(msac_session_create(r->dev, r->plan, &so, &r->sess)))
+        return false;
+    cli_print_tuning(stderr, r->plan, r->dev, true);
+    msac_plan_info pi;
+    msac_plan_get_info(r->plan, &pi);
+    msac_device_info di;
+    msac_device_get_info(r->dev, &di);
+    printf("model %s on %s (sm_%d%d, %d SMs), plan target %s\n", pi.model, di.name, di.cc_major, di.cc_minor,
+           di.sm_count, pi.target);
+    return true;
+}
+
+/* Prompt tokens must be ids of the vocabulary. */
+static bool check_prompt(const Run *r, const int32_t *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (p[i] < 0 || p[i] >= r->vocab) {
+            fprintf(stderr, "msac run: prompt token %d is outside the vocabulary (size %lld)\n", p[i],
+                    (long long)r->vocab);
+            return false;
+        }
+    return true;
+}
+
+static void close_backend(Run *r)
+{
+    msac_session_destroy(r->sess);
+    msac_device_close(r->dev);
+    msac_weights_close(r->weights);
+    msac_plan_free(r->plan);
+    eval_store_free(r->store);
+    if (r->arena)
+        arena_free(r->arena);
+    *r = (Run){0};
+}
+
+/* Several prompts: one batch on the GPU (ragged prefill, batched decode),
+ * one sequence after another on the CPU reference. */
+static int run_batch(const char *plan_path, const char *wpath, const char *device, uint64_t seed,
+                     const char *const *prompts_s, int n, int ntok)
+{
+    int32_t *prompt[MAX_PROMPTS] = {0}, *gen = NULL, *flat = NULL;
+    int len[MAX_PROMPTS], total = 0, longest = 0, rc = 1;
+    float *logits = NULL;
+    Run r = {.seed = seed};
+    for (int i = 0; i < n; i++) {
+        if (!cli_parse_ints(prompts_s[i], &prompt[i], &len[i])) {
+            fprintf(stderr, "msac run: --prompt must be comma-separated token ids, got '%s'\n", prompts_s[i]);
+            rc = 2;
+            goto out;
+        }
+        total += len[i];
+        longest = len[i] > longest ? len[i] : longest;
+    }
+    r.max_ctx = longest + ntok;
+    if (!load_plan(&r, plan_path))
+        goto out;
+    for (int i = 0; i < n; i++)
+        if (!check_prompt(&r, prompt[i], len[i]))
+            goto out;
+    if (!open_backend(&r, wpath, device, n, longest))
+        goto out;
+    gen = malloc(sizeof(int32_t) * (size_t)n * (size_t)ntok);
+    logits = malloc(sizeof(float) * (size_t)n * (size_t)r.vocab);
+    flat = malloc(sizeof(int32_t) * (size_t)(total ? total : 1));
+    if (!gen || !logits || !flat) {
+        fprintf(stderr, "msac: out of memory\n");
+        goto out;
+    }
+    double t0 = now_ms(), t1;
+    if (r.sess) {
+        printf("%d sequences on the GPU in one batch\n", n);
+        for (int i = 0, at = 0; i < n; at += len[i], i++)
+            memcpy(flat + at, prompt[i], sizeof(int32_t) * (size_t)len[i]);
+        if (!report(msac_session_prefill_ragged(r.sess, n, len, flat, logits)))
+            goto out;
+        t1 = now_ms();
+        for (int i = 0; i < n; i++)
+            gen[i * ntok] = argmax(logits + (int64_t)i * r.vocab, r.vocab);
+        int32_t step_tok[MAX_PROMPTS];
+        for (int k = 1; k < ntok; k++) {
+            for (int i = 0; i < n; i++)
+                step_tok[i] = gen[i * ntok + k - 1];
+            if (!report(msac_session_decode(r.sess, n, step_tok, logits)))
+                goto out;
+            for (int i = 0; i < n; i++)
+                gen[i * ntok + k] = argmax(logits + (int64_t)i * r.vocab, r.vocab);
+        }
+    } else {
+        printf("%d sequences on the CPU reference, one after another\n", n);
+        float *all = NULL;
+        for (int i = 0; i < n; i++) {
+            r.pos = 0; /* a fresh store per sequence: states from zero */
+            eval_store_free(r.store);
+            r.store = NULL;
+            if (r.arena)
+                arena_free(r.arena);
+            r.arena = NULL;
+            if (!cpu_open(&r))
+                goto out;
+            free(all);
+            all = malloc(sizeof(float) * (size_t)len[i] * (size_t)r.vocab);
+            if (!all || !cpu_step(&r, prompt[i], len[i], all)) {
+                free(all);
+                goto out;
+            }
+            gen[i * ntok] = argmax(all + (int64_t)(len[i] - 1) * r.vocab, r.vocab);
+            for (int k = 1; k < ntok; k++) {
+                if (!cpu_step(&r, &gen[i * ntok + k - 1], 1, logits)) {
+                    free(all);
+                    goto out;
+                }
+                gen[i * ntok + k] = argmax(logits, r.vocab);
+            }
+        }
+        free(all);
+        t1 = now_ms();
+    }
+    double t2 = now_ms();
+    for (int i = 0; i < n; i++) {
+        printf("tokens %d:", i);
+        for (int k = 0; k < ntok; k++)
+            printf(" %d", gen[i * ntok + k]);
+        printf("\n");
+    }
+    printf("prefill: %d tokens in %d sequences in %.3f ms; decode: %d steps in %.3f ms\n", total, n, t1 - t0,
+           ntok - 1, t2 - t1);
+    rc = 0;
+out:
+    for (int i = 0; i < n; i++)
+        free(prompt[i]);
+    free(gen);
+    free(logits);
+    free(flat);
+    close_backend(&r);
+    return rc;
 }
 
 int cli_run(int argc, char **argv)
 {
     const char *plan_path = NULL, *wpath = NULL, *npy = NULL, *device = "auto", *prompt_s = "1,2,3,4,5,6,7,8";
+    const char *prompts_s[MAX_PROMPTS];
+    int nprompts = 0;
     int ntok = 16;
     Run r = {0};
     for (int i = 1; i < argc; i++) {
@@ -155,7 +336,11 @@ int cli_run(int argc, char **argv)
             }
             i++;
         } else if (!strcmp(a, "--prompt") && v) {
-            prompt_s = v, i++;
+            if (nprompts == MAX_PROMPTS) {
+                fprintf(stderr, "msac run: at most %d prompts\n", MAX_PROMPTS);
+                return 2;
+            }
+            prompts_s[nprompts++] = prompt_s = v, i++;
         } else if (!strcmp(a, "-n") && v) {
             if (!cli_parse_int(v, 1, 1 << 24, &ntok)) {
                 fprintf(stderr, "msac run: -n must be a whole number in 1..16777216, got '%s'\n", v);
@@ -176,6 +361,13 @@ int cli_run(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (nprompts > 1) {
+        if (npy) {
+            fprintf(stderr, "msac run: --logits takes a single prompt (%d given)\n", nprompts);
+            return 2;
+        }
+        return run_batch(plan_path, wpath, device, r.seed, prompts_s, nprompts, ntok);
+    }
     int32_t *prompt;
     int np;
     if (!cli_parse_ints(prompt_s, &prompt, &np)) {
@@ -185,47 +377,14 @@ int cli_run(int argc, char **argv)
     int rc = 1;
     float *logits = NULL;
     int32_t *gen = NULL;
-    if (!report(msac_plan_load(plan_path, &r.plan)))
-        goto out;
-    msac_plan_info pi;
-    msac_plan_get_info(r.plan, &pi);
-    r.vocab = pi.vocab_size;
     r.max_ctx = np + ntok;
-    for (int i = 0; i < np; i++)
-        if (prompt[i] >= r.vocab) {
-            fprintf(stderr, "msac run: prompt token %d is outside the vocabulary (size %lld)\n", prompt[i],
-                    (long long)r.vocab);
-            goto out;
-        }
-    if (wpath && !report(msac_weights_open(wpath, &r.weights)))
+    if (!load_plan(&r, plan_path) || !check_prompt(&r, prompt, np) || !open_backend(&r, wpath, device, 1, np))
         goto out;
-    if (strcmp(device, "cpu")) {
-        msac_status st = msac_device_open(0, &r.dev);
-        if (st && !strcmp(device, "auto")) {
-            fprintf(stderr, "msac: no GPU (%s); running on the CPU reference\n", msac_status_message(st));
-            msac_status_free(st);
-        } else if (!report(st)) {
-            goto out;
-        }
-    }
-    if (r.dev) {
-        msac_session_options so;
-        msac_session_options_init(&so);
-        so.max_batch = 1;
-        so.max_seq = np;
-        so.max_ctx = r.max_ctx;
-        so.weights = r.weights;
-        so.seed = r.seed;
-        if (!report(msac_session_create(r.dev, r.plan, &so, &r.sess)))
-            goto out;
-        cli_print_tuning(stderr, r.plan, r.dev, true);
-        msac_device_info di;
-        msac_device_get_info(r.dev, &di);
-        printf("model %s on %s (sm_%d%d, %d SMs), plan target %s\n", pi.model, di.name, di.cc_major, di.cc_minor,
-               di.sm_count, pi.target);
-    } else {
+    if (!r.dev) {
         if (!cpu_open(&r))
             goto out;
+        msac_plan_info pi;
+        msac_plan_get_info(r.plan, &pi);
         printf("model %s on the CPU reference\n", pi.model);
     }
     int64_t rows = np + ntok - 1;
@@ -267,12 +426,6 @@ out:
     free(prompt);
     free(logits);
     free(gen);
-    msac_session_destroy(r.sess);
-    msac_device_close(r.dev);
-    msac_weights_close(r.weights);
-    msac_plan_free(r.plan);
-    eval_store_free(r.store);
-    if (r.arena)
-        arena_free(r.arena);
+    close_backend(&r);
     return rc;
 }
