@@ -181,6 +181,15 @@ static int check_model(const char *dir, const char *yaml, const char *ypath)
         fprintf(stderr, "msac import: cannot load the compiled model\n");
         goto out;
     }
+    msac_weights *w[16] = {0}; /* each shard opened once */
+    for (int f = 0; f < nf; f++) {
+        msac_status st = msac_weights_open(files[f], &w[f]);
+        if (st) {
+            fprintf(stderr, "msac import: %s\n", msac_status_message(st));
+            msac_status_free(st);
+            goto close;
+        }
+    }
     msac_plan_info pi;
     msac_plan_get_info(plan, &pi);
     int found = 0;
@@ -192,31 +201,28 @@ static int check_model(const char *dir, const char *yaml, const char *ypath)
             n *= (size_t)wi.dims[k];
         float *vals = malloc(n * sizeof *vals);
         if (!vals)
-            goto out;
+            goto close;
         msac_status last = NULL;
         bool ok = false;
         for (int f = 0; f < nf && !ok; f++) { /* the shard that holds it */
-            msac_weights *w = NULL;
-            msac_status st = msac_weights_open(files[f], &w);
-            if (!st) {
-                st = msac_plan_weight_values(plan, i, w, 0, vals);
-                msac_weights_close(w);
-            }
-            ok = !st;
             msac_status_free(last);
-            last = st;
+            last = msac_plan_weight_values(plan, i, w[f], 0, vals);
+            ok = !last;
         }
         free(vals);
         if (!ok) {
             fprintf(stderr, "msac import: %s\n", msac_status_message(last));
             msac_status_free(last);
-            goto out;
+            goto close;
         }
         found++;
     }
     printf("weights: all %d tensors found in %d safetensors file%s with the shapes the model needs\n", found, nf,
            nf == 1 ? "" : "s");
     rc = 0;
+close:
+    for (int f = 0; f < nf; f++)
+        msac_weights_close(w[f]);
 out:
     msac_plan_free(plan);
     free(bytes);

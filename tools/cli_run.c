@@ -264,16 +264,12 @@ static int run_batch(const char *plan_path, const char *wpath, const char *devic
         }
     } else {
         printf("%d sequences on the CPU reference, one after another\n", n);
+        if (!cpu_open(&r))
+            goto out;
         float *all = NULL;
         for (int i = 0; i < n; i++) {
-            r.pos = 0; /* a fresh store per sequence: states from zero */
-            eval_store_free(r.store);
-            r.store = NULL;
-            if (r.arena)
-                arena_free(r.arena);
-            r.arena = NULL;
-            if (!cpu_open(&r))
-                goto out;
+            r.pos = 0; /* each sequence from zero states, as after a session reset */
+            eval_store_reset_states(r.store);
             free(all);
             all = malloc(sizeof(float) * (size_t)len[i] * (size_t)r.vocab);
             if (!all || !cpu_step(&r, prompt[i], len[i], all)) {
