@@ -163,19 +163,44 @@ int tune_candidates(const Node *n, TuneCand *out, int max, Diag *d)
     return total;
 }
 
-bool tune_space_has_key(const char *kernel, const char *key)
+/* The distinct attribute names a template's space sets. */
+typedef struct KeySet {
+    int n;            /* names */
+    char key[32][16]; /* [n] */
+} KeySet;
+
+static void space_keys(const char *kernel, KeySet *ks)
 {
+    ks->n = 0;
     const char *space = kernel_tune_space(kernel);
     Axis ax[MAX_AXES];
     int nax;
     if (!space || !parse_space(space, ax, &nax))
-        return false;
+        return;
     for (int i = 0; i < nax; i++)
         for (int a = 0; a < ax[i].nalt; a++)
-            for (int j = 0; j < ax[i].alt[a].n; j++)
-                if (!strcmp(ax[i].alt[a].key[j], key))
-                    return true;
+            for (int j = 0; j < ax[i].alt[a].n; j++) {
+                bool seen = false;
+                for (int k = 0; k < ks->n && !seen; k++)
+                    seen = !strcmp(ks->key[k], ax[i].alt[a].key[j]);
+                if (!seen && ks->n < 32)
+                    snprintf(ks->key[ks->n++], sizeof ks->key[0], "%s", ax[i].alt[a].key[j]);
+            }
+}
+
+static bool keyset_has(const KeySet *ks, const char *key)
+{
+    for (int k = 0; k < ks->n; k++)
+        if (!strcmp(ks->key[k], key))
+            return true;
     return false;
+}
+
+bool tune_space_has_key(const char *kernel, const char *key)
+{
+    KeySet ks;
+    space_keys(kernel, &ks);
+    return keyset_has(&ks, key);
 }
 
 void tune_apply(Graph *g, Node *n, const TuneCand *c)
@@ -186,12 +211,13 @@ void tune_apply(Graph *g, Node *n, const TuneCand *c)
 
 bool tune_apply_text(Graph *g, Node *n, const char *text)
 {
-    const char *kernel = node_str(n, "kernel", "");
+    KeySet ks;
+    space_keys(node_str(n, "kernel", ""), &ks);
     TuneCand c = {0};
     const char *p = text;
     while (*skip_ws(p)) {
         if (c.n == TUNE_MAX_SETS || !parse_kv(&p, c.set[c.n].key, &c.set[c.n].value) ||
-            !tune_space_has_key(kernel, c.set[c.n].key))
+            !keyset_has(&ks, c.set[c.n].key))
             return false;
         c.n++;
         p = skip_ws(p);
@@ -206,11 +232,12 @@ bool tune_apply_text(Graph *g, Node *n, const char *text)
 
 void tune_schedule_text(const Node *n, char *buf, size_t len)
 {
-    const char *kernel = node_str(n, "kernel", "");
+    KeySet ks;
+    space_keys(node_str(n, "kernel", ""), &ks);
     size_t k = 0;
     buf[0] = 0;
     for (int i = 0; i < n->nattr && k < len; i++)
-        if (n->attr[i].kind == ATTR_INT && tune_space_has_key(kernel, n->attr[i].key))
+        if (n->attr[i].kind == ATTR_INT && keyset_has(&ks, n->attr[i].key))
             k += (size_t)snprintf(buf + k, len - k, "%s%s=%lld", k ? "," : "", n->attr[i].key,
                                   (long long)n->attr[i].i);
 }
@@ -255,12 +282,15 @@ static void put_shape(Str *b, const Node *n)
 char *kernel_key(const Node *n, bool without_schedule)
 {
     const char *kernel = node_str(n, "kernel", "");
+    KeySet ks = {0};
+    if (without_schedule)
+        space_keys(kernel, &ks);
     Str b = {0};
     put(&b, "%s:", kernel);
     put_shape(&b, n);
     for (int i = 0; i < n->nattr; i++) {
         const Attr *a = &n->attr[i];
-        if (without_schedule && tune_space_has_key(kernel, a->key))
+        if (keyset_has(&ks, a->key))
             continue;
         if (a->kind == ATTR_INT)
             put(&b, " %s=%lld", a->key, (long long)a->i);
