@@ -10,9 +10,14 @@
  * printed graph that does not parse back). */
 #pragma once
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Prints "fuzz: <message>" to stderr and aborts. */
 _Noreturn void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The input as a NUL-terminated string (malloc'd), NULL when out of memory. */
+char *fuzz_text(const uint8_t *data, size_t size);
+/* /dev/null, opened once: where targets print the messages they check. */
+FILE *fuzz_sink(void);
