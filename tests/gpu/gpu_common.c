@@ -180,3 +180,29 @@ void fill_tokens(int32_t *t, int n, int64_t vocab, uint64_t seed)
         t[i] = (int32_t)((seed >> 33) % (uint64_t)vocab);
     }
 }
+
+void expect_decode_equals_prefill(GpuModel *a, const int32_t *tok, const float *full, int B, int L, int K,
+                                  const char *what)
+{
+    int64_t V = a->vocab;
+    int32_t *head = malloc(sizeof(int32_t) * (size_t)B * (size_t)L), *t = malloc(sizeof(int32_t) * (size_t)B);
+    float *step = malloc(sizeof(float) * (size_t)B * (size_t)V), *want = malloc(sizeof(float) * (size_t)B * (size_t)V);
+    assert_true(head && t && step && want);
+    for (int r = 0; r < B; r++)
+        memcpy(head + (size_t)r * L, tok + (size_t)r * (L + K), sizeof(int32_t) * (size_t)L);
+    check_ok(msac_session_prefill(a->sess, B, L, head, NULL));
+    for (int k = 0; k < K; k++) {
+        for (int r = 0; r < B; r++)
+            t[r] = tok[(size_t)r * (L + K) + L + k];
+        check_ok(msac_session_decode(a->sess, B, t, step));
+        for (int r = 0; r < B; r++)
+            memcpy(want + r * V, full + ((int64_t)r * (L + K) + L + k) * V, sizeof(float) * (size_t)V);
+        char label[64];
+        snprintf(label, sizeof label, "%s step %d vs prefill position %d", what, k, L + k);
+        expect_close(label, step, want, B * V, 2e-2);
+    }
+    free(head);
+    free(t);
+    free(step);
+    free(want);
+}

@@ -43,5 +43,12 @@ void cpu_run(GpuModel *m, int batch, int seq, const int32_t *tok, const char *co
 double rel_err(const float *a, const float *b, int64_t n);
 /* Compares and reports "label: rel err E (bound B)"; fails the test above the bound. */
 void expect_close(const char *label, const float *gpu, const float *ref, int64_t n, double bound);
+/* Prefills the first L of each row's L + K tokens (tok: B × (L + K)) into
+ * a, then decodes the other K one step at a time and compares each step's
+ * logits (bound 2e-2) with `full`, the logits of every position of a
+ * prefill of all L + K tokens (B × (L + K) × vocab): decode step t must
+ * equal prefill position t. Labels "<what> step k vs prefill position L+k". */
+void expect_decode_equals_prefill(GpuModel *a, const int32_t *tok, const float *full, int B, int L, int K,
+                                  const char *what);
 /* Fills tokens with a deterministic pseudo-random sequence below vocab. */
 void fill_tokens(int32_t *t, int n, int64_t vocab, uint64_t seed);

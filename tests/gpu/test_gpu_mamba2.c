@@ -204,32 +204,15 @@ static void decode_equals_prefill(void **state)
 {
     (void)state;
     enum { B = 3, L = 21, K = 6 };
-    const char *const logits[] = {"logits", NULL};
     GpuModel a, b;
     gpu_model_open(&a, tiny_yaml, NULL, B, L + K, L + K + 1, NULL);
     gpu_model_open(&b, tiny_yaml, NULL, B, L + K, L + K + 1, NULL);
-    (void)logits;
     int32_t tok[B][L + K];
     fill_tokens(&tok[0][0], B * (L + K), a.vocab, 7);
     int64_t V = a.vocab;
     float *full = malloc(sizeof(float) * B * (L + K) * (size_t)V);
     check_ok(msac_session_prefill(b.sess, B, L + K, &tok[0][0], full));
-    int32_t head[B][L];
-    for (int r = 0; r < B; r++)
-        memcpy(head[r], tok[r], sizeof head[r]);
-    check_ok(msac_session_prefill(a.sess, B, L, &head[0][0], NULL));
-    float *step = malloc(sizeof(float) * B * (size_t)V), *want = malloc(sizeof(float) * B * (size_t)V);
-    for (int k = 0; k < K; k++) {
-        int32_t t[B];
-        for (int r = 0; r < B; r++)
-            t[r] = tok[r][L + k];
-        check_ok(msac_session_decode(a.sess, B, t, step));
-        for (int r = 0; r < B; r++)
-            memcpy(want + r * V, full + ((int64_t)r * (L + K) + L + k) * V, sizeof(float) * (size_t)V);
-        char label[64];
-        snprintf(label, sizeof label, "decode step %d vs prefill position %d", k, L + k);
-        expect_close(label, step, want, B * V, 2e-2);
-    }
+    expect_decode_equals_prefill(&a, &tok[0][0], full, B, L, K, "decode");
     /* prefill in two calls: 13 then 14 tokens */
     check_ok(msac_session_reset(a.sess));
     int32_t p1[B][13], p2[B][14];
@@ -245,8 +228,6 @@ static void decode_equals_prefill(void **state)
         memcpy(ref2 + (int64_t)r * 14 * V, full + ((int64_t)r * (L + K) + 13) * V, sizeof(float) * 14 * (size_t)V);
     expect_close("second prefill vs one prefill", second, ref2, B * 14 * V, 2e-2);
     free(full);
-    free(step);
-    free(want);
     free(second);
     free(ref2);
     gpu_model_close(&a);
