@@ -42,7 +42,6 @@ typedef struct Tunable {
     char key[17];            /* kernel key hash (tune_space.h) */
     char kernel[32];         /* template */
     char program[16];        /* "prefill" / "decode" */
-    char node[64];           /* first node with this key, for messages */
     int nodes;               /* nodes of the program with this key */
     char default_sched[160]; /* lower.c's schedule */
     int ncand;               /* candidates */
@@ -131,7 +130,6 @@ static void on_tweak(void *user, const char *program, Graph *g)
         snprintf(u->key, sizeof u->key, "%s", key);
         snprintf(u->kernel, sizeof u->kernel, "%s", kernel);
         snprintf(u->program, sizeof u->program, "%s", program);
-        snprintf(u->node, sizeof u->node, "%s", n->name ? n->name : "?");
         u->nodes = 1;
         tune_schedule_text(n, u->default_sched, sizeof u->default_sched);
         u->cand = malloc((size_t)k * sizeof *u->cand);
