@@ -226,6 +226,15 @@ static bool emit_node(PB *b, Codegen *cg, const Node *n, KOut *ko)
     return ok;
 }
 
+/* The aux result of n (an OPF_AUX node whose src[0] is n), or NULL. */
+static const Node *aux_of(const Graph *g, const Node *n)
+{
+    for (int i = n->id + 1; i < g->nnodes; i++)
+        if ((op_info[g->nodes[i]->op].flags & OPF_AUX) && g->nodes[i]->src[0] == n)
+            return g->nodes[i];
+    return NULL;
+}
+
 static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, const CompileOptions *o)
 {
     Plan *p = b->p;
@@ -273,8 +282,14 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
                     pa->kind = PARG_BUF;
                     pa->buf = (uint32_t)bi;
                     pa->expr = pexpr(a->val);
-                } else if (a->kind == KA_SRC || a->kind == KA_OUT) {
-                    int bi = buffer_of(b, name, a->kind == KA_SRC ? n->src[a->src] : n);
+                } else if (a->kind == KA_SRC || a->kind == KA_OUT || a->kind == KA_AUX) {
+                    const Node *v = a->kind == KA_SRC ? n->src[a->src] : a->kind == KA_OUT ? n : aux_of(g, n);
+                    if (!v) {
+                        ok = diag_fail(b->d, "internal error: %%%s's kernel writes an aux result the graph lacks",
+                                       n->name ? n->name : "?");
+                        break;
+                    }
+                    int bi = buffer_of(b, name, v);
                     if (bi < 0) {
                         ok = false;
                         break;

@@ -2,6 +2,13 @@
  *
  *     out[M, N] = P(A)[M, K] · W[N, K]^T (+ residual[M, N])
  *
+ * or, with the mHC epilogue (n streams; fuse-mhc), o = P(A) · W^T and
+ *
+ *     out[m, i·N + c] = H_post[m, i] · o[m, c] + Σ_j H_res[m, i, j] · xs[m, j·N + c]
+ *
+ * with coef[m] = (H_post [n], H_res [n, n]) read once per row: mhc_post's
+ * stream update while the tile is in registers.
+ *
  * A is the activation (row-major), W a PyTorch-layout linear weight, so
  * both operands are K-contiguous ("TN"). A block computes a BM×BN tile with
  * WM×WN warps; each warp a (BM/WM)×(BN/WN) tile of m16n8k16 mma.sync.
@@ -22,7 +29,7 @@
  * memory (gathered tokens for gate/up; scattered (token, slot) rows, scaled
  * by the routing weight, for down).
  *
- * Args: A (bf16), W (bf16), out (f32|bf16), [residual (as out)], M (i32);
+ * Args: A (bf16), W (bf16), out (f32|bf16), [residual (as out) | xs, coef (mhc, f32)], M (i32);
  * grouped: see k_gemm.h. Grid: (ceil(N/BN), ceil(M/BM)). */
 #include <string.h>
 
@@ -116,6 +123,8 @@ bool gemm_check(const GemmShape *s, Diag *d)
                          s->wm, s->wn, s->stages);
     if (gemm_smem(s) > 227 * 1024)
         return diag_fail(d, "gemm: schedule needs %u bytes of shared memory", gemm_smem(s));
+    if (s->mhc && (s->mhc > 8 || s->N % 2 || s->out != DT_F32 || s->residual || s->mode != GEMM_PLAIN))
+        return diag_fail(d, "gemm: the mhc epilogue needs 1..8 streams, an even N, f32 output and no residual");
     return true;
 }
 
@@ -123,6 +132,45 @@ bool gemm_check(const GemmShape *s, Diag *d)
  * the offsets, and fills the row tables: A rows at rowmap, output rows at
  * rowmap + 4·bm (-1 past the expert's rows). Returns whether the block has
  * a tile (uniform over the block). */
+/* The mHC epilogue of one accumulator row (fragment row i, half h): this
+ * row's n + n² coefficients once, then per column pair the n streams in,
+ * the n updated streams out (8-byte accesses). */
+static void mhc_rows(KB *kb, const GemmShape *s, KVar acc[][MAX_NI][4], int i, int h, V n0, V wn0, V lc, V row, V rok,
+                     V xs, V coef, V o)
+{
+    int ns = s->mhc, ni_n = s->bn / s->wn / 8;
+    int64_t W = ns * s->N;
+    kb_if(kb, rok);
+    V crow = kb_gep(kb, kb->f32, coef, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, ns + ns * ns)));
+    V hc[72]; /* H_post [n], H_res [n, n] */
+    for (int k = 0; k < ns + ns * ns; k++)
+        hc[k] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, crow, kb_i32(kb, k)));
+    V rbase = kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, W));
+    for (int j = 0; j < ni_n; j++) {
+        V col = kb_add(kb, kb_add(kb, n0, wn0), kb_add(kb, lc, kb_i32(kb, j * 8)));
+        kb_if(kb, kb_lt(kb, col, kb_i32(kb, (int)s->N)));
+        V off = kb_add(kb, rbase, kb_to_i64(kb, col));
+        V ov[2] = {kb_get(kb, acc[i][j][2 * h]), kb_get(kb, acc[i][j][2 * h + 1])};
+        V xv[8][2];
+        for (int q = 0; q < ns; q++) {
+            V v = kb_load_vec(kb, kb->f32, 2, kb_gep(kb, kb->f32, xs, kb_add(kb, off, kb_i64(kb, q * s->N))), 8);
+            xv[q][0] = kb_extract(kb, v, 0), xv[q][1] = kb_extract(kb, v, 1);
+        }
+        for (int q = 0; q < ns; q++) {
+            V vec = LLVMGetUndef(LLVMVectorType(kb->f32, 2));
+            for (int e = 0; e < 2; e++) {
+                V v = kb_mul(kb, hc[q], ov[e]);
+                for (int r = 0; r < ns; r++)
+                    v = kb_fma(kb, hc[ns + q * ns + r], xv[r][e], v);
+                vec = LLVMBuildInsertElement(kb->b, vec, v, kb_i32(kb, e), "");
+            }
+            kb_store_vec(kb, vec, kb_gep(kb, kb->f32, o, kb_add(kb, off, kb_i64(kb, q * s->N))), 8);
+        }
+        kb_endif(kb);
+    }
+    kb_endif(kb);
+}
+
 static V grouped_setup(KB *kb, const GemmShape *s, V offs, V perm, V w, V tid, V rowmap, V *w_e)
 {
     int threads = 32 * s->wm * s->wn;
@@ -177,11 +225,12 @@ bool gemm_emit(Codegen *cg, const GemmShape *s, const char *entry, char **ptx, D
     if (grouped)
         np = s->mode == GEMM_MOE_DOWN ? 6 : 5;
     else
-        np = s->residual ? 5 : 4, pk[np - 1] = KP_I32;
+        np = s->mhc ? 6 : s->residual ? 5 : 4, pk[np - 1] = KP_I32;
     KB *kb = kb_new(cg->ctx, entry, pk, np, threads);
     V a = kb_param(kb, 0), w = kb_param(kb, 1), o = kb_param(kb, 2);
     V res = !grouped && s->residual ? kb_param(kb, 3) : NULL, M = !grouped ? kb_param(kb, np - 1) : NULL;
     V selw = s->mode == GEMM_MOE_DOWN ? kb_param(kb, 5) : NULL;
+    V xs = s->mhc ? kb_param(kb, 3) : NULL, coef = s->mhc ? kb_param(kb, 4) : NULL; /* mHC epilogue */
     V tid = nvvm_tid_x(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
     Ops op = {.a = a, .w = w, .m_lim = M, .n0 = kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, s->bn))};
     V rowmap = kb_i32(kb, s->stages * stage_bytes);
@@ -280,6 +329,10 @@ bool gemm_emit(Codegen *cg, const GemmShape *s, const char *entry, char **ptx, D
                 row = kb_add(kb, m0, rl);
                 rok = kb_lt(kb, row, M);
             }
+            if (s->mhc) {
+                mhc_rows(kb, s, acc, i, h, n0, wn0, lc, row, rok, xs, coef, o);
+                continue;
+            }
             for (int j = 0; j < ni_n; j++) {
                 V col = kb_add(kb, kb_add(kb, n0, wn0), kb_add(kb, lc, kb_i32(kb, j * 8)));
                 V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, s->N)), kb_to_i64(kb, col));
@@ -332,14 +385,18 @@ bool k_gemm(Codegen *cg, const Node *n, KOut *out, Diag *d)
         .wm = (int)node_int(n, "wm", 2), .wn = (int)node_int(n, "wn", 4), .stages = (int)node_int(n, "stages", 3),
         .N = w->dim[0].n, .K = w->dim[1].n, .out = n->dtype, .residual = matmul_nres(n) == 1,
         .swiglu = pro && !strcmp(pro, "swiglu"), .mode = GEMM_PLAIN,
+        .mhc = matmul_mhc(n) ? (int)node_int(n, "streams", 1) : 0,
     };
     if (pro && !s.swiglu)
         return diag_fail(d, "gemm: prologue '%s' is a decode (gemv) prologue", pro);
     if (!gemm_check(&s, d))
         return false;
     char name[96];
-    snprintf(name, sizeof name, "gemm_n%lld_k%lld_%s%s%s_%dx%dx%d_w%dx%d_s%d", (long long)s.N, (long long)s.K,
-             dtype_name(s.out), s.residual ? "_res" : "", s.swiglu ? "_swiglu" : "", s.bm, s.bn, s.bk, s.wm, s.wn,
+    char epi[16] = "";
+    if (s.mhc)
+        snprintf(epi, sizeof epi, "_mhc%d", s.mhc);
+    snprintf(name, sizeof name, "gemm_n%lld_k%lld_%s%s%s%s_%dx%dx%d_w%dx%d_s%d", (long long)s.N, (long long)s.K,
+             dtype_name(s.out), s.residual ? "_res" : "", epi, s.swiglu ? "_swiglu" : "", s.bm, s.bn, s.bk, s.wm, s.wn,
              s.stages);
     KLaunch *l = kout_add(out, name, (unsigned)(32 * s.wm * s.wn), gemm_smem(&s));
     kl_param(l, "bm", s.bm);
@@ -353,13 +410,20 @@ bool k_gemm(Codegen *cg, const Node *n, KOut *out, Diag *d)
     l->grid[1] = sym_ceildiv(M, s.bm);
     int64_t osz = (int64_t)dtype_size(s.out);
     l->flops = sym_scale(M, 2 * s.N * s.K);
-    l->bytes = sym_add(sym_scale(M, s.K * 2 * (s.swiglu ? 2 : 1) + s.N * osz * (s.residual ? 2 : 1)),
-                       sym_const(s.N * s.K * 2));
+    /* out (and a residual) [M, N]; mhc: the n streams in and out, the coefficients */
+    int64_t out_bytes = s.mhc ? 2 * s.mhc * s.N * 4 + (s.mhc + s.mhc * s.mhc) * 4 : s.N * osz * (s.residual ? 2 : 1);
+    l->bytes = sym_add(sym_scale(M, s.K * 2 * (s.swiglu ? 2 : 1) + out_bytes), sym_const(s.N * s.K * 2));
+    if (s.mhc)
+        l->flops = sym_add(l->flops, sym_scale(M, 2 * s.N * s.mhc * (s.mhc + 1)));
     kl_arg_src(l, 0);
     kl_arg_src(l, 1);
     kl_arg_out(l);
     if (s.residual)
         kl_arg_src(l, 2);
+    if (s.mhc) {
+        kl_arg_src(l, 2);
+        kl_arg_src(l, 3);
+    }
     kl_arg_i32(l, M);
     return gemm_emit(cg, &s, "gemm", &l->ptx, d);
 }

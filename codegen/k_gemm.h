@@ -14,6 +14,7 @@ typedef struct GemmShape {
     int64_t N, K;                   /* static sizes (K: the reduction, after the prologue) */
     DType out;                      /* output dtype */
     bool residual;                  /* add a residual in the epilogue (GEMM_PLAIN) */
+    int mhc;                        /* streams n of the mHC epilogue (GEMM_PLAIN, f32 out [M, n·N]); 0: none */
     bool swiglu;                    /* A is [rows, 2K] = gate | up; the operand is bf16(silu(gate)·up) */
     GemmMode mode;                  /* plain or one of the grouped MoE GEMMs */
     int64_t experts;                /* E (grouped) */
@@ -24,7 +25,7 @@ typedef struct GemmShape {
 bool gemm_check(const GemmShape *s, Diag *d);
 /* Dynamic shared memory of a GemmShape's kernel, bytes. */
 unsigned gemm_smem(const GemmShape *s);
-/* Emits the kernel. Parameters: plain: A, W, out, [residual], M (i32);
+/* Emits the kernel. Parameters: plain: A, W, out, [residual | xs, coef (mhc)], M (i32);
  * grouped: A, W, out, offsets (i32 [E+1]), perm (i32 [rows]), [selw (f32
  * [rows]), GEMM_MOE_DOWN]. Grid: (ceil(N/bn), row tiles): plain
  * ceil(M/bm); grouped ceil(rows/bm) + E, blocks past the experts' tiles

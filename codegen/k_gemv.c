@@ -4,6 +4,8 @@
  * front of the matmul runs as the prologue:
  *
  *     out[M, N] = P(x)[M, K] · W[N, K]^T (+ residual)
+ *     or the mHC stream update (n streams, epilogue "mhc"; see k_gemm.c):
+ *     out[M, i·N + c] = H_post[i]·o[c] + Σ_j H_res[i, j]·xs[M, j·N + c]
  *     P = identity (bf16 x) | rmsnorm (f32 x) | gated_rmsnorm (bf16 g, groups)
  *         | swiglu (bf16 x [M, 2K] = gate | up: silu(gate)·up as the rows are staged)
  *
@@ -12,7 +14,7 @@
  * 4-byte pairs of a W row per k16 step, so a warp reads 32 contiguous bytes
  * of 8 rows; UNROLL steps are loaded before the first mma. K must be a
  * multiple of 8 (a K not a multiple of 16 is zero-padded).
- * Args: x, W, out, [residual], [norm_w (norms only)], M (i32). */
+ * Args: x, W, out, [residual | xs, coef (mhc)], [norm_w (norms only)], M (i32). */
 #include <string.h>
 
 #include "kernels.h"
@@ -30,6 +32,7 @@ typedef struct GemvShape {
     float eps;           /* norm epsilon */
     DType in, out;       /* x and output dtypes */
     bool residual;       /* add a residual */
+    int mhc;             /* streams n of the mHC epilogue (f32 out [M, n·N]); 0: none */
     bool pdl;            /* programmatic dependent launch (sm_90): wait for the predecessor late */
 } GemvShape;
 
@@ -98,11 +101,13 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
 {
     int lda = (int)(s->Kp + 8) * 2;                  /* A row stride in smem (bytes) */
     int red = GV_ROWS * lda;                         /* reduction buffer offset */
-    KParamKind pk[6];
+    KParamKind pk[7];
     int np = 0;
     pk[np++] = KP_PTR, pk[np++] = KP_PTR, pk[np++] = KP_PTR;
     if (s->residual)
         pk[np++] = KP_PTR;
+    if (s->mhc)
+        pk[np++] = KP_PTR, pk[np++] = KP_PTR;
     bool norm = s->pro == 1 || s->pro == 2;      /* a norm prologue (reads norm_w) */
     if (norm)
         pk[np++] = KP_PTR;
@@ -111,6 +116,7 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     int ai = 0;
     V x = kb_param(kb, ai++), w = kb_param(kb, ai++), o = kb_param(kb, ai++);
     V res = s->residual ? kb_param(kb, ai++) : NULL;
+    V xs = s->mhc ? kb_param(kb, ai++) : NULL, coef = s->mhc ? kb_param(kb, ai++) : NULL;
     V nw = norm ? kb_param(kb, ai++) : NULL;
     V M = kb_param(kb, ai++);
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
@@ -281,6 +287,22 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
         kb_if(kb, kb_and(kb, kb_lt(kb, row, M), kb_lt(kb, col, kb_i32(kb, s->N))));
         V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, s->N)), kb_to_i64(kb, col));
         V v = kb_get(kb, acc[e]);
+        if (s->mhc) { /* n streams of row `row`, column col: read every x_j, write every updated stream */
+            int ns = s->mhc;
+            V crow = kb_gep(kb, kb->f32, coef, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, ns + ns * ns)));
+            V sbase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, ns * s->N)), kb_to_i64(kb, col));
+            V xv[8];
+            for (int q = 0; q < ns; q++)
+                xv[q] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, xs, kb_add(kb, sbase, kb_i64(kb, q * s->N))));
+            for (int q = 0; q < ns; q++) {
+                V u = kb_mul(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, crow, kb_i32(kb, q))), v);
+                for (int r = 0; r < ns; r++)
+                    u = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, crow, kb_i32(kb, ns + q * ns + r))), xv[r], u);
+                kb_store(kb, u, kb_gep(kb, kb->f32, o, kb_add(kb, sbase, kb_i64(kb, q * s->N))));
+            }
+            kb_endif(kb);
+            continue;
+        }
         if (res)
             v = kb_add(kb, v, load_in(kb, s->out, res, off));
         kb_store(kb, s->out == DT_BF16 ? kb_f32_to_bf16(kb, v) : v, kb_gep(kb, ot, o, off));
@@ -299,17 +321,21 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
                    .pro = !pro ? 0 : !strcmp(pro, "rmsnorm") ? 1 : !strcmp(pro, "swiglu") ? 3 : 2, .group = node_int(n, "group", w->dim[1].n),
                    .eps = (float)node_float(n, "eps", 1e-5), .in = n->src[0]->dtype, .out = n->dtype};
     s.residual = matmul_nres(n) == 1;
+    s.mhc = matmul_mhc(n) ? (int)node_int(n, "streams", 1) : 0;
     s.pdl = kl_use_pdl(cg, n);
     s.Kp = (s.K + 15) / 16 * 16;
     s.warps = s.wn * s.wk;
     if (s.K % 8 || s.wn < 1 || s.wk < 1 || (s.warps != 4 && s.warps != 8) || (s.Kp / s.wk) % 16 || s.group < 1 ||
-        s.K % s.group || s.group % 8 || s.K / s.group > 16)
+        s.K % s.group || s.group % 8 || s.K / s.group > 16 || s.mhc > 8 || (s.mhc && s.out != DT_F32))
         return diag_fail(d, "gemv: invalid schedule wn=%d wk=%d for K=%lld", s.wn, s.wk, (long long)s.K);
     unsigned smem = (unsigned)(GV_ROWS * (s.Kp + 8) * 2 + (s.wk > 1 ? s.warps * 32 * 4 * 4 : 0));
     char name[96];
     static const char *const pn[] = {"", "_rms", "_gnorm", "_swiglu"};
-    snprintf(name, sizeof name, "gemv_n%lld_k%lld_%s%s%s_w%dx%d", (long long)s.N, (long long)s.K, dtype_name(s.out),
-             s.residual ? "_res" : "", pn[s.pro], s.wn, s.wk);
+    char epi[16] = "";
+    if (s.mhc)
+        snprintf(epi, sizeof epi, "_mhc%d", s.mhc);
+    snprintf(name, sizeof name, "gemv_n%lld_k%lld_%s%s%s%s_w%dx%d", (long long)s.N, (long long)s.K, dtype_name(s.out),
+             s.residual ? "_res" : "", epi, pn[s.pro], s.wn, s.wk);
     KLaunch *l = kout_add(out, name, (unsigned)(32 * s.warps), smem);
     kl_param(l, "wn", s.wn);
     kl_param(l, "wk", s.wk);
@@ -319,13 +345,20 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
     l->grid[1] = sym_ceildiv(M, GV_ROWS);
     int64_t osz = (int64_t)dtype_size(s.out);
     l->flops = sym_scale(M, 2 * s.N * s.K);
-    l->bytes = sym_add(sym_scale(M, s.K * (s.pro == 3 ? 2 : 1) * (int64_t)dtype_size(s.in) + s.N * osz * (s.residual ? 2 : 1)),
+    int64_t out_bytes = s.mhc ? 2 * s.mhc * s.N * 4 + (s.mhc + s.mhc * s.mhc) * 4 : s.N * osz * (s.residual ? 2 : 1);
+    l->bytes = sym_add(sym_scale(M, s.K * (s.pro == 3 ? 2 : 1) * (int64_t)dtype_size(s.in) + out_bytes),
                        sym_const(s.N * s.K * 2));
-    kl_arg_src(l, 0); /* x, W, out, [residual], [norm_w], M: the kernel's parameter order */
+    if (s.mhc)
+        l->flops = sym_add(l->flops, sym_scale(M, 2 * s.N * s.mhc * (s.mhc + 1)));
+    kl_arg_src(l, 0); /* x, W, out, [residual | xs, coef], [norm_w], M: the kernel's parameter order */
     kl_arg_src(l, 1);
     kl_arg_out(l);
     if (s.residual)
         kl_arg_src(l, 2);
+    if (s.mhc) {
+        kl_arg_src(l, 2);
+        kl_arg_src(l, 3);
+    }
     if (s.pro == 1 || s.pro == 2)
         kl_arg_src(l, n->nsrc - 1);
     kl_arg_i32(l, M);

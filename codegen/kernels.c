@@ -68,6 +68,8 @@ void kl_arg_src(KLaunch *l, int src)
 void kl_arg_out(KLaunch *l) { next_arg(l)->kind = KA_OUT; }
 void kl_arg_scratch(KLaunch *l) { next_arg(l)->kind = KA_SCRATCH; }
 
+void kl_arg_aux(KLaunch *l) { next_arg(l)->kind = KA_AUX; }
+
 void kl_arg_scratch_at(KLaunch *l, SymExpr off)
 {
     KArg *a = next_arg(l);

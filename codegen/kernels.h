@@ -15,6 +15,7 @@ typedef enum {
     KA_I32, /* 32-bit integer: the value of `val` */
     KA_F32, /* float `f` */
     KA_SCRATCH, /* pointer to the node's scratch (attr scratch_off) (+ off bytes) */
+    KA_AUX, /* pointer to the value of the node's aux result: the OPF_AUX node whose src[0] it is */
 } KArgKind;
 
 typedef struct KArg {
@@ -69,6 +70,8 @@ void kl_arg_scratch(KLaunch *l);
 /* The node's scratch + off bytes (symbolic: regions sized by the rows). */
 void kl_arg_scratch_at(KLaunch *l, SymExpr off);
 void kl_arg_f32(KLaunch *l, float f);
+/* The node's aux result (an OPF_AUX node with src[0] = this node, e.g. mhc_coef). */
+void kl_arg_aux(KLaunch *l);
 void kl_param(KLaunch *l, const char *key, int64_t v);
 /* Whether a kernel for n uses programmatic dependent launch: one-token
  * (decode) nodes on targets that have griddepcontrol (sm_90). */

@@ -84,8 +84,11 @@ void ref_gated_rmsnorm_raw(int64_t rows, int64_t C, int64_t group, const float *
  * rounds of column- then row-normalisation), and one token's coefficients
  * from its streams x [n*D]: h_pre [n], h_post [n], h_res [n, n] row-major. */
 void ref_sinkhorn(int64_t n, int iters, float *m);
-void ref_mhc_coef(int64_t n, int64_t D, const float *x, const float *fn, const float *base, const float *scale,
-                  int iters, float eps, float *h_pre, float *h_post, float *h_res);
+void ref_mhc_coef_raw(int64_t n, int64_t D, const float *x, const float *fn, const float *base, const float *scale,
+                      int iters, float eps, float *h_pre, float *h_post, float *h_res);
+/* mhc_post's update of one token: out [n*D] = H_post[i]·o + Σ_j H_res[i,j]·x_j per stream i. */
+void ref_mhc_update(int64_t ns, int64_t D, const float *xr, const float *o, const float *h_post, const float *h_res,
+                    float *out);
 /* MoE routing for T tokens over E experts (ir/ref_moe.c): logits (T, E), bias
  * (E) or NULL → sel_e (T, k) expert ids in pick order, sel_w (T, k) weights. */
 void ref_moe_route(int64_t T, int64_t E, int64_t k, const float *logits, const float *bias, bool softmax,

@@ -141,14 +141,24 @@ bool matmul_has_norm_w(const Node *n)
 
 int matmul_nres(const Node *n) { return n->nsrc - 2 - matmul_has_norm_w(n); }
 
+bool matmul_mhc(const Node *n)
+{
+    const char *epi = node_str(n, "epilogue", NULL);
+    return epi && !strcmp(epi, "mhc");
+}
+
 bool infer_matmul(const Node *n, int *ndim, Dim *dim, Diag *d)
 {
     const Node *x = n->src[0], *w = n->src[1];
     const char *pro = node_str(n, "prologue", NULL);
     bool swiglu = pro && !strcmp(pro, "swiglu");
     CHECK(!pro || swiglu || matmul_has_norm_w(n), "matmul: unknown prologue '%s'", pro);
-    int nres = matmul_nres(n); /* residual operands: 0 or 1 */
-    CHECK(nres == 0 || nres == 1, "matmul: %d operands do not fit prologue %s", n->nsrc, pro ? pro : "(none)");
+    const char *epi = node_str(n, "epilogue", NULL);
+    bool mhc = matmul_mhc(n);
+    CHECK(!epi || mhc, "matmul: unknown epilogue '%s'", epi);
+    int nres = matmul_nres(n); /* residual operands: 0 or 1; the mhc epilogue: 2 (streams, coefficients) */
+    CHECK(mhc ? nres == 2 : nres == 0 || nres == 1, "matmul: %d operands do not fit prologue %s, epilogue %s",
+          n->nsrc, pro ? pro : "(none)", epi ? epi : "(none)");
     CHECK(x->ndim >= 2, "matmul: x must have rank >= 2");
     if (!want_dtype(n, 0, pro && !strcmp(pro, "rmsnorm") ? DT_F32 : DT_BF16, d) || !want_dtype(n, 1, DT_BF16, d) ||
         !want_rank(n, 1, 2, d))
@@ -164,7 +174,22 @@ bool infer_matmul(const Node *n, int *ndim, Dim *dim, Diag *d)
     CHECK(n->dtype != DT_I32, "matmul: output must be f32 or bf16");
     copy_shape(x, ndim, dim);
     dim[*ndim - 1] = w->dim[0];
-    if (nres) {
+    if (mhc) { /* out = the n streams after mhc_post's update with o = P(x)·wᵀ */
+        int64_t ns = node_int(n, "streams", 0);
+        CHECK(ns >= 1 && ns <= 8 && !dim[*ndim - 1].sym, "matmul: epilogue mhc needs streams 1..8 and a static N");
+        CHECK(n->dtype == DT_F32, "matmul: epilogue mhc writes f32 streams");
+        dim[*ndim - 1] = dim_n(ns * dim[*ndim - 1].n);
+        for (int k = 2; k < 4; k++) {
+            const Node *r = n->src[k];
+            CHECK(r->ndim == *ndim && r->dtype == DT_F32, "matmul: epilogue mhc operand %d must be f32 of rank %d", k,
+                  *ndim);
+            for (int i = 0; i + 1 < r->ndim; i++)
+                if (!want_dim(n, k, i, dim[i], d))
+                    return false;
+        }
+        if (!want_dim(n, 2, *ndim - 1, dim[*ndim - 1], d) || !want_dim(n, 3, *ndim - 1, dim_n(ns + ns * ns), d))
+            return false;
+    } else if (nres) {
         const Node *r = n->src[2];
         CHECK(r->ndim == *ndim, "matmul: residual rank %d, expected %d", r->ndim, *ndim);
         for (int i = 0; i < r->ndim; i++)
@@ -687,6 +712,24 @@ bool infer_mhc_post(const Node *n, int *ndim, Dim *dim, Diag *d)
         return false;
     CHECK(n->dtype == DT_F32, "mhc_post: output must be f32");
     copy_shape(x, ndim, dim);
+    return true;
+}
+
+bool infer_mhc_coef(const Node *n, int *ndim, Dim *dim, Diag *d)
+{
+    const Node *pre = n->src[0];
+    CHECK(pre->op == OP_mhc_pre, "mhc_coef: src 0 must be the mhc_pre node that writes it");
+    for (int i = 1; i < 5; i++)
+        CHECK(n->src[i] == pre->src[i - 1], "mhc_coef: src %d must be the mhc_pre's src %d", i, i - 1);
+    CHECK(node_int(n, "streams", 0) == node_int(pre, "streams", 1) && node_int(n, "iters", 0) == node_int(pre, "iters", 20) &&
+              node_float(n, "eps", 0) == node_float(pre, "eps", 1e-5),
+          "mhc_coef: attrs streams, iters, eps must be the mhc_pre's");
+    int64_t ns, D;
+    CHECK(n->dtype == DT_F32, "mhc_coef: output must be f32");
+    if (!mhc_streams(pre, &ns, &D, d))
+        return false;
+    copy_shape(pre->src[0], ndim, dim);
+    dim[*ndim - 1] = dim_n(ns + ns * ns);
     return true;
 }
 

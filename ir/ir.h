@@ -57,6 +57,7 @@ enum {
     OPF_EFFECT = 1u << 1,
     OPF_ELEMWISE = 1u << 2,
     OPF_FUSED = 1u << 3,
+    OPF_AUX = 1u << 4,
 };
 
 typedef enum {
@@ -161,6 +162,8 @@ bool node_bytes_expr(const Node *n, SymExpr *out);
 bool matmul_has_norm_w(const Node *n);
 /* Residual operands of a matmul (0 or 1; negative when malformed). */
 int matmul_nres(const Node *n);
+/* Whether a matmul has the mHC stream update as its epilogue (attr epilogue="mhc"). */
+bool matmul_mhc(const Node *n);
 
 /* ---- text ---- */
 void ir_print(const Graph *g, FILE *out);

@@ -98,11 +98,15 @@ static float *matmul_prologue(EvalCtx *c, const Node *n, const char *pro, int64_
 void ref_matmul(EvalCtx *c, const Node *n)
 {
     const char *pro = node_str(n, "prologue", NULL);
+    bool mhc = matmul_mhc(n);
     int nres = matmul_nres(n);
     const float *w = ev_src(c, n, 1);                        /* (N, K) */
-    const float *res = nres ? ev_src(c, n, 2) : NULL;        /* (M, N) or none */
-    float *out = ev_out(c, n);                               /* (M, N) */
+    const float *res = nres && !mhc ? ev_src(c, n, 2) : NULL; /* (M, N) or none */
     int64_t K = ev_dim(c, n->src[1], 1), N = ev_dim(c, n->src[1], 0), M = ev_rows(c, n);
+    /* epilogue mhc: o (M, N) here, then out (M, n*N) = mhc_post's update of the streams xs (M, n*N) */
+    float *out = mhc ? malloc(sizeof(float) * (size_t)(M * N)) : ev_out(c, n);
+    if (!out)
+        abort();
     float *pa = pro ? matmul_prologue(c, n, pro, M, K) : NULL;
     const float *x = pa ? pa : ev_src(c, n, 0);             /* (M, K) */
     for (int64_t m = 0; m < M; m++) {
@@ -121,6 +125,14 @@ void ref_matmul(EvalCtx *c, const Node *n)
         }
     }
     free(pa);
+    if (mhc) {
+        int64_t ns = node_int(n, "streams", 1), nc = ns + ns * ns;
+        const float *xs = ev_src(c, n, 2), *coef = ev_src(c, n, 3); /* (M, n*N), (M, n + n*n) */
+        float *res_out = ev_out(c, n);
+        for (int64_t m = 0; m < M; m++)
+            ref_mhc_update(ns, N, xs + m * ns * N, out + m * N, coef + m * nc, coef + m * nc + ns, res_out + m * ns * N);
+        free(out);
+    }
 }
 
 void ref_add(EvalCtx *c, const Node *n)

@@ -45,8 +45,8 @@ void ref_sinkhorn(int64_t n, int iters, float *m)
     }
 }
 
-void ref_mhc_coef(int64_t n, int64_t D, const float *x, const float *fn, const float *base, const float *scale,
-                  int iters, float eps, float *h_pre, float *h_post, float *h_res)
+void ref_mhc_coef_raw(int64_t n, int64_t D, const float *x, const float *fn, const float *base, const float *scale,
+                      int iters, float eps, float *h_pre, float *h_post, float *h_res)
 {
     /* x [n*D], fn [2n+n^2, n*D], base [2n+n^2], scale [3] → h_pre [n], h_post [n], h_res [n, n] */
     int64_t W = n * D, M = 2 * n + n * n;
@@ -102,8 +102,8 @@ void ref_mhc_pre(EvalCtx *c, const Node *n)
     float *out = ev_out(c, n);                              /* (R, D) */
     float h_pre[8], h_post[8], h_res[64];
     for (int64_t r = 0; r < R; r++) {
-        ref_mhc_coef(ns, D, x + r * ns * D, fn, base, scale, (int)node_int(n, "iters", 20),
-                     (float)node_float(n, "eps", 1e-5), h_pre, h_post, h_res);
+        ref_mhc_coef_raw(ns, D, x + r * ns * D, fn, base, scale, (int)node_int(n, "iters", 20),
+                         (float)node_float(n, "eps", 1e-5), h_pre, h_post, h_res);
         mix_and_norm(ns, D, x + r * ns * D, h_pre, nw, (float)node_float(n, "norm_eps", 1e-5), out + r * D);
     }
 }
@@ -119,16 +119,37 @@ void ref_mhc_post(EvalCtx *c, const Node *n)
     float h_pre[8], h_post[8], h_res[64];
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * ns * D;
-        ref_mhc_coef(ns, D, xr, fn, base, scale, (int)node_int(n, "iters", 20), (float)node_float(n, "eps", 1e-5),
-                     h_pre, h_post, h_res);
-        for (int64_t i = 0; i < ns; i++)        /* stream i of the result */
-            for (int64_t d = 0; d < D; d++) {
-                float v = h_post[i] * o[r * D + d];
-                for (int64_t j = 0; j < ns; j++) /* mixed from every stream j */
-                    v += h_res[i * ns + j] * xr[j * D + d];
-                out[r * ns * D + i * D + d] = v;
-            }
+        ref_mhc_coef_raw(ns, D, xr, fn, base, scale, (int)node_int(n, "iters", 20), (float)node_float(n, "eps", 1e-5),
+                         h_pre, h_post, h_res);
+        ref_mhc_update(ns, D, xr, o + r * D, h_post, h_res, out + r * ns * D);
     }
+}
+
+/* What the fused mhc_pre kernel writes beside h: (H_post, H_res) per token. */
+void ref_mhc_coef(EvalCtx *c, const Node *n)
+{
+    int64_t ns, D, R;
+    mhc_dims(c, n->src[0], &ns, &D, &R);
+    const float *x = ev_src(c, n, 1);                       /* (R, n*D) */
+    const float *fn = ev_src(c, n, 2), *base = ev_src(c, n, 3), *scale = ev_src(c, n, 4);
+    float *out = ev_out(c, n);                              /* (R, n + n*n) */
+    float h_pre[8];
+    for (int64_t r = 0; r < R; r++)
+        ref_mhc_coef_raw(ns, D, x + r * ns * D, fn, base, scale, (int)node_int(n, "iters", 20),
+                         (float)node_float(n, "eps", 1e-5), h_pre, out + r * (ns + ns * ns), out + r * (ns + ns * ns) + ns);
+}
+
+/* The mhc_post update of stream row xr [n*D] with F's output o [D]: out [n*D]. */
+void ref_mhc_update(int64_t ns, int64_t D, const float *xr, const float *o, const float *h_post, const float *h_res,
+                    float *out)
+{
+    for (int64_t i = 0; i < ns; i++)        /* stream i of the result */
+        for (int64_t d = 0; d < D; d++) {
+            float v = h_post[i] * o[d];
+            for (int64_t j = 0; j < ns; j++) /* mixed from every stream j */
+                v += h_res[i * ns + j] * xr[j * D + d];
+            out[i * D + d] = v;
+        }
 }
 
 void ref_mhc_collapse(EvalCtx *c, const Node *n)

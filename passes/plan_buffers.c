@@ -12,7 +12,7 @@
  * symbolic expressions as text; graph outputs get out="<name>" instead. A
  * node whose kernel needs scratch memory says so with scratch="<bytes>"
  * (set by lower); the scratch lives only while that node runs and gets
- * scratch_off. */
+ * scratch_off. An aux value (OPF_AUX) lives from its producer (src[0]) on. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,7 +90,8 @@ bool pass_plan_buffers(Graph *g, Diag *d)
             Slot *sl = &s[ns++];
             sl->node = i;
             sl->scratch = part == 1;
-            sl->start = i;
+            /* an aux value (mhc_coef) is written by its producer's kernel: live from there */
+            sl->start = part == 0 && (op_info[v->op].flags & OPF_AUX) ? v->src[0]->id : i;
             sl->end = part ? i : last[i];
             sl->mono = single_mono(&bytes);
             sl->size = sl->mono >= 0 ? (bytes.c[sl->mono] + ALIGN - 1) / ALIGN * ALIGN : 0;

@@ -9,7 +9,8 @@
  *     H_pre = 1/2 (which the block's own RMSNorm removes), H_post = 1/2,
  *     H_res = 1, so a whole model (mamba2 and mla blocks) equals the plain
  *     pre-norm model whose output projections are halved;
- *   - fuse-mhc changes no value. */
+ *   - fuse-mhc changes no value (the norm folded into mhc_pre, the stream
+ *     update into the output matmul's epilogue with mhc_coef's coefficients). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,6 +210,16 @@ static void fusion_changes_nothing(void **state)
     for (int i = 0; i < f->nnodes; i++)
         fused += (f->nodes[i]->op == OP_mhc_pre || f->nodes[i]->op == OP_mhc_collapse) && f->nodes[i]->dtype == DT_BF16;
     assert_int_equal(fused, 4); /* three blocks' inputs and the final norm */
+    int epilogues = 0, posts = 0, coefs = 0;
+    for (int i = 0; i < f->nnodes; i++) {
+        const Node *n = f->nodes[i];
+        epilogues += n->op == OP_matmul && matmul_mhc(n);
+        posts += n->op == OP_mhc_post;
+        coefs += n->op == OP_mhc_coef && n->src[0]->op == OP_mhc_pre && node_int(n->src[0], "coef", 0) == 1;
+    }
+    assert_int_equal(epilogues, 3); /* every block's stream update is its output matmul's epilogue */
+    assert_int_equal(posts, 0);
+    assert_int_equal(coefs, 3);
     uint64_t r1 = 9, r2 = 9;
     EvalStore *s1 = random_weights(g, &r1), *s2 = random_weights(g, &r2);
     const int tok[] = {3, 17, 5, 39, 0, 22, 8}, pos[] = {0};
