@@ -161,6 +161,10 @@ bool node_bytes_expr(const Node *n, SymExpr *out);
 bool matmul_has_norm_w(const Node *n);
 /* Residual operands of a matmul (0 or 1; negative when malformed). */
 int matmul_nres(const Node *n);
+/* Where a moe op's optional operands sit: its residual is src 4 unless attr
+ * residual=0; the selection bias (if any) follows. -1 when absent. */
+int moe_residual_src(const Node *n);
+int moe_bias_src(const Node *n);
 
 /* ---- text ---- */
 void ir_print(const Graph *g, FILE *out);
