@@ -197,7 +197,8 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     MoeShape s = {.E = node_int(n, "experts", 1), .k = node_int(n, "topk", 1), .F = node_int(n, "dff", 1),
                   .D = n->dim[n->ndim - 1].n, .sigmoid = !strcmp(node_str(n, "score", "softmax"), "sigmoid"),
-                  .bias = moe_bias_src(n) >= 0, .residual = moe_residual_src(n) >= 0, .bias_in_w = node_int(n, "bias_in_weights", 0) != 0,
+                  .bias = moe_bias_src(n) >= 0, .residual = moe_residual_src(n) >= 0,
+                  .bias_in_w = node_int(n, "bias_in_weights", 0) != 0,
                   .renorm = node_int(n, "renorm", 1) != 0, .scale = (float)node_float(n, "scale", 1.0)};
     GemmShape g = {.bm = (int)node_int(n, "bm", 64), .bn = (int)node_int(n, "bn", 128), .bk = (int)node_int(n, "bk", 64),
                    .wm = (int)node_int(n, "wm", 2), .wn = (int)node_int(n, "wn", 2), .stages = (int)node_int(n, "stages", 3),
@@ -279,7 +280,8 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
             return false;
     }
 
-    snprintf(name, sizeof name, "moe_combine_d%lld_k%lld%s", (long long)s.D, (long long)s.k, s.residual ? "" : "_nores");
+    snprintf(name, sizeof name, "moe_combine_d%lld_k%lld%s", (long long)s.D, (long long)s.k,
+             s.residual ? "" : "_nores");
     l = kout_add(out, name, COMBINE_THREADS, 0);
     l->grid[0] = rows;
     l->flops = sym_scale(rows, s.k * s.D);
