@@ -16,6 +16,8 @@
  *                the swiglu prologue on the fragments, the routing weight
  *                and the scatter to (token, slot) rows in the epilogue
  *   moe_combine  out[t] = residual[t] + Σ_slot Y[t·k + slot], slots in order
+ *                (attr residual=0, the block inside mHC streams: no residual
+ *                operand, out[t] = Σ_slot Y[t·k + slot])
  *
  * Determinism: the atomics only decide the order of an expert's rows inside
  * the permutation. Every output row of the grouped GEMMs is computed from its
@@ -38,6 +40,7 @@ typedef struct MoeShape {
     int64_t E, k, F, D; /* experts, picks per token, expert width, model width */
     bool sigmoid;       /* scores: sigmoid (else softmax) */
     bool bias;          /* a selection bias operand */
+    bool residual;      /* a residual operand that the combine adds */
     bool bias_in_w;     /* the bias enters the weights */
     bool renorm;        /* weights / their sum */
     float scale;        /* routed scaling factor */
@@ -162,11 +165,16 @@ static bool emit_perm(Codegen *cg, const MoeShape *s, char **ptx, Diag *d)
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
-/* moe_combine: Y, residual, out, T. A block per token. */
+/* moe_combine: Y, [residual], out, T. A block per token. */
 static bool emit_combine(Codegen *cg, const MoeShape *s, char **ptx, Diag *d)
 {
-    KB *kb = kb_new(cg->ctx, "moe_combine", (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_I32}, 4, COMBINE_THREADS);
-    V y = kb_param(kb, 0), res = kb_param(kb, 1), o = kb_param(kb, 2);
+    KParamKind pk[4] = {KP_PTR, KP_PTR, KP_PTR, KP_I32};
+    int np = s->residual ? 4 : 3;
+    if (!s->residual)
+        pk[2] = KP_I32;
+    KB *kb = kb_new(cg->ctx, "moe_combine", pk, np, COMBINE_THREADS);
+    int ai = 0;
+    V y = kb_param(kb, ai++), res = s->residual ? kb_param(kb, ai++) : NULL, o = kb_param(kb, ai++);
     V t = kb_to_i64(kb, nvvm_ctaid_x(kb));
     KVar c = kb_for(kb, nvvm_tid_x(kb), kb_i32(kb, s->D), kb_i32(kb, COMBINE_THREADS));
     {
@@ -177,7 +185,9 @@ static bool emit_combine(Codegen *cg, const MoeShape *s, char **ptx, Diag *d)
             acc = kb_add(kb, acc, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, y, kb_add(kb, kb_mul(kb, row, kb_i64(kb, s->D)), cc))));
         }
         V off = kb_add(kb, kb_mul(kb, t, kb_i64(kb, s->D)), cc);
-        kb_store(kb, kb_add(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, res, off)), acc), kb_gep(kb, kb->f32, o, off));
+        if (res)
+            acc = kb_add(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, res, off)), acc);
+        kb_store(kb, acc, kb_gep(kb, kb->f32, o, off));
     }
     kb_endfor(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
@@ -187,7 +197,8 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     MoeShape s = {.E = node_int(n, "experts", 1), .k = node_int(n, "topk", 1), .F = node_int(n, "dff", 1),
                   .D = n->dim[n->ndim - 1].n, .sigmoid = !strcmp(node_str(n, "score", "softmax"), "sigmoid"),
-                  .bias = n->nsrc > 5, .bias_in_w = node_int(n, "bias_in_weights", 0) != 0,
+                  .bias = moe_bias_src(n) >= 0, .residual = moe_residual_src(n) >= 0,
+                  .bias_in_w = node_int(n, "bias_in_weights", 0) != 0,
                   .renorm = node_int(n, "renorm", 1) != 0, .scale = (float)node_float(n, "scale", 1.0)};
     GemmShape g = {.bm = (int)node_int(n, "bm", 64), .bn = (int)node_int(n, "bn", 128), .bk = (int)node_int(n, "bk", 64),
                    .wm = (int)node_int(n, "wm", 2), .wn = (int)node_int(n, "wn", 2), .stages = (int)node_int(n, "stages", 3),
@@ -207,7 +218,7 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
     l->bytes = sym_scale(rows, s.E * 4 + s.k * 8);
     kl_arg_src(l, 1);
     if (s.bias)
-        kl_arg_src(l, 5);
+        kl_arg_src(l, moe_bias_src(n));
     kl_arg_scratch_at(l, sym_const(0));
     kl_arg_scratch_at(l, o_selw);
     kl_arg_i32(l, rows);
@@ -269,13 +280,15 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
             return false;
     }
 
-    snprintf(name, sizeof name, "moe_combine_d%lld_k%lld", (long long)s.D, (long long)s.k);
+    snprintf(name, sizeof name, "moe_combine_d%lld_k%lld%s", (long long)s.D, (long long)s.k,
+             s.residual ? "" : "_nores");
     l = kout_add(out, name, COMBINE_THREADS, 0);
     l->grid[0] = rows;
     l->flops = sym_scale(rows, s.k * s.D);
-    l->bytes = sym_scale(rows, (s.k + 2) * s.D * 4);
+    l->bytes = sym_scale(rows, (s.k + 1 + s.residual) * s.D * 4);
     kl_arg_scratch_at(l, o_y);
-    kl_arg_src(l, 4);
+    if (s.residual)
+        kl_arg_src(l, moe_residual_src(n));
     kl_arg_out(l);
     kl_arg_i32(l, rows);
     return emit_combine(cg, &s, &l->ptx, d);

@@ -117,6 +117,11 @@ bool infer_embed(const Node *n, int *ndim, Dim *dim, Diag *d)
     int64_t streams = node_int(n, "streams", 1);
     CHECK(streams >= 1 && streams <= 64, "embed: attribute streams=%lld must be in 1..64", (long long)streams);
     CHECK(streams == 1 || !t->dim[1].sym, "embed: streams needs a static width");
+    if (n->nsrc == 3) { /* embed_norm: the row's RMSNorm before the copies */
+        if (!want_dtype(n, 2, DT_F32, d) || !want_rank(n, 2, 1, d) || !want_dim(n, 2, 0, t->dim[1], d))
+            return false;
+        CHECK(node_float(n, "eps", -1) > 0, "embed: a norm weight needs attribute eps > 0");
+    }
     copy_shape(tok, ndim, dim);
     dim[(*ndim)++] = streams == 1 ? t->dim[1] : dim_n(t->dim[1].n * streams);
     return true;
@@ -739,11 +744,24 @@ bool infer_mhc_collapse(const Node *n, int *ndim, Dim *dim, Diag *d)
     return mhc_streams(n, &ns, &D, d) && mhc_out(n, 1, D, ndim, dim, d);
 }
 
+int moe_residual_src(const Node *n) { return node_int(n, "residual", 1) ? 4 : -1; }
+
+int moe_bias_src(const Node *n)
+{
+    int at = node_int(n, "residual", 1) ? 5 : 4;
+    return n->nsrc > at ? at : -1;
+}
+
 bool infer_moe(const Node *n, int *ndim, Dim *dim, Diag *d)
 {
     const Node *h = n->src[0];
     if (!want_attr(n, "experts", 1, d) || !want_attr(n, "topk", 1, d) || !want_attr(n, "dff", 1, d))
         return false;
+    int64_t has_res = node_int(n, "residual", 1);
+    CHECK(has_res == 0 || has_res == 1, "moe: attribute residual must be 0 or 1");
+    int r = moe_residual_src(n), bi = moe_bias_src(n);
+    CHECK(n->nsrc >= 4 + (int)has_res && n->nsrc <= 5 + (int)has_res, "moe: %d operands do not fit residual=%lld",
+          n->nsrc, (long long)has_res);
     int64_t E = node_int(n, "experts", 0), k = node_int(n, "topk", 0), F = node_int(n, "dff", 0);
     const char *sc = node_str(n, "score", "");
     CHECK(!strcmp(sc, "softmax") || !strcmp(sc, "sigmoid"), "moe: score must be \"softmax\" or \"sigmoid\"");
@@ -751,21 +769,31 @@ bool infer_moe(const Node *n, int *ndim, Dim *dim, Diag *d)
     CHECK(h->ndim >= 2 && !h->dim[h->ndim - 1].sym, "moe: h must have rank >= 2 and a static last dim");
     int64_t D = h->dim[h->ndim - 1].n;
     if (!want_dtype(n, 0, DT_BF16, d) || !want_dtype(n, 1, DT_F32, d) || !want_dtype(n, 2, DT_BF16, d) ||
-        !want_dtype(n, 3, DT_BF16, d) || !want_dtype(n, 4, DT_F32, d))
+        !want_dtype(n, 3, DT_BF16, d))
         return false;
-    CHECK(n->src[1]->ndim == h->ndim && n->src[4]->ndim == h->ndim, "moe: logits and residual must have h's rank");
+    CHECK(n->src[1]->ndim == h->ndim, "moe: logits must have h's rank");
     for (int i = 0; i + 1 < h->ndim; i++)
-        if (!want_dim(n, 1, i, h->dim[i], d) || !want_dim(n, 4, i, h->dim[i], d))
+        if (!want_dim(n, 1, i, h->dim[i], d))
             return false;
-    if (!want_dim(n, 1, h->ndim - 1, dim_n(E), d) || !want_dim(n, 4, h->ndim - 1, dim_n(D), d))
+    if (!want_dim(n, 1, h->ndim - 1, dim_n(E), d))
         return false;
+    if (r >= 0) { /* the residual: f32 [B,S,D] */
+        if (!want_dtype(n, r, DT_F32, d))
+            return false;
+        CHECK(n->src[r]->ndim == h->ndim, "moe: residual must have h's rank");
+        for (int i = 0; i + 1 < h->ndim; i++)
+            if (!want_dim(n, r, i, h->dim[i], d))
+                return false;
+        if (!want_dim(n, r, h->ndim - 1, dim_n(D), d))
+            return false;
+    }
     if (!want_rank(n, 2, 3, d) || !want_dim(n, 2, 0, dim_n(E), d) || !want_dim(n, 2, 1, dim_n(2 * F), d) ||
         !want_dim(n, 2, 2, dim_n(D), d) || !want_rank(n, 3, 3, d) || !want_dim(n, 3, 0, dim_n(E), d) ||
         !want_dim(n, 3, 1, dim_n(D), d) || !want_dim(n, 3, 2, dim_n(F), d))
         return false;
-    if (n->nsrc == 6 && (!want_vec(n, 5, E, d) || !want_dtype(n, 5, DT_F32, d)))
+    if (bi >= 0 && (!want_vec(n, bi, E, d) || !want_dtype(n, bi, DT_F32, d)))
         return false;
-    CHECK(n->dtype == DT_F32, "moe: output must be f32 (the residual stream)");
+    CHECK(n->dtype == DT_F32, "moe: output must be f32 (the residual stream, or the block's output under mHC)");
     copy_shape(h, ndim, dim);
     return true;
 }

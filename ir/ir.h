@@ -164,6 +164,10 @@ bool matmul_has_norm_w(const Node *n);
 int matmul_nres(const Node *n);
 /* Whether a matmul has the mHC stream update as its epilogue (attr epilogue="mhc"). */
 bool matmul_mhc(const Node *n);
+/* Where a moe op's optional operands sit: its residual is src 4 unless attr
+ * residual=0; the selection bias (if any) follows. -1 when absent. */
+int moe_residual_src(const Node *n);
+int moe_bias_src(const Node *n);
 
 /* ---- text ---- */
 void ir_print(const Graph *g, FILE *out);

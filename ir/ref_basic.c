@@ -15,21 +15,25 @@ float ref_silu_f(float x) { return x / (1.0f + expf(-x)); }
 
 void ref_embed(EvalCtx *c, const Node *n)
 {
-    const float *table = ev_src(c, n, 0); /* (V, D) */
-    const float *tok = ev_src(c, n, 1);   /* (B, S) token ids */
-    float *out = ev_out(c, n);            /* (B, S, D) */
+    const float *table = ev_src(c, n, 0);                       /* (V, D) */
+    const float *tok = ev_src(c, n, 1);                         /* (B, S) token ids */
+    const float *nw = n->nsrc > 2 ? ev_src(c, n, 2) : NULL;     /* (D) embed_norm weight, or none */
+    float *out = ev_out(c, n);                                  /* (B, S, ns*D): ns copies */
     int64_t V = ev_dim(c, n->src[0], 0), D = ev_dim(c, n->src[0], 1);
-    int64_t T = ev_numel(c, n->src[1]), ns = node_int(n, "streams", 1); /* out (B, S, ns*D): ns copies */
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t k = 0; k < ns; k++) {
-            float *o = out + (t * ns + k) * D;
-            int64_t id = (int64_t)tok[t];
-            if (id < 0 || id >= V) { /* the runtime rejects these; keep the oracle defined */
-                memset(o, 0, sizeof(float) * (size_t)D);
-                continue;
-            }
+    int64_t T = ev_numel(c, n->src[1]), ns = node_int(n, "streams", 1);
+    float eps = (float)node_float(n, "eps", 1e-5);
+    for (int64_t t = 0; t < T; t++) {
+        float *o = out + t * ns * D; /* stream 0's copy: the (normalised) row */
+        int64_t id = (int64_t)tok[t];
+        if (id < 0 || id >= V) /* the runtime rejects these; keep the oracle defined */
+            memset(o, 0, sizeof(float) * (size_t)D);
+        else if (nw) /* the norm spans the row's D channels, once, before the copies */
+            ref_rmsnorm_raw(1, D, table + id * D, nw, eps, o);
+        else
             memcpy(o, table + id * D, sizeof(float) * (size_t)D);
-        }
+        for (int64_t k = 1; k < ns; k++) /* streams 1..ns-1: copies of stream 0 */
+            memcpy(o + k * D, o, sizeof(float) * (size_t)D);
+    }
 }
 
 void ref_rmsnorm_raw(int64_t R, int64_t D, const float *x, const float *w, float eps, float *out)

@@ -57,8 +57,9 @@ void ref_moe(EvalCtx *c, const Node *n)
     const float *logits = ev_src(c, n, 1); /* (T, E) */
     const float *wgu = ev_src(c, n, 2);    /* (E, 2F, D) */
     const float *wd = ev_src(c, n, 3);     /* (E, D, F) */
-    const float *res = ev_src(c, n, 4);    /* (T, D) */
-    const float *bias = n->nsrc > 5 ? ev_src(c, n, 5) : NULL; /* (E) */
+    int ri = moe_residual_src(n), bi = moe_bias_src(n);
+    const float *res = ri >= 0 ? ev_src(c, n, ri) : NULL; /* (T, D), or none: the routed sum alone */
+    const float *bias = bi >= 0 ? ev_src(c, n, bi) : NULL; /* (E) */
     float *out = ev_out(c, n);             /* (T, D) */
     int64_t T = ev_rows(c, n), D = ev_dim(c, n, n->ndim - 1);
     int64_t E = node_int(n, "experts", 1), k = node_int(n, "topk", 1), F = node_int(n, "dff", 1);
@@ -94,7 +95,7 @@ void ref_moe(EvalCtx *c, const Node *n)
             }
         }
         for (int64_t o = 0; o < D; o++)
-            out[t * D + o] = res[t * D + o] + acc[o];
+            out[t * D + o] = (res ? res[t * D + o] : 0.0f) + acc[o];
     }
     free(sel_e);
     free(sel_w);

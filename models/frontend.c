@@ -122,11 +122,6 @@ Graph *frontend_load_text(Arena *a, const char *text, const char *file, Diag *d)
         !mhc_parse(&y, root, &hc, d))
         goto out;
     m.mhc_streams = hc.streams;
-    if (hc.streams && m.embed_norm) {
-        ydoc_fail(&y, ymap_get(&y, root, "embed_norm"), d,
-                  "'embed_norm' cannot be combined with 'mhc' streams yet (the norm would span all streams)");
-        goto out;
-    }
     if (m.d_model % 8) {
         ydoc_fail(&y, ymap_get(&y, root, "d_model"), d, "'d_model' must be a multiple of 8, found %lld",
                   (long long)m.d_model);
@@ -158,14 +153,15 @@ Graph *frontend_load_text(Arena *a, const char *text, const char *file, Diag *d)
     pos->dim[0] = dim_sym(SYM_BATCH);
     Node *emb = b_weight(&b, "embed.w", "backbone.embeddings.weight", DT_BF16, 2, (int64_t[]){m.vocab_size, m.d_model},
                          "normal", 0.02, 0);
-    Node *x = b_op(&b, OP_embed, DT_F32, "x0", 2, (Node *[]){emb, tokens});
-    if (m.embed_norm) { /* an RMSNorm of the embedding starts the residual stream (f32) */
-        Node *ew = b_weight(&b, "embed_norm.w", "backbone.embed_norm.weight", DT_F32, 1, (int64_t[]){m.d_model},
-                            "ones", 0, 0);
-        x = b_op(&b, OP_rmsnorm, DT_F32, "x0n", 2, (Node *[]){x, ew});
+    /* embed_norm: the embed op normalises the row over its D channels (one RMSNorm, weight embed_norm.w),
+     * then copies it into each of the n mHC streams (f32 [B,S,n*D]) */
+    Node *ew = m.embed_norm ? b_weight(&b, "embed_norm.w", "backbone.embed_norm.weight", DT_F32, 1,
+                                       (int64_t[]){m.d_model}, "ones", 0, 0)
+                            : NULL;
+    Node *x = b_op(&b, OP_embed, DT_F32, "x0", ew ? 3 : 2, (Node *[]){emb, tokens, ew});
+    if (ew)
         node_set_float(g, x, "eps", m.norm_eps);
-    }
-    if (hc.streams) /* mHC: the embedding copied into each of n streams, f32 [B,S,n*D] */
+    if (hc.streams)
         node_set_int(g, x, "streams", hc.streams);
 
     /* ---- blocks ---- */

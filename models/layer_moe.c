@@ -9,8 +9,12 @@
  *
  * Every expert is a SwiGLU FFN of width d_ff; the n_shared shared experts
  * are one always-on SwiGLU of width n_shared · shared_d_ff (DeepSeek's
- * layout). The block adds the residual itself: the shared experts' down
- * projection takes x in its epilogue, and the moe op adds that. */
+ * layout). The plain block adds the residual itself: the shared experts'
+ * down projection takes x in its epilogue, and the moe op adds that (or x
+ * alone without shared experts). Inside mHC streams (lc->x = NULL) the block
+ * is F(h) = shared(h) + Σ_j w_j · expert_{e_j}(h), f32 [B,S,D]: the moe op
+ * adds the shared down projection's plain output, or nothing (attr
+ * residual=0) without shared experts. */
 #include <string.h>
 
 #include "layers.h"
@@ -35,8 +39,6 @@ static const char *const moe_options[] = {"n_experts", "n_activated", "d_ff", "n
 static bool moe_parse(LayerCtx *lc, void *vo, Diag *d)
 {
     MoeOpts *o = vo;
-    if (lc->model->mhc_streams) /* the moe op adds the residual itself; mhc_post needs the block alone */
-        return layer_fail(lc, NULL, d, "a moe block cannot be wrapped in mhc streams yet");
     *o = (MoeOpts){.n_experts = 8, .n_activated = 2, .renormalize = true, .scale = 1.0};
     int64_t dflt = (8 * lc->model->d_model / 3 + 63) / 64 * 64;
     if (!layer_int(lc, "n_experts", 1, 1024, &o->n_experts, d) ||
@@ -74,20 +76,23 @@ static Node *moe_build(Builder *b, LayerCtx *lc, const void *vo, Node *h)
     Node *wgu = b_weight(b, "experts.gate_up.w", wn, DT_BF16, 3, (int64_t[]){E, 2 * F, D}, "normal", 0.02, 0);
     snprintf(wn, sizeof wn, "backbone.layers.%d.mlp.experts.down_proj.weight", lc->index);
     Node *wd = b_weight(b, "experts.down.w", wn, DT_BF16, 3, (int64_t[]){E, D, F}, "normal", 0.02, 0);
-    Node *res = lc->x;
+    Node *res = lc->x; /* what the routed sum is added to: x, x + shared(h), shared(h) or nothing */
     if (o->n_shared) { /* x + shared(h): fuse-epilogue folds the add into the shared down projection */
         char wp[96];
         snprintf(wp, sizeof wp, "backbone.layers.%d.mlp.shared_experts.", lc->index);
         Node *s = swiglu_ffn(b, D, o->n_shared * o->shared_d_ff, h, wp, "shared", DT_F32);
-        res = b_op(b, OP_add, DT_F32, "shared.res", 2, (Node *[]){lc->x, s});
+        res = lc->x ? b_op(b, OP_add, DT_F32, "shared.res", 2, (Node *[]){lc->x, s}) : s;
     }
-    Node *src[6] = {h, logits, wgu, wd, res, NULL};
-    int nsrc = 5;
+    Node *src[6] = {h, logits, wgu, wd};
+    int nsrc = 4;
+    if (res)
+        src[nsrc++] = res;
     if (o->router_bias) {
         snprintf(wn, sizeof wn, "backbone.layers.%d.mlp.gate.e_score_correction_bias", lc->index);
         src[nsrc++] = b_weight(b, "router.bias", wn, DT_F32, 1, (int64_t[]){E}, "uniform", -0.5, 0.5);
     }
-    Node *m = b_op(b, OP_moe, DT_F32, "res", nsrc, src);
+    /* the plain block's result is the new residual stream "res"; under mHC it is F(h), named as swiglu's */
+    Node *m = b_op(b, OP_moe, DT_F32, lc->x ? "res" : "mlp.out", nsrc, src);
     node_set_int(b->g, m, "experts", E);
     node_set_int(b->g, m, "topk", o->n_activated);
     node_set_int(b->g, m, "dff", F);
@@ -95,7 +100,9 @@ static Node *moe_build(Builder *b, LayerCtx *lc, const void *vo, Node *h)
     node_set_int(b->g, m, "bias_in_weights", o->bias_in_weights);
     node_set_int(b->g, m, "renorm", o->renormalize);
     node_set_float(b->g, m, "scale", o->scale);
-    lc->added_residual = true;
+    if (!res)
+        node_set_int(b->g, m, "residual", 0);
+    lc->added_residual = lc->x != NULL;
     return m;
 }
 

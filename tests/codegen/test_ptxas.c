@@ -79,6 +79,12 @@ static const char *const models[][2] = {
             "  - kind: moe\n    n_experts: 5\n    n_activated: 2\n    d_ff: 24\n    n_shared: 1\n    router: sigmoid\n"
             "    router_bias: true\n  - kind: moe\n    n_experts: 7\n    n_activated: 3\n    d_ff: 16\n"
             "    router_bias: true\n    bias_in_weights: true\n    renormalize: false\n"},
+    /* moe blocks inside 3 mHC streams (n·D = 120): one with a shared expert (the moe op adds the shared
+     * projection), one without (no residual operand); embed_norm before the stream copies */
+    {"mhc_moe", "name: mhc_moe\nvocab_size: 300\nd_model: 40\nembed_norm: true\nmhc: {streams: 3, sinkhorn_iters: 7}\n"
+                "layers:\n  - kind: moe\n    n_experts: 5\n    n_activated: 2\n    d_ff: 24\n    n_shared: 1\n"
+                "    router: sigmoid\n    router_bias: true\n  - kind: moe\n    n_experts: 6\n    n_activated: 2\n"
+                "    d_ff: 16\n"},
 };
 
 static void tweak(void *user, const char *program, Graph *g)
@@ -233,6 +239,7 @@ static const struct SpaceRun {
     {"mhc", {"mhc", NULL}},
     {"attn", {"attn", NULL}},
     {"ffn", {"moe", NULL}},
+    {"mhc_moe", {"embed", "moe", NULL}},
 };
 
 static void tuning_space(void **state)

@@ -7,9 +7,18 @@
  * collapsed final norm, the logits); a ragged prefill (rows of different
  * lengths in one call) then decode steps against the reference run row by
  * row; decode step t equal to prefill position t; and
- * models/sparse-mamba-transformer.yaml at a small size. Bounds as in the rest
- * of the suite: bf16 values 1e-2, f32 streams and logits 2e-2. Exits 77
- * without a GPU. */
+ * models/sparse-mamba-transformer.yaml at a small size. Then moe blocks in
+ * streams with embed_norm: a model whose first block is a moe without shared
+ * experts (the moe op without a residual operand) and one whose first block
+ * has a shared expert (the op adds the shared projection), each value by
+ * value after prefill and decode steps (the normalised embedding's copies,
+ * the block's input, the router logits, the block's output F(h), the stream
+ * update, the logits; the moe block comes first so that both sides route the
+ * same bf16 rows and a near tie cannot flip an expert between them); a
+ * deeper moe / mamba2 / moe model in a ragged prefill and with decode step t
+ * equal to prefill position t. Bounds as in the rest of the suite: bf16
+ * values 1e-2, f32 streams and logits 2e-2; the normalised embedding 1e-5.
+ * Exits 77 without a GPU. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +47,24 @@
     " v_head_dim: 32, rope_style: interleaved, indexer: {kind: mamba2, dim: 16, top_k: 64, d_state: 16,"         \
     " headdim: 16, expand: 1, chunk_size: 16}}\nswiglu: {d_ff: 96}\n"                                           \
     "layers:\n  - kind: sparse_mla\n  - kind: swiglu\n  - kind: sparse_mla\n  - kind: swiglu\n"
+
+/* embed_norm and moe blocks in mHC streams: the first block a moe without shared experts (softmax,
+ * selection bias), then a swiglu; 4 streams */
+#define HCMOE_A                                                                                                 \
+    "name: hc_moe_a\nvocab_size: 300\nd_model: 64\nembed_norm: true\nmhc: {streams: 4, sinkhorn_iters: 20}\n"  \
+    "layers:\n  - kind: moe\n    n_experts: 6\n    n_activated: 2\n    d_ff: 40\n    router_bias: true\n"      \
+    "  - kind: swiglu\n    d_ff: 96\n"
+/* the first block a moe with a shared expert (sigmoid, scaled), 3 streams of a ragged width (n·D = 120) */
+#define HCMOE_B                                                                                                 \
+    "name: hc_moe_b\nvocab_size: 257\nd_model: 40\nembed_norm: true\nmhc: {streams: 3, sinkhorn_iters: 7}\n"   \
+    "layers:\n  - kind: moe\n    n_experts: 5\n    n_activated: 2\n    d_ff: 24\n    n_shared: 1\n"            \
+    "    shared_d_ff: 16\n    router: sigmoid\n    routed_scaling_factor: 2.5\n"
+/* deeper: moe (shared, sigmoid, bias), mamba2, moe (no shared) in 4 streams, embed_norm */
+#define HCMOE                                                                                                   \
+    "name: hc_moe\nvocab_size: 300\nd_model: 64\nembed_norm: true\nmhc: {streams: 4, sinkhorn_iters: 20}\n"    \
+    "mamba2: {d_state: 16, headdim: 16, chunk_size: 16}\nmoe: {n_experts: 8, n_activated: 2, d_ff: 64}\n"        \
+    "layers:\n  - kind: moe\n    n_shared: 1\n    router: sigmoid\n    router_bias: true\n  - kind: mamba2\n"  \
+    "  - kind: moe\n"
 
 /* Prefill batch × seq, then `steps` decode steps; every value compared with the reference. */
 static void run_case(const char *yaml, const char *const *values, const double *bounds, int batch, int seq, int steps)
@@ -96,13 +123,12 @@ static void sparse_mamba_transformer_small(void **state)
 
 /* One ragged prefill of rows of different lengths, then decode steps with
  * every row at its own position; the reference runs each row alone. */
-static void mhc_ragged_prefill(void **state)
+static void ragged_prefill(const char *yaml)
 {
-    (void)state;
     enum { B = 3, STEPS = 2 };
     const int lens[B] = {13, 1, 29};
     GpuModel m;
-    gpu_model_open(&m, HC4, NULL, B, 32, 40, NULL);
+    gpu_model_open(&m, yaml, NULL, B, 32, 40, NULL);
     int64_t V = m.vocab;
     int32_t tok[B][29], dtok[STEPS][B], packed[13 + 1 + 29], *p = packed;
     for (int r = 0; r < B; r++) {
@@ -124,12 +150,12 @@ static void mhc_ragged_prefill(void **state)
         float *ref;
         cpu_run(&m, 1, lens[r], tok[r], names, &ref);
         char label[96];
-        snprintf(label, sizeof label, "ragged row %d (%d tokens) last logits", r, lens[r]);
+        snprintf(label, sizeof label, "%s ragged row %d (%d tokens) last logits", m.graph->name, r, lens[r]);
         expect_close(label, last + r * V, ref + (int64_t)(lens[r] - 1) * V, V, 2e-2);
         free(ref);
         for (int k = 0; k < STEPS; k++) {
             cpu_run(&m, 1, 1, &dtok[k][r], names, &ref);
-            snprintf(label, sizeof label, "ragged row %d decode step %d", r, k);
+            snprintf(label, sizeof label, "%s ragged row %d decode step %d", m.graph->name, r, k);
             expect_close(label, dec[k] + r * V, ref, V, 2e-2);
             free(ref);
         }
@@ -138,6 +164,40 @@ static void mhc_ragged_prefill(void **state)
         free(dec[k]);
     free(last);
     gpu_model_close(&m);
+}
+
+static void mhc_ragged_prefill(void **state)
+{
+    (void)state;
+    ragged_prefill(HC4);
+}
+
+static void mhc_moe_first_no_shared(void **state)
+{
+    (void)state;
+    const char *const v[] = {"x0", "l0.h", "l0.router", "l0.mlp.out", "l0.res", "l1.res", "h_f", "logits", NULL};
+    const double b[] = {1e-5, 1e-2, 1e-2, 2e-2, 2e-2, 2e-2, 1e-2, 2e-2};
+    run_case(HCMOE_A, v, b, 2, 45, 3);
+}
+
+static void mhc_moe_first_shared(void **state)
+{
+    (void)state;
+    const char *const v[] = {"x0", "l0.h", "l0.router", "l0.shared.out", "l0.mlp.out", "l0.res", "h_f", "logits", NULL};
+    const double b[] = {1e-5, 1e-2, 1e-2, 2e-2, 2e-2, 2e-2, 1e-2, 2e-2};
+    run_case(HCMOE_B, v, b, 3, 21, 2);
+}
+
+static void mhc_moe_ragged_prefill(void **state)
+{
+    (void)state;
+    ragged_prefill(HCMOE);
+}
+
+static void mhc_moe_decode_equals_prefill(void **state)
+{
+    (void)state;
+    expect_model_decode_equals_prefill(HCMOE, 2, 30, 5, 21, "mhc moe decode");
 }
 
 static void mhc_decode_equals_prefill(void **state)
@@ -162,6 +222,10 @@ int main(void)
         cmocka_unit_test(mhc_decode_equals_prefill),
         cmocka_unit_test(sparse_mamba_transformer_small),
         cmocka_unit_test(sparse_mamba_transformer_decode_equals_prefill),
+        cmocka_unit_test(mhc_moe_first_no_shared),
+        cmocka_unit_test(mhc_moe_first_shared),
+        cmocka_unit_test(mhc_moe_ragged_prefill),
+        cmocka_unit_test(mhc_moe_decode_equals_prefill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

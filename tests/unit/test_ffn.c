@@ -4,12 +4,17 @@
  *   - the matmul's swiglu prologue equals swiglu then matmul, and a product
  *     worked out by hand;
  *   - the frontend: the swiglu kind's weights, shapes and embed_norm;
+ *   - the embed op's norm (embed_norm) and its copies into mHC streams by
+ *     hand, and equal to the plain embedding followed by an rmsnorm;
  *   - moe routing: softmax vs sigmoid scores, renormalisation, the scaling
  *     factor, a bias that steers the choice only vs one in the weights,
  *     ties to the lower expert index;
  *   - the moe op on a two-expert example worked out by hand (gate/up
- *     rounded to bf16, the weighted sum, the residual);
- *   - the moe kind's weights, options and errors. */
+ *     rounded to bf16, the weighted sum, the residual), also without the
+ *     residual (attr residual=0, the block inside mHC streams), with and
+ *     without a selection bias;
+ *   - the moe kind's weights, options and errors, and its graph inside mHC
+ *     streams (with and without shared experts). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -250,8 +255,14 @@ static void moe_op_by_hand(void **state)
                         "  %lg = state f32 [batch, seq, 2] \"lg\"\n  %res = state f32 [batch, seq, 2] \"res\"\n"
                         "  %wgu = weight bf16 [2, 2, 2] \"wgu\" {init=\"zeros\"}\n"
                         "  %wd = weight bf16 [2, 2, 1] \"wd\" {init=\"zeros\"}\n"
+                        "  %bias = weight f32 [2] \"bias\" {init=\"zeros\"}\n"
                         "  %y = moe f32 [batch, seq, 2] %h, %lg, %wgu, %wd, %res {experts=2, topk=1, dff=1, "
-                        "score=\"softmax\", bias_in_weights=0, renorm=0, scale=2.0}\n  output %y \"y\"\n}\n");
+                        "score=\"softmax\", bias_in_weights=0, renorm=0, scale=2.0}\n"
+                        "  %z = moe f32 [batch, seq, 2] %h, %lg, %wgu, %wd {experts=2, topk=1, dff=1, "
+                        "score=\"softmax\", bias_in_weights=0, renorm=0, scale=2.0, residual=0}\n"
+                        "  %zb = moe f32 [batch, seq, 2] %h, %lg, %wgu, %wd, %bias {experts=2, topk=1, dff=1, "
+                        "score=\"sigmoid\", bias_in_weights=0, renorm=0, scale=2.0, residual=0}\n"
+                        "  output %y \"y\"\n  output %z \"z\"\n  output %zb \"zb\"\n}\n");
     EvalStore *s = eval_store_new();
     /* two tokens: token 0 prefers expert 1 (logits 0, 1), token 1 expert 0 (logits 2, 2: tie → 0) */
     const float h[4] = {1, 2, -1, 0.5f}, lg[4] = {0, 1, 2, 2}, res[4] = {10, 20, 30, 40};
@@ -263,6 +274,7 @@ static void moe_op_by_hand(void **state)
     put(s, "res", res, 4);
     put(s, "wgu", wgu, 8);
     put(s, "wd", wd, 4);
+    put(s, "bias", (const float[]){1, 0}, 2); /* only %zb reads it */
     float *y = run_out(g, s, 2, 1, "y");
     /* token 0, expert 1: g = 1, u = 0.5·1 + 0.5·2 = 1.5; act = bf16(silu(1)·1.5) = bf16(1.096588) = 1.09375;
      * w = softmax = e/(1+e) = 0.731059, × scale 2; y = res + w·act·(1, 3) */
@@ -275,6 +287,23 @@ static void moe_op_by_hand(void **state)
     assert_float_equal(y[2], 30 + act1 * 2, 1e-4);
     assert_float_equal(y[3], 40 + act1 * -1, 1e-4);
     free(y);
+    /* residual=0: the routed sum alone (the block's F(h) inside mHC streams) */
+    float *z = run_out(g, s, 2, 1, "z");
+    assert_float_equal(z[0], w0 * act0 * 1, 1e-5);
+    assert_float_equal(z[1], w0 * act0 * 3, 1e-5);
+    assert_float_equal(z[2], act1 * 2, 1e-5);
+    assert_float_equal(z[3], act1 * -1, 1e-5);
+    free(z);
+    /* residual=0 with a selection bias (src 4 then): sigmoid scores, bias (1, 0) sends both tokens to
+     * expert 0. Token 0 (score σ(0) = 0.5, w = 1): g = 0.5 + 0.5 = 1, u = 1 - 2 = -1; token 1
+     * (σ(2) = 0.880797, w = 1.761594): act1 as above */
+    float *zb = run_out(g, s, 2, 1, "zb");
+    double act2 = bf16_round((float)(silu(1.0) * -1)), w1 = 2 / (1 + exp(-2.0));
+    assert_float_equal(zb[0], act2 * 2, 1e-5);
+    assert_float_equal(zb[1], act2 * -1, 1e-5);
+    assert_float_equal(zb[2], w1 * act1 * 2, 1e-5);
+    assert_float_equal(zb[3], w1 * act1 * -1, 1e-5);
+    free(zb);
     eval_store_free(s);
     arena_free(a);
 }
@@ -328,6 +357,96 @@ static void moe_frontend(void **state)
     arena_free(a);
 }
 
+/* embed with a norm weight: rows of D = 4, 3 mHC streams. Row 1 = (3, 4, 0, 0): mean(x²) = 25/4, so
+ * x / rms = x / 2.5 = (1.2, 1.6, 0, 0), × w (2, 0.5, 1, 1) = (2.4, 0.8, 0, 0); row 2 = (1, -1, 1, -1): rms 1, × w =
+ * (2, -0.5, 1, -1). Each stream holds the same normalised row; it also equals embed then rmsnorm. */
+static void embed_norm_by_hand(void **state)
+{
+    (void)state;
+    Arena *a = arena_new();
+    Graph *g = parse(a, "graph e {\n  %tok = input i32 [batch, seq] \"tokens\"\n"
+                        "  %tab = weight bf16 [3, 4] \"tab\" {init=\"zeros\"}\n"
+                        "  %w = weight f32 [4] \"w\" {init=\"zeros\"}\n"
+                        "  %x = embed f32 [batch, seq, 12] %tab, %tok, %w {streams=3, eps=1e-12}\n"
+                        "  %e = embed f32 [batch, seq, 4] %tab, %tok\n"
+                        "  %en = rmsnorm f32 [batch, seq, 4] %e, %w {eps=1e-12}\n"
+                        "  %x1 = embed f32 [batch, seq, 4] %tab, %tok, %w {eps=1e-12}\n"
+                        "  output %x \"x\"\n  output %en \"en\"\n  output %x1 \"x1\"\n}\n");
+    EvalStore *s = eval_store_new();
+    put(s, "tab", (const float[]){0.5f, 0.5f, 0.5f, 0.5f, 3, 4, 0, 0, 1, -1, 1, -1}, 12);
+    put(s, "w", (const float[]){2, 0.5f, 1, 1}, 4);
+    const float tok[2] = {1, 2};
+    EvalInput in = {"tokens", tok, 2};
+    EvalOutput o[3] = {{"x", NULL, 0}, {"en", NULL, 0}, {"x1", NULL, 0}};
+    int64_t sym[SYM_COUNT] = {0, 2, 1, 1};
+    Diag d = {0};
+    if (!eval_graph(g, s, sym, &in, 1, o, 3, &d))
+        fail_msg("eval: %s", d.msg);
+    const double want[2][4] = {{2.4, 0.8, 0, 0}, {2, -0.5, 1, -1}};
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < 4; i++)
+                assert_float_equal(o[0].data[(t * 3 + k) * 4 + i], want[t][i], 1e-6);
+    assert_int_equal(o[1].numel, 8);
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 3; k++) /* every stream's copy equals the rmsnorm op's result, bit for bit */
+            assert_memory_equal(o[0].data + (t * 3 + k) * 4, o[1].data + t * 4, sizeof(float) * 4);
+    assert_memory_equal(o[2].data, o[1].data, sizeof(float) * 8);
+    for (int i = 0; i < 3; i++)
+        free(o[i].data);
+    eval_store_free(s);
+    arena_free(a);
+}
+
+/* Inside mHC streams the moe block is F(h) alone: with shared experts the moe op adds the shared
+ * projection's plain output (no x anywhere in the block), without them it has no residual operand;
+ * embed_norm becomes the embed op's norm weight, before the copies. */
+static void moe_in_mhc_frontend(void **state)
+{
+    (void)state;
+    Arena *a = arena_new();
+    Diag d = {0};
+    Graph *g = load(a, "name: f\nvocab_size: 64\nd_model: 48\nembed_norm: true\nmhc: {streams: 3}\n"
+                       "moe: {n_experts: 6, n_activated: 2, d_ff: 24}\n"
+                       "layers:\n  - kind: moe\n    n_shared: 1\n  - kind: moe\n    router_bias: true\n", &d);
+    if (!g)
+        fail_msg("%s", d.msg);
+    const Node *x0 = graph_find(g, "x0");
+    assert_non_null(x0);
+    assert_int_equal(x0->op, OP_embed);
+    assert_int_equal(x0->nsrc, 3);
+    assert_string_equal(x0->src[2]->ext, "backbone.embed_norm.weight");
+    assert_int_equal(node_int(x0, "streams", 1), 3);
+    assert_int_equal(x0->dim[2].n, 3 * 48);
+    for (int l = 0; l < 2; l++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "l%d.mlp.out", l);
+        const Node *m = graph_find(g, nm);
+        assert_non_null(m);
+        assert_int_equal(m->op, OP_moe);
+        assert_int_equal(m->dim[2].n, 48); /* F(h): f32 [B,S,D] for mhc_post */
+        snprintf(nm, sizeof nm, "l%d.res", l);
+        const Node *post = graph_find(g, nm);
+        assert_non_null(post);
+        assert_int_equal(post->op, OP_mhc_post);
+        assert_ptr_equal(post->src[1], m);
+        if (l == 0) { /* shared(h): the shared down projection's own output, no residual in it */
+            assert_int_equal(node_int(m, "residual", 1), 1);
+            assert_int_equal(m->nsrc, 5);
+            assert_int_equal(m->src[4]->op, OP_matmul);
+            assert_int_equal(m->src[4]->nsrc, 2);
+            assert_string_equal(m->src[4]->src[1]->ext, "backbone.layers.0.mlp.shared_experts.down_proj.weight");
+        } else { /* no residual operand; the bias is src 4 */
+            assert_int_equal(node_int(m, "residual", 1), 0);
+            assert_int_equal(m->nsrc, 5);
+            assert_string_equal(m->src[4]->ext, "backbone.layers.1.mlp.gate.e_score_correction_bias");
+        }
+    }
+    for (int i = 0; i < g->nnodes; i++) /* nothing adds inside a block: the streams carry the residual */
+        assert_int_not_equal(g->nodes[i]->op, OP_add);
+    arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +457,8 @@ int main(void)
         cmocka_unit_test(moe_route_ties),
         cmocka_unit_test(moe_op_by_hand),
         cmocka_unit_test(moe_frontend),
+        cmocka_unit_test(embed_norm_by_hand),
+        cmocka_unit_test(moe_in_mhc_frontend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

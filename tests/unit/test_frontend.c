@@ -84,11 +84,6 @@ static void errors_top_level(void **state)
                  "m.yaml:4:19: error: unknown key 'sinkhorn_iter' in the 'mhc' mapping (did you mean 'sinkhorn_iters'?)");
     expect_error(HEAD "mhc: {sinkhorn_iters: 0}\nlayers:\n  - kind: mamba2\n",
                  "m.yaml:4:23: error: 'sinkhorn_iters' must be in 1..1000, found 0");
-    /* what mhc does not wrap yet */
-    expect_error(HEAD "mhc: {streams: 2}\nembed_norm: true\nlayers:\n  - kind: mamba2\n",
-                 "m.yaml:5:13: error: 'embed_norm' cannot be combined with 'mhc' streams yet (the norm would span all streams)");
-    expect_error(HEAD "mhc: {streams: 2}\nlayers:\n  - kind: moe\n",
-                 "m.yaml:6:5: error: layer 0: a moe block cannot be wrapped in mhc streams yet");
     expect_error(HEAD "layers: []\n", "m.yaml:4:9: error: 'layers' must be a non-empty list of layer entries");
     expect_error(HEAD, "m.yaml:1:1: error: missing required key 'layers'");
     expect_error("- 1\n- 2\n", "m.yaml:1:1: error: the model must be a mapping of 'key: value' lines");

@@ -123,7 +123,7 @@ static void expect_verify_error(const char *body, const char *msg)
 static void verify_errors(void **state)
 {
     (void)state;
-    expect_verify_error("  %x = embed f32 [batch, seq, 8] %emb\n  output %x \"x\"\n", "has 1 operands, takes 2..2");
+    expect_verify_error("  %x = embed f32 [batch, seq, 8] %emb\n  output %x \"x\"\n", "has 1 operands, takes 2..3");
     expect_verify_error("  %x = embed f32 [batch, seq, 9] %emb, %tokens\n  output %x \"x\"\n",
                         "declared shape differs");
     expect_verify_error("  %x = embed f32 [batch, seq, 8] %emb, %emb\n  output %x \"x\"\n", "operand 1 must be i32");
@@ -141,6 +141,31 @@ static void verify_errors(void **state)
                         "  %n = weight f32 [8] \"n\" {init=\"ones\"}\n"
                         "  %y = rmsnorm bf16 [batch, seq, 8] %x, %n\n  output %y \"y\"\n",
                         "needs attribute eps > 0");
+    /* embed's optional norm weight (embed_norm): f32 [D] and an eps */
+    expect_verify_error("  %n = weight f32 [8] \"n\" {init=\"ones\"}\n"
+                        "  %x = embed f32 [batch, seq, 8] %emb, %tokens, %n\n  output %x \"x\"\n",
+                        "embed: a norm weight needs attribute eps > 0");
+    expect_verify_error("  %n = weight f32 [4] \"n\" {init=\"ones\"}\n"
+                        "  %x = embed f32 [batch, seq, 8] %emb, %tokens, %n {eps=1e-5}\n  output %x \"x\"\n",
+                        "operand 2 dim 0 is 4, expected 8");
+    /* moe without a residual (attr residual=0): the bias, if any, moves up to src 4 */
+    const char *moe_srcs = "  %x = embed f32 [batch, seq, 8] %emb, %tokens\n"
+                           "  %h = weight bf16 [2, 3, 8] \"h\" {init=\"ones\"}\n"
+                           "  %lg = weight f32 [2, 3, 4] \"lg\" {init=\"ones\"}\n"
+                           "  %wgu = weight bf16 [4, 16, 8] \"wgu\" {init=\"ones\"}\n"
+                           "  %wd = weight bf16 [4, 8, 8] \"wd\" {init=\"ones\"}\n"
+                           "  %r = weight f32 [2, 3, 8] \"r\" {init=\"ones\"}\n"
+                           "  %bias = weight f32 [4] \"bias\" {init=\"ones\"}\n";
+    char body[2048];
+    snprintf(body, sizeof body, "%s  %%y = moe f32 [2, 3, 8] %%h, %%lg, %%wgu, %%wd, %%r, %%bias {experts=4, topk=2, "
+             "dff=8, score=\"softmax\", residual=0}\n  output %%y \"y\"\n", moe_srcs);
+    expect_verify_error(body, "moe: 6 operands do not fit residual=0");
+    snprintf(body, sizeof body, "%s  %%y = moe f32 [2, 3, 8] %%h, %%lg, %%wgu, %%wd, %%r {experts=4, topk=2, "
+             "dff=8, score=\"softmax\", residual=0}\n  output %%y \"y\"\n", moe_srcs);
+    expect_verify_error(body, "moe: operand 4 must have rank 1, has 3");
+    snprintf(body, sizeof body, "%s  %%y = moe f32 [2, 3, 8] %%h, %%lg, %%wgu, %%wd {experts=4, topk=2, "
+             "dff=8, score=\"softmax\"}\n  output %%y \"y\"\n", moe_srcs);
+    expect_verify_error(body, "moe: 4 operands do not fit residual=1");
 }
 
 /* Inputs the fuzzer found (tests/fuzz/crashes/ir): each is refused with its

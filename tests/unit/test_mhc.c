@@ -7,10 +7,15 @@
  *     D = 2 against values worked out by hand;
  *   - n = 1 with the dynamic part off (scale 0) and b = (0, ln(1/3), 0):
  *     H_pre = 1/2 (which the block's own RMSNorm removes), H_post = 1/2,
- *     H_res = 1, so a whole model (mamba2 and mla blocks) equals the plain
- *     pre-norm model whose output projections are halved;
+ *     H_res = 1, so a whole model (mamba2 and mla blocks; and one with
+ *     embed_norm, moe blocks with and without shared experts and a swiglu
+ *     block) equals the plain pre-norm model whose output projections are
+ *     halved;
  *   - fuse-mhc changes no value (the norm folded into mhc_pre, the stream
- *     update into the output matmul's epilogue with mhc_coef's coefficients). */
+ *     update into the output matmul's epilogue with mhc_coef's coefficients);
+ *   - 3 streams around moe blocks with embed_norm: the compile pipeline
+ *     lowers and plans both programs, and the reference gives the same
+ *     logits in one prefill as in chunks and decode steps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,17 +150,29 @@ static Graph *load(Arena *a, const char *yaml)
     "layers:\n  - kind: mamba2\n  - kind: mla\n    heads: 2\n    kv_lora_rank: 16\n    qk_nope_head_dim: 8\n" \
     "    qk_rope_head_dim: 8\n    v_head_dim: 8\n  - kind: mamba2\n"
 
-static void one_stream_is_scaled_residual(void **state)
+/* embed_norm, moe with shared experts (sigmoid router, selection bias), moe without (softmax), swiglu */
+#define BODY_FFN                                                                                          \
+    "vocab_size: 50\nd_model: 32\nnorm_eps: 1.0e-12\nembed_norm: true\n"                                   \
+    "moe: {n_experts: 5, n_activated: 2, d_ff: 16}\nlayers:\n  - kind: moe\n    n_shared: 1\n"              \
+    "    shared_d_ff: 8\n    router: sigmoid\n    router_bias: true\n  - kind: moe\n  - kind: swiglu\n"     \
+    "    d_ff: 24\n"
+
+/* `body` (3 blocks, d_model 32) in one mHC stream with α = 0, b = (0, ln 1/3, 0) against the plain model
+ * with every output projection (out_proj, o_proj, down_proj: routed and shared experts) halved. */
+static void expect_one_stream_is_scaled_residual(const char *body)
 {
-    (void)state;
     Arena *a = arena_new();
-    Graph *plain = load(a, "name: plain\n" BODY);
-    Graph *hc = load(a, "name: hc\nmhc: {streams: 1}\n" BODY);
+    char yp[1024], yh[1024];
+    snprintf(yp, sizeof yp, "name: plain\n%s", body);
+    snprintf(yh, sizeof yh, "name: hc\nmhc: {streams: 1}\n%s", body);
+    Graph *plain = load(a, yp);
+    Graph *hc = load(a, yh);
     uint64_t r1 = 5, r2 = 5;
     EvalStore *sp = random_weights(plain, &r1), *sh = random_weights(plain, &r2);
     for (int i = 0; i < plain->nnodes; i++) { /* the plain model's output projections halved (exact in bf16) */
         const Node *n = plain->nodes[i];
-        if (n->op != OP_weight || (!strstr(n->ext, "out_proj.weight") && !strstr(n->ext, "o_proj.weight")))
+        if (n->op != OP_weight || (!strstr(n->ext, "out_proj.weight") && !strstr(n->ext, "o_proj.weight") &&
+                                   !strstr(n->ext, "down_proj.weight")))
             continue;
         int64_t k;
         float *w = eval_store_get(sp, n->ext, &k);
@@ -198,6 +215,44 @@ static void one_stream_is_scaled_residual(void **state)
     arena_free(a);
 }
 
+static void one_stream_is_scaled_residual(void **state)
+{
+    (void)state;
+    expect_one_stream_is_scaled_residual(BODY);
+}
+
+static void one_stream_is_scaled_residual_ffn(void **state)
+{
+    (void)state;
+    expect_one_stream_is_scaled_residual(BODY_FFN);
+}
+
+/* 3 streams around the moe blocks, with embed_norm: both programs lower and plan; prefill in chunks and
+ * decode steps give the logits of one prefill. */
+static void three_streams_moe_embed_norm(void **state)
+{
+    (void)state;
+    Arena *a = arena_new();
+    Graph *g = load(a, "name: hc3\nmhc: {streams: 3, sinkhorn_iters: 7}\n" BODY_FFN);
+    Programs p;
+    Diag d = {0};
+    if (!pipeline_run(a, graph_clone(a, g), &p, NULL, &d))
+        fail_msg("pipeline: %s", d.msg);
+    int moe = 0;
+    for (int i = 0; i < p.decode->nnodes; i++)
+        if (p.decode->nodes[i]->op == OP_moe) {
+            moe++;
+            assert_string_equal(node_str(p.decode->nodes[i], "kernel", ""), "moe");
+        }
+    assert_int_equal(moe, 2);
+    uint64_t r = 3;
+    EvalStore *s = random_weights(g, &r);
+    const int tok[] = {3, 17, 5, 39, 0, 22, 8, 8, 31, 12, 1, 44, 9, 27};
+    expect_chunked_equals_one_prefill(g, s, tok, 14, 50);
+    eval_store_free(s);
+    arena_free(a);
+}
+
 static void fusion_changes_nothing(void **state)
 {
     (void)state;
@@ -237,7 +292,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sinkhorn_doubly_stochastic), cmocka_unit_test(sinkhorn_by_hand),
         cmocka_unit_test(ops_by_hand),                cmocka_unit_test(one_stream_is_scaled_residual),
-        cmocka_unit_test(fusion_changes_nothing),
+        cmocka_unit_test(fusion_changes_nothing),     cmocka_unit_test(one_stream_is_scaled_residual_ffn),
+        cmocka_unit_test(three_streams_moe_embed_norm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
