@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "mhc_epi.h"
 #include "mma.h"
 #include "nvvm.h"
 
@@ -288,18 +289,10 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
         V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, s->N)), kb_to_i64(kb, col));
         V v = kb_get(kb, acc[e]);
         if (s->mhc) { /* n streams of row `row`, column col: read every x_j, write every updated stream */
-            int ns = s->mhc;
-            V crow = kb_gep(kb, kb->f32, coef, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, ns + ns * ns)));
-            V sbase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, ns * s->N)), kb_to_i64(kb, col));
-            V xv[8];
-            for (int q = 0; q < ns; q++)
-                xv[q] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, xs, kb_add(kb, sbase, kb_i64(kb, q * s->N))));
-            for (int q = 0; q < ns; q++) {
-                V u = kb_mul(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, crow, kb_i32(kb, q))), v);
-                for (int r = 0; r < ns; r++)
-                    u = kb_fma(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, crow, kb_i32(kb, ns + q * ns + r))), xv[r], u);
-                kb_store(kb, u, kb_gep(kb, kb->f32, o, kb_add(kb, sbase, kb_i64(kb, q * s->N))));
-            }
+            V hc[MHC_EPI_MAX_COEF];
+            mhc_epi_coef(kb, s->mhc, coef, row, hc);
+            V sbase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, s->mhc * s->N)), kb_to_i64(kb, col));
+            mhc_epi_update(kb, s->mhc, s->N, hc, v, xs, o, sbase);
             kb_endif(kb);
             continue;
         }

@@ -17,7 +17,10 @@
  *                and the scatter to (token, slot) rows in the epilogue
  *   moe_combine  out[t] = residual[t] + Σ_slot Y[t·k + slot], slots in order
  *                (attr residual=0, the block inside mHC streams: no residual
- *                operand, out[t] = Σ_slot Y[t·k + slot])
+ *                operand, out[t] = Σ_slot Y[t·k + slot]); with the mhc
+ *                epilogue (fuse-mhc) that sum is o[t] and the combine writes
+ *                the n streams after mhc_post's update (mhc_epi.h): token t's
+ *                coefficients once, then per column the n streams in and out
  *
  * Determinism: the atomics only decide the order of an expert's rows inside
  * the permutation. Every output row of the grouped GEMMs is computed from its
@@ -32,6 +35,7 @@
 #include <string.h>
 
 #include "k_gemm.h"
+#include "mhc_epi.h"
 #include "nvvm.h"
 
 enum { ROUTE_THREADS = 128, PERM_THREADS = 1024, COMBINE_THREADS = 128 };
@@ -41,6 +45,7 @@ typedef struct MoeShape {
     bool sigmoid;       /* scores: sigmoid (else softmax) */
     bool bias;          /* a selection bias operand */
     bool residual;      /* a residual operand that the combine adds */
+    int mhc;            /* streams n of the mHC epilogue (out f32 [T, n·D]); 0: none */
     bool bias_in_w;     /* the bias enters the weights */
     bool renorm;        /* weights / their sum */
     float scale;        /* routed scaling factor */
@@ -165,17 +170,26 @@ static bool emit_perm(Codegen *cg, const MoeShape *s, char **ptx, Diag *d)
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
-/* moe_combine: Y, [residual], out, T. A block per token. */
+/* moe_combine: Y, [residual], [xs, coef (mhc)], out, T. A block per token. */
 static bool emit_combine(Codegen *cg, const MoeShape *s, char **ptx, Diag *d)
 {
-    KParamKind pk[4] = {KP_PTR, KP_PTR, KP_PTR, KP_I32};
-    int np = s->residual ? 4 : 3;
-    if (!s->residual)
-        pk[2] = KP_I32;
+    KParamKind pk[6];
+    int np = 0;
+    pk[np++] = KP_PTR;
+    if (s->residual)
+        pk[np++] = KP_PTR;
+    if (s->mhc)
+        pk[np++] = KP_PTR, pk[np++] = KP_PTR;
+    pk[np++] = KP_PTR, pk[np++] = KP_I32;
     KB *kb = kb_new(cg->ctx, "moe_combine", pk, np, COMBINE_THREADS);
     int ai = 0;
-    V y = kb_param(kb, ai++), res = s->residual ? kb_param(kb, ai++) : NULL, o = kb_param(kb, ai++);
+    V y = kb_param(kb, ai++), res = s->residual ? kb_param(kb, ai++) : NULL;
+    V xs = s->mhc ? kb_param(kb, ai++) : NULL, coef = s->mhc ? kb_param(kb, ai++) : NULL;
+    V o = kb_param(kb, ai++);
     V t = kb_to_i64(kb, nvvm_ctaid_x(kb));
+    V hc[MHC_EPI_MAX_COEF];
+    if (s->mhc) /* token t's H_post, H_res: once, before the columns */
+        mhc_epi_coef(kb, s->mhc, coef, nvvm_ctaid_x(kb), hc);
     KVar c = kb_for(kb, nvvm_tid_x(kb), kb_i32(kb, s->D), kb_i32(kb, COMBINE_THREADS));
     {
         V cc = kb_to_i64(kb, kb_get(kb, c));
@@ -187,7 +201,10 @@ static bool emit_combine(Codegen *cg, const MoeShape *s, char **ptx, Diag *d)
         V off = kb_add(kb, kb_mul(kb, t, kb_i64(kb, s->D)), cc);
         if (res)
             acc = kb_add(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, res, off)), acc);
-        kb_store(kb, acc, kb_gep(kb, kb->f32, o, off));
+        if (s->mhc) /* acc is o[t, c]: the n streams of token t at column c */
+            mhc_epi_update(kb, s->mhc, s->D, hc, acc, xs, o, kb_add(kb, kb_mul(kb, t, kb_i64(kb, s->mhc * s->D)), cc));
+        else
+            kb_store(kb, acc, kb_gep(kb, kb->f32, o, off));
     }
     kb_endfor(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
@@ -196,7 +213,7 @@ static bool emit_combine(Codegen *cg, const MoeShape *s, char **ptx, Diag *d)
 bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     MoeShape s = {.E = node_int(n, "experts", 1), .k = node_int(n, "topk", 1), .F = node_int(n, "dff", 1),
-                  .D = n->dim[n->ndim - 1].n, .sigmoid = !strcmp(node_str(n, "score", "softmax"), "sigmoid"),
+                  .D = n->src[0]->dim[n->ndim - 1].n, .mhc = mhc_epi_streams(n), .sigmoid = !strcmp(node_str(n, "score", "softmax"), "sigmoid"),
                   .bias = moe_bias_src(n) >= 0, .residual = moe_residual_src(n) >= 0,
                   .bias_in_w = node_int(n, "bias_in_weights", 0) != 0,
                   .renorm = node_int(n, "renorm", 1) != 0, .scale = (float)node_float(n, "scale", 1.0)};
@@ -280,15 +297,23 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
             return false;
     }
 
-    snprintf(name, sizeof name, "moe_combine_d%lld_k%lld%s", (long long)s.D, (long long)s.k,
-             s.residual ? "" : "_nores");
+    char epi[16] = "";
+    if (s.mhc)
+        snprintf(epi, sizeof epi, "_mhc%d", s.mhc);
+    snprintf(name, sizeof name, "moe_combine_d%lld_k%lld%s%s", (long long)s.D, (long long)s.k,
+             s.residual ? "" : "_nores", epi);
     l = kout_add(out, name, COMBINE_THREADS, 0);
     l->grid[0] = rows;
-    l->flops = sym_scale(rows, s.k * s.D);
-    l->bytes = sym_scale(rows, (s.k + 1 + s.residual) * s.D * 4);
+    /* the slots (and the residual) in; out [D], or with mhc the n streams in and out and the coefficients */
+    l->flops = sym_scale(rows, s.k * s.D + (s.mhc ? mhc_epi_flops(s.mhc, s.D) : 0));
+    l->bytes = sym_scale(rows, (s.k + s.residual) * s.D * 4 + (s.mhc ? mhc_epi_bytes(s.mhc, s.D) : s.D * 4));
     kl_arg_scratch_at(l, o_y);
     if (s.residual)
         kl_arg_src(l, moe_residual_src(n));
+    if (s.mhc) {
+        kl_arg_src(l, n->nsrc - 2);
+        kl_arg_src(l, n->nsrc - 1);
+    }
     kl_arg_out(l);
     kl_arg_i32(l, rows);
     return emit_combine(cg, &s, &l->ptx, d);

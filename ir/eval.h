@@ -89,6 +89,10 @@ void ref_mhc_coef_raw(int64_t n, int64_t D, const float *x, const float *fn, con
 /* mhc_post's update of one token: out [n*D] = H_post[i]·o + Σ_j H_res[i,j]·x_j per stream i. */
 void ref_mhc_update(int64_t ns, int64_t D, const float *xr, const float *o, const float *h_post, const float *h_res,
                     float *out);
+/* The mhc epilogue of n (matmul, moe, hybrid_mix; attr epilogue="mhc"): o (M, N) is n's result as it
+ * would be without it; writes n's output (M, n*N) = ref_mhc_update of each row of the streams xs (src
+ * at) with the coefficients (H_post, H_res) of coef (src at + 1). */
+void ref_mhc_epilogue(EvalCtx *c, const Node *n, int at, const float *o, int64_t M, int64_t N);
 /* MoE routing for T tokens over E experts (ir/ref_moe.c): logits (T, E), bias
  * (E) or NULL → sel_e (T, k) expert ids in pick order, sel_w (T, k) weights. */
 void ref_moe_route(int64_t T, int64_t E, int64_t k, const float *logits, const float *bias, bool softmax,

@@ -146,10 +146,32 @@ bool matmul_has_norm_w(const Node *n)
 
 int matmul_nres(const Node *n) { return n->nsrc - 2 - matmul_has_norm_w(n); }
 
-bool matmul_mhc(const Node *n)
+bool node_mhc_epilogue(const Node *n)
 {
     const char *epi = node_str(n, "epilogue", NULL);
     return epi && !strcmp(epi, "mhc");
+}
+
+bool matmul_mhc(const Node *n) { return node_mhc_epilogue(n); }
+
+/* The mHC epilogue of n (attr streams n): its output o, of shape dim [.., N] (static N), becomes the n
+ * updated streams f32 [.., n*N]; xs f32 [.., n*N] and coef f32 [.., n+n^2] at srcs at, at + 1. */
+static bool want_mhc_epilogue(const Node *n, int at, int ndim, Dim *dim, Diag *d)
+{
+    const char *op = op_info[n->op].name;
+    int64_t ns = node_int(n, "streams", 0);
+    CHECK(ns >= 1 && ns <= 8 && !dim[ndim - 1].sym, "%s: epilogue mhc needs streams 1..8 and a static width", op);
+    CHECK(n->dtype == DT_F32, "%s: epilogue mhc writes f32 streams", op);
+    dim[ndim - 1] = dim_n(ns * dim[ndim - 1].n);
+    for (int k = at; k < at + 2; k++) {
+        const Node *r = n->src[k];
+        CHECK(r->ndim == ndim && r->dtype == DT_F32, "%s: epilogue mhc operand %d must be f32 of rank %d", op, k,
+              ndim);
+        for (int i = 0; i + 1 < r->ndim; i++)
+            if (!want_dim(n, k, i, dim[i], d))
+                return false;
+    }
+    return want_dim(n, at, ndim - 1, dim[ndim - 1], d) && want_dim(n, at + 1, ndim - 1, dim_n(ns + ns * ns), d);
 }
 
 bool infer_matmul(const Node *n, int *ndim, Dim *dim, Diag *d)
@@ -180,19 +202,7 @@ bool infer_matmul(const Node *n, int *ndim, Dim *dim, Diag *d)
     copy_shape(x, ndim, dim);
     dim[*ndim - 1] = w->dim[0];
     if (mhc) { /* out = the n streams after mhc_post's update with o = P(x)·wᵀ */
-        int64_t ns = node_int(n, "streams", 0);
-        CHECK(ns >= 1 && ns <= 8 && !dim[*ndim - 1].sym, "matmul: epilogue mhc needs streams 1..8 and a static N");
-        CHECK(n->dtype == DT_F32, "matmul: epilogue mhc writes f32 streams");
-        dim[*ndim - 1] = dim_n(ns * dim[*ndim - 1].n);
-        for (int k = 2; k < 4; k++) {
-            const Node *r = n->src[k];
-            CHECK(r->ndim == *ndim && r->dtype == DT_F32, "matmul: epilogue mhc operand %d must be f32 of rank %d", k,
-                  *ndim);
-            for (int i = 0; i + 1 < r->ndim; i++)
-                if (!want_dim(n, k, i, dim[i], d))
-                    return false;
-        }
-        if (!want_dim(n, 2, *ndim - 1, dim[*ndim - 1], d) || !want_dim(n, 3, *ndim - 1, dim_n(ns + ns * ns), d))
+        if (!want_mhc_epilogue(n, 2, *ndim, dim, d))
             return false;
     } else if (nres) {
         const Node *r = n->src[2];
@@ -627,8 +637,15 @@ bool infer_index_topk(const Node *n, int *ndim, Dim *dim, Diag *d)
     return true;
 }
 
+int hybrid_mix_res_src(const Node *n) { return n->nsrc - (node_mhc_epilogue(n) ? 2 : 0) > 5 ? 5 : -1; }
+
 bool infer_hybrid_mix(const Node *n, int *ndim, Dim *dim, Diag *d)
 {
+    const char *epi = node_str(n, "epilogue", NULL);
+    bool mhc = node_mhc_epilogue(n);
+    CHECK(!epi || mhc, "hybrid_mix: unknown epilogue '%s'", epi);
+    int plain = n->nsrc - (mhc ? 2 : 0); /* h, w_g, b_g, a, c and the residual if any */
+    CHECK(plain == 5 || plain == 6, "hybrid_mix: %d operands do not fit epilogue %s", n->nsrc, epi ? epi : "(none)");
     if (!want_rank(n, 0, 3, d) || !want_dtype(n, 0, DT_BF16, d))
         return false;
     Dim D = n->src[0]->dim[2];
@@ -636,7 +653,7 @@ bool infer_hybrid_mix(const Node *n, int *ndim, Dim *dim, Diag *d)
     if (!want_rank(n, 1, 2, d) || !want_dtype(n, 1, DT_BF16, d) || !want_dim(n, 1, 0, dim_n(1), d) ||
         !want_dim(n, 1, 1, D, d) || !want_vec(n, 2, 1, d) || !want_dtype(n, 2, DT_F32, d))
         return false;
-    for (int i = 3; i < n->nsrc; i++) {
+    for (int i = 3; i < plain; i++) {
         if (!want_rank(n, i, 3, d) || !want_dtype(n, i, DT_F32, d))
             return false;
         for (int k = 0; k < 3; k++)
@@ -645,7 +662,7 @@ bool infer_hybrid_mix(const Node *n, int *ndim, Dim *dim, Diag *d)
     }
     CHECK(n->dtype == DT_F32, "hybrid_mix: output must be f32");
     copy_shape(n->src[0], ndim, dim);
-    return true;
+    return !mhc || want_mhc_epilogue(n, plain, *ndim, dim, d);
 }
 
 /* ---- mHC (hyper-connection streams) ---- */
@@ -749,7 +766,7 @@ int moe_residual_src(const Node *n) { return node_int(n, "residual", 1) ? 4 : -1
 int moe_bias_src(const Node *n)
 {
     int at = node_int(n, "residual", 1) ? 5 : 4;
-    return n->nsrc > at ? at : -1;
+    return n->nsrc - (node_mhc_epilogue(n) ? 2 : 0) > at ? at : -1; /* not the epilogue's xs, coef */
 }
 
 bool infer_moe(const Node *n, int *ndim, Dim *dim, Diag *d)
@@ -759,9 +776,12 @@ bool infer_moe(const Node *n, int *ndim, Dim *dim, Diag *d)
         return false;
     int64_t has_res = node_int(n, "residual", 1);
     CHECK(has_res == 0 || has_res == 1, "moe: attribute residual must be 0 or 1");
-    int r = moe_residual_src(n), bi = moe_bias_src(n);
-    CHECK(n->nsrc >= 4 + (int)has_res && n->nsrc <= 5 + (int)has_res, "moe: %d operands do not fit residual=%lld",
-          n->nsrc, (long long)has_res);
+    const char *epi = node_str(n, "epilogue", NULL);
+    bool mhc = node_mhc_epilogue(n);
+    CHECK(!epi || mhc, "moe: unknown epilogue '%s'", epi);
+    int r = moe_residual_src(n), bi = moe_bias_src(n), plain = n->nsrc - (mhc ? 2 : 0); /* srcs before xs, coef */
+    CHECK(plain >= 4 + (int)has_res && plain <= 5 + (int)has_res,
+          "moe: %d operands do not fit residual=%lld, epilogue %s", n->nsrc, (long long)has_res, epi ? epi : "(none)");
     int64_t E = node_int(n, "experts", 0), k = node_int(n, "topk", 0), F = node_int(n, "dff", 0);
     const char *sc = node_str(n, "score", "");
     CHECK(!strcmp(sc, "softmax") || !strcmp(sc, "sigmoid"), "moe: score must be \"softmax\" or \"sigmoid\"");
@@ -795,5 +815,5 @@ bool infer_moe(const Node *n, int *ndim, Dim *dim, Diag *d)
         return false;
     CHECK(n->dtype == DT_F32, "moe: output must be f32 (the residual stream, or the block's output under mHC)");
     copy_shape(h, ndim, dim);
-    return true;
+    return !mhc || want_mhc_epilogue(n, plain, *ndim, dim, d);
 }

@@ -162,12 +162,19 @@ bool node_bytes_expr(const Node *n, SymExpr *out);
 bool matmul_has_norm_w(const Node *n);
 /* Residual operands of a matmul (0 or 1; negative when malformed). */
 int matmul_nres(const Node *n);
-/* Whether a matmul has the mHC stream update as its epilogue (attr epilogue="mhc"). */
+/* Whether a node (matmul, moe, hybrid_mix) has the mHC stream update as its
+ * epilogue (attr epilogue="mhc", fuse-mhc): its last two srcs are then the
+ * streams xs and the coefficients, and its output the updated streams. */
+bool node_mhc_epilogue(const Node *n);
+/* The same for a matmul (its xs, coef sit before an optional norm weight). */
 bool matmul_mhc(const Node *n);
 /* Where a moe op's optional operands sit: its residual is src 4 unless attr
- * residual=0; the selection bias (if any) follows. -1 when absent. */
+ * residual=0; the selection bias (if any) follows; xs, coef of the mhc
+ * epilogue come last. -1 when absent. */
 int moe_residual_src(const Node *n);
 int moe_bias_src(const Node *n);
+/* A hybrid_mix's residual operand (src 5, before xs, coef of an mhc epilogue), or -1. */
+int hybrid_mix_res_src(const Node *n);
 
 /* ---- text ---- */
 void ir_print(const Graph *g, FILE *out);

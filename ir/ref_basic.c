@@ -130,11 +130,7 @@ void ref_matmul(EvalCtx *c, const Node *n)
     }
     free(pa);
     if (mhc) {
-        int64_t ns = node_int(n, "streams", 1), nc = ns + ns * ns;
-        const float *xs = ev_src(c, n, 2), *coef = ev_src(c, n, 3); /* (M, n*N), (M, n + n*n) */
-        float *res_out = ev_out(c, n);
-        for (int64_t m = 0; m < M; m++)
-            ref_mhc_update(ns, N, xs + m * ns * N, out + m * N, coef + m * nc, coef + m * nc + ns, res_out + m * ns * N);
+        ref_mhc_epilogue(c, n, 2, out, M, N);
         free(out);
     }
 }

@@ -1,7 +1,10 @@
 /* ref_hybrid.c — CPU reference of the per-token gate of the hybrid layer
  * (op hybrid_mix): g_t = sigmoid(w_g · h_t + b_g), one scalar per token
- * (the dot in fp64), out_t = g_t · a_t + (1 - g_t) · c_t (+ residual_t). */
+ * (the dot in fp64), out_t = g_t · a_t + (1 - g_t) · c_t (+ residual_t);
+ * with the mhc epilogue (fuse-mhc) that is o_t, and the result the streams
+ * after mhc_post's update with it. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "eval.h"
 
@@ -12,9 +15,14 @@ void ref_hybrid_mix(EvalCtx *c, const Node *n)
     const float *bg = ev_src(c, n, 2); /* (1) gate bias */
     const float *a = ev_src(c, n, 3);  /* (rows, D) SSM path */
     const float *cc = ev_src(c, n, 4); /* (rows, D) attention path */
-    const float *res = n->nsrc > 5 ? ev_src(c, n, 5) : NULL; /* (rows, D) residual, when fused */
-    float *out = ev_out(c, n);         /* (rows, D) */
-    int64_t rows = ev_rows(c, n), D = ev_dim(c, n, 2);
+    int ri = hybrid_mix_res_src(n);
+    const float *res = ri >= 0 ? ev_src(c, n, ri) : NULL; /* (rows, D) residual, when fused */
+    bool mhc = node_mhc_epilogue(n);
+    int64_t rows = ev_rows(c, n), D = ev_dim(c, n->src[0], 2);
+    /* (rows, D); with the mhc epilogue the mix here, then the updated streams (rows, n*D) */
+    float *out = mhc ? malloc(sizeof(float) * (size_t)(rows * D)) : ev_out(c, n);
+    if (!out)
+        abort();
     for (int64_t r = 0; r < rows; r++) {
         double logit = bg[0];
         for (int64_t i = 0; i < D; i++) /* the gate logit of token r */
@@ -24,5 +32,9 @@ void ref_hybrid_mix(EvalCtx *c, const Node *n)
             float v = g * a[r * D + i] + (1.0f - g) * cc[r * D + i];
             out[r * D + i] = res ? res[r * D + i] + v : v;
         }
+    }
+    if (mhc) {
+        ref_mhc_epilogue(c, n, n->nsrc - 2, out, rows, D);
+        free(out);
     }
 }

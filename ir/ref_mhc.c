@@ -152,6 +152,15 @@ void ref_mhc_update(int64_t ns, int64_t D, const float *xr, const float *o, cons
         }
 }
 
+void ref_mhc_epilogue(EvalCtx *c, const Node *n, int at, const float *o, int64_t M, int64_t N)
+{
+    int64_t ns = node_int(n, "streams", 1), nc = ns + ns * ns;
+    const float *xs = ev_src(c, n, at), *coef = ev_src(c, n, at + 1); /* (M, n*N), (M, n + n*n) */
+    float *out = ev_out(c, n);                                        /* (M, n*N) */
+    for (int64_t m = 0; m < M; m++)
+        ref_mhc_update(ns, N, xs + m * ns * N, o + m * N, coef + m * nc, coef + m * nc + ns, out + m * ns * N);
+}
+
 void ref_mhc_collapse(EvalCtx *c, const Node *n)
 {
     int64_t ns, D, R;

@@ -60,15 +60,17 @@ void ref_moe(EvalCtx *c, const Node *n)
     int ri = moe_residual_src(n), bi = moe_bias_src(n);
     const float *res = ri >= 0 ? ev_src(c, n, ri) : NULL; /* (T, D), or none: the routed sum alone */
     const float *bias = bi >= 0 ? ev_src(c, n, bi) : NULL; /* (E) */
-    float *out = ev_out(c, n);             /* (T, D) */
-    int64_t T = ev_rows(c, n), D = ev_dim(c, n, n->ndim - 1);
+    bool mhc = node_mhc_epilogue(n);
+    int64_t T = ev_rows(c, n), D = ev_dim(c, n->src[0], n->ndim - 1);
+    /* (T, D); with the mhc epilogue F's output here, then the updated streams (T, n*D) */
+    float *out = mhc ? malloc(sizeof(float) * (size_t)(T * D)) : ev_out(c, n);
     int64_t E = node_int(n, "experts", 1), k = node_int(n, "topk", 1), F = node_int(n, "dff", 1);
     int32_t *sel_e = malloc(sizeof(int32_t) * (size_t)(T * k));
     float *sel_w = malloc(sizeof(float) * (size_t)(T * k));
     float *gu = malloc(sizeof(float) * (size_t)(2 * F));  /* (2F) one token's gate | up */
     float *act = malloc(sizeof(float) * (size_t)F);       /* (F) */
     float *acc = malloc(sizeof(float) * (size_t)D);       /* (D) sum over the chosen experts */
-    if (!sel_e || !sel_w || !gu || !act || !acc)
+    if (!out || !sel_e || !sel_w || !gu || !act || !acc)
         abort();
     ref_moe_route(T, E, k, logits, bias, !strcmp(node_str(n, "score", "softmax"), "softmax"),
                   node_int(n, "bias_in_weights", 0) != 0, node_int(n, "renorm", 1) != 0,
@@ -96,6 +98,10 @@ void ref_moe(EvalCtx *c, const Node *n)
         }
         for (int64_t o = 0; o < D; o++)
             out[t * D + o] = (res ? res[t * D + o] : 0.0f) + acc[o];
+    }
+    if (mhc) {
+        ref_mhc_epilogue(c, n, n->nsrc - 2, out, T, D);
+        free(out);
     }
     free(sel_e);
     free(sel_w);

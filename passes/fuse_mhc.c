@@ -20,7 +20,19 @@
  *
  * Applies when the matmul is f32, has no other use, no residual and no
  * norm prologue, and the block's mhc_pre (same x and φ, same attributes)
- * comes before it. Otherwise mhc_post stays a kernel of its own. */
+ * comes before it. Blocks that do not end in a matmul take the update the
+ * same way in their last kernel, which has F's output o[d] of a token in
+ * registers too:
+ *
+ *   mhc_post(x, moe(h, logits, Wgu, Wd, [r], [bias]), ..)
+ *     → moe(h, logits, Wgu, Wd, [r], [bias], x, c) {epilogue="mhc", streams}   (moe_combine)
+ *   mhc_post(x, hybrid_mix(h, w_g, b_g, a, c'), ..)
+ *     → hybrid_mix(h, w_g, b_g, a, c', x, c) {epilogue="mhc", streams}
+ *
+ * a moe whatever its residual operand (inside streams that is the shared
+ * experts' output, part of F(h), or none), a hybrid_mix without one; each
+ * with no other use and no epilogue yet. Otherwise mhc_post stays a kernel
+ * of its own. */
 #include <string.h>
 
 #include "passes.h"
@@ -62,6 +74,23 @@ static Node *coef_of(Graph *g, Node *pre)
     return c;
 }
 
+/* Whether o (mhc_post's F output) can take the stream update as its epilogue. */
+static bool takes_update(const Graph *g, const Node *o)
+{
+    if (o->dtype != DT_F32 || graph_uses(g, o) != 1 || node_str(o, "epilogue", NULL))
+        return false;
+    switch (o->op) {
+    case OP_matmul:
+        return matmul_nres(o) == 0 && !matmul_has_norm_w(o);
+    case OP_moe:
+        return true;
+    case OP_hybrid_mix:
+        return hybrid_mix_res_src(o) < 0;
+    default:
+        return false;
+    }
+}
+
 static void fuse_post(Graph *g)
 {
     for (int i = 0; i < g->nnodes; i++) {
@@ -69,8 +98,7 @@ static void fuse_post(Graph *g)
         if (post->dead || post->op != OP_mhc_post)
             continue;
         Node *mm = post->src[1];
-        if (mm->op != OP_matmul || mm->dtype != DT_F32 || graph_uses(g, mm) != 1 || matmul_nres(mm) != 0 ||
-            matmul_has_norm_w(mm) || node_str(mm, "epilogue", NULL))
+        if (!takes_update(g, mm))
             continue;
         Node *pre = block_pre(g, post, mm);
         if (!pre)

@@ -158,7 +158,7 @@ bool pass_lower(Graph *g, Diag *d)
             }
             break;
         case OP_moe: { /* routing, permutation, grouped gate/up and down GEMMs, combine (codegen/k_moe.c) */
-            int64_t k = node_int(n, "topk", 1), F = node_int(n, "dff", 1), D = n->dim[n->ndim - 1].n;
+            int64_t k = node_int(n, "topk", 1), F = node_int(n, "dff", 1), D = n->src[0]->dim[n->ndim - 1].n; /* h's */
             int64_t E = node_int(n, "experts", 1);
             /* per assignment: sel_e, sel_w, rank, perm (4 B each), H bf16 [2F], Y f32 [D]; offsets [E+1] */
             char sc[96];

@@ -12,7 +12,10 @@
  *     block) equals the plain pre-norm model whose output projections are
  *     halved;
  *   - fuse-mhc changes no value (the norm folded into mhc_pre, the stream
- *     update into the output matmul's epilogue with mhc_coef's coefficients);
+ *     update into the block's last op's epilogue with mhc_coef's
+ *     coefficients: the output matmul of mamba2, mla, swiglu; the moe op
+ *     with and without shared experts; the hybrid layer's hybrid_mix) and
+ *     leaves no mhc_post;
  *   - 3 streams around moe blocks with embed_norm: the compile pipeline
  *     lowers and plans both programs, and the reference gives the same
  *     logits in one prefill as in chunks and decode steps. */
@@ -253,32 +256,53 @@ static void three_streams_moe_embed_norm(void **state)
     arena_free(a);
 }
 
-static void fusion_changes_nothing(void **state)
+/* A hybrid block (its indexer's top_k 8 >= the 7 tokens: every key), then a mamba2 block */
+#define BODY_HYBRID                                                                                       \
+    "vocab_size: 50\nd_model: 32\nnorm_eps: 1.0e-12\nmamba2: {d_state: 8, headdim: 8, chunk_size: 4}\n"  \
+    "layers:\n  - kind: hybrid\n    heads: 2\n    kv_lora_rank: 16\n    qk_nope_head_dim: 8\n"              \
+    "    qk_rope_head_dim: 8\n    v_head_dim: 8\n    ssm: {d_state: 8, headdim: 8, chunk_size: 4}\n"        \
+    "    indexer: {kind: lightning, dim: 8, heads: 2, top_k: 8}\n  - kind: mamba2\n"
+
+/* `body` (3 blocks; 2 for BODY_HYBRID) in 4 streams: fuse-mhc gives the logits of the unfused graph bit for
+ * bit, with every block's norm in its mhc_pre, its stream update in the epilogue of its last op (`mm`
+ * matmuls, `moe` moe ops, `hyb` hybrid_mix ops) and no mhc_post left. */
+static void expect_fusion_changes_nothing(const char *body, int mm, int moe, int hyb)
 {
-    (void)state;
     Arena *a = arena_new();
-    Graph *g = load(a, "name: hc\nmhc: {streams: 4, sinkhorn_iters: 5}\n" BODY);
+    char y[1024];
+    snprintf(y, sizeof y, "name: hc\nmhc: {streams: 4, sinkhorn_iters: 5}\n%s", body);
+    Graph *g = load(a, y);
     Graph *f = graph_clone(a, g);
     Diag d = {0};
     assert_true(pass_fuse_mhc(f, &d) && pass_dce(f, &d) && pass_verify(f, &d));
-    int fused = 0;
+    int blocks = mm + moe + hyb, fused = 0;
     for (int i = 0; i < f->nnodes; i++)
         fused += (f->nodes[i]->op == OP_mhc_pre || f->nodes[i]->op == OP_mhc_collapse) && f->nodes[i]->dtype == DT_BF16;
-    assert_int_equal(fused, 4); /* three blocks' inputs and the final norm */
-    int epilogues = 0, posts = 0, coefs = 0;
+    assert_int_equal(fused, blocks + 1); /* the blocks' inputs and the final norm */
+    int epi[3] = {0}, posts = 0, coefs = 0;
     for (int i = 0; i < f->nnodes; i++) {
         const Node *n = f->nodes[i];
-        epilogues += n->op == OP_matmul && matmul_mhc(n);
+        epi[0] += n->op == OP_matmul && matmul_mhc(n);
+        epi[1] += n->op == OP_moe && node_mhc_epilogue(n);
+        epi[2] += n->op == OP_hybrid_mix && node_mhc_epilogue(n);
         posts += n->op == OP_mhc_post;
         coefs += n->op == OP_mhc_coef && n->src[0]->op == OP_mhc_pre && node_int(n->src[0], "coef", 0) == 1;
+        if (node_mhc_epilogue(n)) /* the streams and coefficients are the last two operands */
+            assert_true(n->src[n->nsrc - 1]->op == OP_mhc_coef && n->dim[n->ndim - 1].n == 4 * 32);
     }
-    assert_int_equal(epilogues, 3); /* every block's stream update is its output matmul's epilogue */
+    assert_int_equal(epi[0], mm); /* every block's stream update is its last op's epilogue */
+    assert_int_equal(epi[1], moe);
+    assert_int_equal(epi[2], hyb);
     assert_int_equal(posts, 0);
-    assert_int_equal(coefs, 3);
+    assert_int_equal(coefs, blocks);
     uint64_t r1 = 9, r2 = 9;
     EvalStore *s1 = random_weights(g, &r1), *s2 = random_weights(g, &r2);
     const int tok[] = {3, 17, 5, 39, 0, 22, 8}, pos[] = {0};
     float *l1 = eval_logits(g, s1, 1, 7, 16, tok, pos), *l2 = eval_logits(f, s2, 1, 7, 16, tok, pos);
+    double sq = 0;
+    for (int i = 0; i < 7 * 50; i++)
+        sq += (double)l1[i] * l1[i];
+    assert_true(sq > 0);
     assert_memory_equal(l1, l2, sizeof(float) * 7 * 50); /* same arithmetic, same rounding points */
     free(l1);
     free(l2);
@@ -287,13 +311,33 @@ static void fusion_changes_nothing(void **state)
     arena_free(a);
 }
 
+static void fusion_changes_nothing(void **state)
+{
+    (void)state;
+    expect_fusion_changes_nothing(BODY, 3, 0, 0);
+}
+
+/* moe with shared experts (the op adds their projection), moe without (no residual operand), swiglu */
+static void fusion_changes_nothing_moe(void **state)
+{
+    (void)state;
+    expect_fusion_changes_nothing(BODY_FFN, 1, 2, 0);
+}
+
+static void fusion_changes_nothing_hybrid(void **state)
+{
+    (void)state;
+    expect_fusion_changes_nothing(BODY_HYBRID, 1, 0, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sinkhorn_doubly_stochastic), cmocka_unit_test(sinkhorn_by_hand),
         cmocka_unit_test(ops_by_hand),                cmocka_unit_test(one_stream_is_scaled_residual),
         cmocka_unit_test(fusion_changes_nothing),     cmocka_unit_test(one_stream_is_scaled_residual_ffn),
-        cmocka_unit_test(three_streams_moe_embed_norm),
+        cmocka_unit_test(three_streams_moe_embed_norm), cmocka_unit_test(fusion_changes_nothing_moe),
+        cmocka_unit_test(fusion_changes_nothing_hybrid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
