@@ -85,6 +85,11 @@ static const char *const models[][2] = {
                 "layers:\n  - kind: moe\n    n_experts: 5\n    n_activated: 2\n    d_ff: 24\n    n_shared: 1\n"
                 "    router: sigmoid\n    router_bias: true\n  - kind: moe\n    n_experts: 6\n    n_activated: 2\n"
                 "    d_ff: 16\n"},
+    /* a hybrid block inside 3 mHC streams (n·D = 120): hybrid_mix takes the stream update (epilogue mhc) */
+    {"mhc_hybrid", "name: mhc_hybrid\nvocab_size: 300\nd_model: 40\nmhc: {streams: 3, sinkhorn_iters: 7}\n"
+                   "hybrid: {heads: 2, q_lora_rank: 16, kv_lora_rank: 32, qk_nope_head_dim: 8, qk_rope_head_dim: 8,"
+                   " v_head_dim: 16, ssm: {d_state: 16, headdim: 16, chunk_size: 16},"
+                   " indexer: {kind: lightning, dim: 16, heads: 2, top_k: 5}}\nlayers:\n  - kind: hybrid\n"},
 };
 
 static void tweak(void *user, const char *program, Graph *g)

@@ -16,9 +16,16 @@
  * update, the logits; the moe block comes first so that both sides route the
  * same bf16 rows and a near tie cannot flip an expert between them); a
  * deeper moe / mamba2 / moe model in a ragged prefill and with decode step t
- * equal to prefill position t. Bounds as in the rest of the suite: bf16
- * values 1e-2, f32 streams and logits 2e-2; the normalised embedding 1e-5.
- * Exits 77 without a GPU. */
+ * equal to prefill position t. The moe blocks' stream update runs in
+ * moe_combine (fuse-mhc's epilogue "mhc") unless the block's output F(h) is
+ * itself read back (another use): the first two cases run both ways, the
+ * fused one without l0.mlp.out among the values. Hybrid blocks (hybrid_mix
+ * takes the update) in 4 streams and in 3 of a ragged width, value by
+ * value, and decode step t equal to prefill position t; their indexers'
+ * top_k holds every position of these calls, so GPU and CPU attend to the
+ * same keys whatever the rounding of their scores. Bounds as in the rest of
+ * the suite: bf16 values 1e-2, f32 streams and logits 2e-2; the normalised
+ * embedding 1e-5. Exits 77 without a GPU. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,6 +72,21 @@
     "mamba2: {d_state: 16, headdim: 16, chunk_size: 16}\nmoe: {n_experts: 8, n_activated: 2, d_ff: 64}\n"        \
     "layers:\n  - kind: moe\n    n_shared: 1\n    router: sigmoid\n    router_bias: true\n  - kind: mamba2\n"  \
     "  - kind: moe\n"
+
+/* hybrid blocks (a Mamba2 and a sparse MLA path mixed by a per-token gate; top_k 64 >= every length here)
+ * around a mamba2 block in 4 streams; and one hybrid block in 3 streams of a ragged width (n·D = 120) */
+#define HCHYB                                                                                                   \
+    "name: hc_hybrid\nvocab_size: 300\nd_model: 64\nmhc: {streams: 4, sinkhorn_iters: 20}\n"                 \
+    "mamba2: {d_state: 16, headdim: 16, chunk_size: 16}\n"                                                     \
+    "hybrid: {heads: 2, q_lora_rank: 32, kv_lora_rank: 64, qk_nope_head_dim: 16, qk_rope_head_dim: 16,"       \
+    " v_head_dim: 32, ssm: {d_state: 16, headdim: 16, expand: 1, chunk_size: 16},"                             \
+    " indexer: {kind: lightning, dim: 32, heads: 2, top_k: 64}}\n"                                              \
+    "layers:\n  - kind: hybrid\n  - kind: mamba2\n  - kind: hybrid\n"
+#define HCHYB3                                                                                                  \
+    "name: hc_hybrid3\nvocab_size: 257\nd_model: 40\nmhc: {streams: 3, sinkhorn_iters: 7}\n"                 \
+    "hybrid: {heads: 2, q_lora_rank: 16, kv_lora_rank: 32, qk_nope_head_dim: 8, qk_rope_head_dim: 8,"         \
+    " v_head_dim: 16, ssm: {d_state: 16, headdim: 16, chunk_size: 8},"                                         \
+    " indexer: {kind: lightning, dim: 16, heads: 2, top_k: 64}}\nlayers:\n  - kind: hybrid\n"
 
 /* Prefill batch × seq, then `steps` decode steps; every value compared with the reference. */
 static void run_case(const char *yaml, const char *const *values, const double *bounds, int batch, int seq, int steps)
@@ -172,9 +194,13 @@ static void mhc_ragged_prefill(void **state)
     ragged_prefill(HC4);
 }
 
+/* l0.res from moe_combine's mhc epilogue; then with l0.mlp.out read back: the standalone mhc_post kernel */
 static void mhc_moe_first_no_shared(void **state)
 {
     (void)state;
+    const char *const f[] = {"x0", "l0.h", "l0.router", "l0.res", "l1.res", "h_f", "logits", NULL};
+    const double bf[] = {1e-5, 1e-2, 1e-2, 2e-2, 2e-2, 1e-2, 2e-2};
+    run_case(HCMOE_A, f, bf, 2, 45, 3);
     const char *const v[] = {"x0", "l0.h", "l0.router", "l0.mlp.out", "l0.res", "l1.res", "h_f", "logits", NULL};
     const double b[] = {1e-5, 1e-2, 1e-2, 2e-2, 2e-2, 2e-2, 1e-2, 2e-2};
     run_case(HCMOE_A, v, b, 2, 45, 3);
@@ -183,9 +209,30 @@ static void mhc_moe_first_no_shared(void **state)
 static void mhc_moe_first_shared(void **state)
 {
     (void)state;
+    const char *const f[] = {"x0", "l0.h", "l0.router", "l0.shared.out", "l0.res", "h_f", "logits", NULL};
+    const double bf[] = {1e-5, 1e-2, 1e-2, 2e-2, 2e-2, 1e-2, 2e-2};
+    run_case(HCMOE_B, f, bf, 3, 21, 2);
     const char *const v[] = {"x0", "l0.h", "l0.router", "l0.shared.out", "l0.mlp.out", "l0.res", "h_f", "logits", NULL};
     const double b[] = {1e-5, 1e-2, 1e-2, 2e-2, 2e-2, 2e-2, 1e-2, 2e-2};
     run_case(HCMOE_B, v, b, 3, 21, 2);
+}
+
+/* hybrid_mix with the mhc epilogue: the streams after each block, the final norm, the logits */
+static void mhc_hybrid(void **state)
+{
+    (void)state;
+    const char *const v[] = {"l0.h", "l0.res", "l1.res", "l2.res", "h_f", "logits", NULL};
+    const double b[] = {1e-2, 2e-2, 2e-2, 2e-2, 1e-2, 2e-2};
+    run_case(HCHYB, v, b, 2, 45, 3);
+    const char *const v3[] = {"l0.res", "h_f", "logits", NULL};
+    const double b3[] = {2e-2, 1e-2, 2e-2};
+    run_case(HCHYB3, v3, b3, 3, 21, 2);
+}
+
+static void mhc_hybrid_decode_equals_prefill(void **state)
+{
+    (void)state;
+    expect_model_decode_equals_prefill(HCHYB, 2, 30, 5, 21, "mhc hybrid decode");
 }
 
 static void mhc_moe_ragged_prefill(void **state)
@@ -226,6 +273,8 @@ int main(void)
         cmocka_unit_test(mhc_moe_first_shared),
         cmocka_unit_test(mhc_moe_ragged_prefill),
         cmocka_unit_test(mhc_moe_decode_equals_prefill),
+        cmocka_unit_test(mhc_hybrid),
+        cmocka_unit_test(mhc_hybrid_decode_equals_prefill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
