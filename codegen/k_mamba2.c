@@ -433,10 +433,10 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     if (segs < 0 || segs > SEG_MAX || (!tc && segs > 1))
         return diag_fail(d, "mamba2_scan: invalid schedule segs=%d (0..%d, and more than 1 only on the tensor-core scan)",
                          segs, SEG_MAX);
-    int gsegs = !tc ? 1 : segs ? segs : SEG_MAX; /* the grid's segments (z) */
+    bool segmented = tc && segs != 1; /* mamba2_seg_state and the segment area */
     SymExpr rows = node_rows_expr(n);
     SymExpr seg_off = sym_scale(rows, 4 * m.GN); /* the segment area follows the B, C activations */
-    if (gsegs > 1) { /* the scratch must hold the segment area (lower.c sizes it) */
+    if (segmented) { /* the scratch must hold the segment area (lower.c sizes it) */
         SymExpr sc;
         int64_t slot = seg_slot_floats(&m) * 4;
         if (!sym_parse_expr(node_str(n, "scratch", ""), &sc) || sc.div != 1 || sc.c[MONO_BS] < 4 * m.GN ||
@@ -472,14 +472,12 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
         if (!emit_conv_bc(cg, &m, &c->ptx, d))
             return false;
     }
-    if (gsegs > 1) { /* the segments' local states (k_mamba2_seg.c) */
+    if (segmented) { /* the segments' local states (k_mamba2_seg.c) */
         snprintf(name, sizeof name, "mamba2_seg_state_h%lld_p%lld_n%lld_g%lld_s%d", (long long)m.H, (long long)m.P,
                  (long long)m.N, (long long)m.G, segs);
         KLaunch *s = kout_add(out, name, SCAN_TC_THREADS, seg_state_smem(&m));
         kl_param(s, "segs", segs);
-        s->grid[0] = sym_const(m.H);
-        s->grid[1] = sym_mono(MONO_B, 1);
-        s->grid[2] = sym_const(gsegs);
+        s->grid[0] = seg_grid(&m, segs);
         /* repeated work (the state update of all but the last segment, which the scan does
          * again): not counted, so the layer's cost model stays its useful work */
         s->flops = sym_const(0);
@@ -491,6 +489,7 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_src(s, 9);
         kl_arg_scratch(s);
         kl_arg_scratch_at(s, seg_off);
+        kl_arg_i32(s, sym_mono(MONO_B, 1));
         kl_arg_i32(s, sym_mono(MONO_S, 1));
         if (!emit_seg_state(cg, &m, segs, &s->ptx, d))
             return false;
@@ -505,9 +504,12 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "threads", threads);
     kl_param(l, "tc", tc);
     kl_param(l, "segs", tc ? segs : 1);
-    l->grid[0] = sym_const(m.H);
-    l->grid[1] = sym_mono(MONO_B, 1);
-    l->grid[2] = sym_const(gsegs);
+    if (tc) {
+        l->grid[0] = seg_grid(&m, segs);
+    } else {
+        l->grid[0] = sym_const(m.H);
+        l->grid[1] = sym_mono(MONO_B, 1);
+    }
     /* useful work of the chunked SSD per token and head: C·Bᵀ (T·N), its product
      * with x (T·P), C·S and the state update (2·2·N·P); the conv (2·W per channel) */
     int64_t conv_ch = tc ? m.P : m.CP;
@@ -516,10 +518,11 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     state_args(l);
     if (tc) {
         kl_arg_scratch(l);
-        if (gsegs > 1)
+        if (segmented)
             kl_arg_scratch_at(l, seg_off);
         else
             kl_arg_scratch(l); /* one segment: the segment area is never read */
+        kl_arg_i32(l, sym_mono(MONO_B, 1));
     }
     kl_arg_i32(l, sym_mono(MONO_S, 1));
     if (!(tc ? emit_scan_tc(cg, &m, segs, &l->ptx, d) : emit_scan(cg, &m, T, threads, &l->ptx, d)))

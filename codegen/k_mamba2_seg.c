@@ -23,8 +23,10 @@
  * SMs over batch·heads (one block per SM: the scan's shared memory allows no
  * more), then at most SEG_MAX, the call's chunks, and 1 + SEG_SPARE /
  * (batch·heads) — the slots the scratch holds (batch·heads + SEG_SPARE). Both
- * launches compute the same count; their grids have gsegs = segs (or SEG_MAX)
- * segments in z, and blocks past the call's count return at once.
+ * launches compute the same count. Their 1-D grids hold block (k·batch + b)·H + h
+ * for every (b, h, k) of the call: batch·H·segs blocks, or for segs 0
+ * batch·H + SEG_SPARE (as many as the cap allows), the blocks past the call's
+ * count returning at once (at most SEG_SPARE of them: about two per SM).
  *
  * Slot ((b·H + h)·nseg + k) of the segment area: P·N f32 state ([p][n], as
  * ssm_state) then its log decay, SEG_SLOT_FLOATS apart (16-byte aligned). */
@@ -39,9 +41,9 @@ int64_t seg_slot_floats(const Mx *m) { return m->P * m->N + 4; }
 
 V seg_nchunks(KB *kb, V seq) { return kb_div(kb, kb_add(kb, seq, kb_i32(kb, TC - 1)), kb_i32(kb, TC)); }
 
-V seg_count(KB *kb, const Mx *m, int segs, V seq)
+V seg_count(KB *kb, const Mx *m, int segs, V batch, V seq)
 {
-    V bh = kb_mul(kb, nvvm_nctaid_y(kb), kb_i32(kb, m->H)); /* grid y = batch */
+    V bh = kb_mul(kb, batch, kb_i32(kb, m->H));
     V want = segs ? kb_i32(kb, segs) : kb_div(kb, nvvm_nsmid(kb), bh);
     V cap = kb_add(kb, kb_i32(kb, 1), kb_div(kb, kb_i32(kb, SEG_SPARE), bh));
     V s = kb_min(kb, kb_min(kb, want, cap), kb_min(kb, kb_i32(kb, SEG_MAX), seg_nchunks(kb, seq)));
@@ -49,6 +51,19 @@ V seg_count(KB *kb, const Mx *m, int segs, V seq)
 }
 
 V seg_first_chunk(KB *kb, V k, V nseg, V nchunks) { return kb_div(kb, kb_mul(kb, k, nchunks), nseg); }
+
+void seg_block(KB *kb, const Mx *m, V batch, V *b, V *h, V *k)
+{
+    V idx = nvvm_ctaid_x(kb), H = kb_i32(kb, m->H);
+    *h = kb_rem(kb, idx, H);
+    *b = kb_rem(kb, kb_div(kb, idx, H), batch);
+    *k = kb_div(kb, idx, kb_mul(kb, H, batch));
+}
+
+SymExpr seg_grid(const Mx *m, int segs)
+{
+    return segs ? sym_mono(MONO_B, m->H * segs) : sym_add(sym_mono(MONO_B, m->H), sym_const(SEG_SPARE));
+}
 
 /* f32 offset of slot (b, h, k) of a call with nseg segments. */
 static V seg_slot(KB *kb, const Mx *m, V b, V h, V nseg, V k)
@@ -125,21 +140,22 @@ static SLay seg_layout(const Mx *m)
 unsigned seg_state_smem(const Mx *m) { return (unsigned)seg_layout(m).total; }
 
 /* Args: zxbcdt, conv_w, conv_b, dt_bias, A_log, conv_state, ssm_state, pos,
- * scratch (B, C activations), segment area, seq. Grid (H, batch, gsegs). */
+ * scratch (B, C activations), segment area, batch, seq. Grid seg_grid. */
 bool emit_seg_state(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d)
 {
     SLay L = seg_layout(m);
     int P = (int)m->P, N = (int)m->N, pairs = P / 2;
     KB *kb = kb_new(cg->ctx, "mamba2_seg_state",
                     (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR,
-                                   KP_I32},
-                    11, THREADS);
+                                   KP_I32, KP_I32},
+                    12, THREADS);
     V raw = kb_param(kb, 0), cw = kb_param(kb, 1), cbias = kb_param(kb, 2), dtb = kb_param(kb, 3);
     V alog = kb_param(kb, 4), ring = kb_param(kb, 5), ssm = kb_param(kb, 6), posp = kb_param(kb, 7);
-    V scr = kb_param(kb, 8), sega = kb_param(kb, 9), seq = kb_param(kb, 10);
+    V scr = kb_param(kb, 8), sega = kb_param(kb, 9), batch = kb_param(kb, 10), seq = kb_param(kb, 11);
     V tid = nvvm_tid_x(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    V h = nvvm_ctaid_x(kb), b = nvvm_ctaid_y(kb), ks = nvvm_ctaid_z(kb);
-    V nseg = seg_count(kb, m, segs, seq), nchunks = seg_nchunks(kb, seq);
+    V h, b, ks;
+    seg_block(kb, m, batch, &b, &h, &ks);
+    V nseg = seg_count(kb, m, segs, batch, seq), nchunks = seg_nchunks(kb, seq);
     V last = kb_sub(kb, nseg, kb_i32(kb, 1));
     V slot = seg_slot(kb, m, b, h, nseg, ks);
     V zero = kb_f32(kb, 0);

@@ -25,8 +25,8 @@
  * within the target's shared memory (k_mamba2.c falls back to the SIMT scan
  * otherwise). Warps are 2×4 over each product's output tile.
  *
- * Segments (k_mamba2_seg.c): grid z splits each sequence's chunks into the
- * call's segments; a block walks only its segment's chunks, starting from the
+ * Segments (k_mamba2_seg.c): a block per (head, sequence, segment) of the
+ * call's segments (the grid of seg_grid); a block walks only its segment's chunks, starting from the
  * state folded from mamba2_seg_state's segment states (or, with one segment,
  * the state buffer), with the conv history of the rows before the segment. */
 #include "kernels.h"
@@ -156,7 +156,7 @@ bool emit_conv_bc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
 
 /* ---------------------------------------------------------------------------
  * mamba2_scan_tc. Args: zxbcdt, conv_w, conv_b, dt_bias, A_log, D, conv_state,
- * ssm_state, pos, out, scratch (B, C activations), seq. */
+ * ssm_state, pos, out, scratch (B, C activations), segment area, batch, seq. */
 
 /* Issues the cp.async copies of chunk rows [t0, t0 + TC) into stage `st` of
  * stages at byte `stage`, rows `ldr` bytes apart: x of head h from zxbcdt and
@@ -369,16 +369,17 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d)
     int pairs = P / 2; /* x conv: (channel pair, row segment) per thread */
     KB *kb = kb_new(cg->ctx, "mamba2_scan_tc",
                     (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR,
-                                   KP_PTR, KP_PTR, KP_I32},
-                    13, THREADS);
+                                   KP_PTR, KP_PTR, KP_I32, KP_I32},
+                    14, THREADS);
     V raw = kb_param(kb, 0), cw = kb_param(kb, 1), cbias = kb_param(kb, 2), dtb = kb_param(kb, 3);
     V alog = kb_param(kb, 4), Dp = kb_param(kb, 5), ring = kb_param(kb, 6), ssm = kb_param(kb, 7);
     V posp = kb_param(kb, 8), out = kb_param(kb, 9), scr = kb_param(kb, 10), sega = kb_param(kb, 11);
-    V seq = kb_param(kb, 12);
+    V batch = kb_param(kb, 12), seq = kb_param(kb, 13);
     V tid = nvvm_tid_x(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    V h = nvvm_ctaid_x(kb), b = nvvm_ctaid_y(kb), ks = nvvm_ctaid_z(kb);
+    V h, b, ks;
+    seg_block(kb, m, batch, &b, &h, &ks);
     /* this block's segment: chunks [c0, c1) of the call's nseg */
-    V nseg = seg_count(kb, m, segs, seq), nchunks = seg_nchunks(kb, seq);
+    V nseg = seg_count(kb, m, segs, batch, seq), nchunks = seg_nchunks(kb, seq);
     kb_if(kb, kb_lt(kb, ks, nseg)); /* blocks past the call's segments have nothing to do */
     V c0 = seg_first_chunk(kb, ks, nseg, nchunks), c1 = seg_first_chunk(kb, kb_add(kb, ks, kb_i32(kb, 1)), nseg, nchunks);
     V ts = kb_mul(kb, c0, kb_i32(kb, TC));

@@ -63,7 +63,11 @@ int64_t seg_slot_floats(const Mx *m);
 unsigned seg_state_smem(const Mx *m);
 /* Chunks of a call; segments of a call (schedule segs, 0: auto); first chunk of segment k. */
 V seg_nchunks(KB *kb, V seq);
-V seg_count(KB *kb, const Mx *m, int segs, V seq);
+V seg_count(KB *kb, const Mx *m, int segs, V batch, V seq);
+/* This block's (sequence b, head h, segment k) on the 1-D grid of seg_grid blocks. */
+void seg_block(KB *kb, const Mx *m, V batch, V *b, V *h, V *k);
+/* Blocks of both launches: batch·H·segs, or batch·H + SEG_SPARE for segs 0 (enough for any count). */
+SymExpr seg_grid(const Mx *m, int segs);
 V seg_first_chunk(KB *kb, V k, V nseg, V nchunks);
 /* S = ptr[base + tile] (decay NULL) or S = decay·S + ptr[base + tile]; ptr[base + tile] = S. */
 void seg_state_load(KB *kb, const Mx *m, V ptr, V base, V sm0, V sn0, int smi, int sni,
