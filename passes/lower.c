@@ -29,7 +29,12 @@
  *            (swiglu prologue, routing weight in the epilogue) → combine; tiles 64x128 (2x2 warps),
  *            decode 16x64 (1x4); scratch for the routing, the permutation, H and Y
  *   mamba2   prefill: B, C conv once per group into scratch, then the chunked scan
- *            (chunk = min(YAML chunk, 64), 256 threads), then the grouped norm
+ *            (chunk = min(YAML chunk, 64), 256 threads), then the grouped norm;
+ *            segs 0: the tensor-core scan splits each sequence into segments per call
+ *            so that batch·heads·segments blocks fill the SMs (1 when batch·heads already
+ *            does; codegen/k_mamba2_seg.c), the scratch holding batch·heads + 256 states;
+ *            segs 1 (no segment launch at all) when 2·heads > 132, where segs 0 would give 1
+ *            at every batch on an H100 (b8 s4096 h80: 2.54 ms either way, docs/kernels.md)
  *            decode:  single-step state update, 4 warps per 16 state rows (psplit = headdim/16)
  *   mamba1_conv  32 tokens per thread in prefill (tchunk), 1 in decode; 128 channels per block
  *   mamba1   prefill: chunked scan, 16 warps per 16 channels (cw), two time chunks per warp
@@ -37,6 +42,8 @@
 #include <string.h>
 
 #include "passes.h"
+
+enum { LOWER_SMS = 132 }; /* the H100 SXM's SMs: the GPU the defaults are measured on */
 
 bool pass_lower(Graph *g, Diag *d)
 {
@@ -97,14 +104,21 @@ bool pass_lower(Graph *g, Diag *d)
                 node_set_str(g, n, "kernel", "mamba2_step");
                 node_set_int(g, n, "psplit", P % 16 == 0 ? P / 16 : 1);
             } else {
-                int64_t c = node_int(n, "chunk", 64);
+                int64_t c = node_int(n, "chunk", 64), H = node_int(n, "heads", 1);
                 int64_t bc = 2 * node_int(n, "groups", 1) * node_int(n, "dstate", 0) * 2; /* B, C bf16 per token */
-                char sc[64];
-                snprintf(sc, sizeof sc, "%lld*batch*seq", (long long)bc);
+                /* a segment state slot: headdim × dstate f32 and its log decay (codegen/k_mamba2_seg.c) */
+                int64_t slot = (node_int(n, "headdim", 0) * node_int(n, "dstate", 0) + 4) * 4;
+                char sc[96];
+                snprintf(sc, sizeof sc, "%lld*batch*seq+%lld*batch+%lld", (long long)bc, (long long)(H * slot),
+                         (long long)(MAMBA2_SEG_SPARE * slot));
                 node_set_str(g, n, "kernel", "mamba2_scan");
                 node_set_int(g, n, "kchunk", c < 64 ? c : 64);
                 node_set_int(g, n, "threads", 256);
-                node_set_str(g, n, "scratch", sc); /* silu(conv(B, C)), computed once per group */
+                /* segments per sequence chosen per call from batch·heads (0), except where the heads
+                 * alone fill half the SMs of an H100 (132): that choice would always be one segment */
+                node_set_int(g, n, "segs", 2 * H > LOWER_SMS ? 1 : 0);
+                /* silu(conv(B, C)), computed once per group; then the segment states */
+                node_set_str(g, n, "scratch", sc);
             }
             break;
         case OP_mhc_pre:
