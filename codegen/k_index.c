@@ -56,38 +56,83 @@ static void load_query(KB *kb, V qp, V wp, V r, V tid, V qs, V ws, int64_t H, in
     }
 }
 
+/* Whether the per-row dot product is summed as a pairwise tree of 8-element
+ * chunk partials (D / 8 a power of two): the order index_score's lanes use
+ * (a butterfly over the D / 8 lanes of a row), so that a decode step's keys
+ * equal the fused kernel's bit for bit. */
+static bool tree_order(int64_t D)
+{
+    int64_t c = D / 8;
+    return c >= 1 && (c & (c - 1)) == 0;
+}
+
+/* The order-preserving u32 key of a score (float → u32 whose unsigned order
+ * is the float order). */
+static V score_to_key(KB *kb, V sc)
+{
+    V u = kb_bitcast(kb, sc, kb->i32);
+    V neg = kb_lt(kb, u, kb_i32(kb, 0));
+    return kb_select(kb, neg, kb_xor(kb, u, kb_i32(kb, -1)), kb_or(kb, u, kb_i32(kb, (int64_t)0x80000000LL)));
+}
+
+/* One head's partial dot over an 8-element chunk: q8 (8 f32 values), k8
+ * (<8 x bfloat>), fma from 0 in element order. */
+static V chunk_dot(KB *kb, const V *q8, V k8)
+{
+    V part = kb_f32(kb, 0);
+    for (int u = 0; u < 8; u++)
+        part = kb_fma(kb, q8[u], kb_bf16_to_f32(kb, kb_extract(kb, k8, u)), part);
+    return part;
+}
+
 /* The order-preserving u32 key of cache row `krow` (element offset) against
- * the query in qs (kind dot: scale·q·k; lightning: Σ_h w_h relu(scale·q_h·k)). */
+ * the query in qs (kind dot: scale·q·k; lightning: Σ_h w_h relu(scale·q_h·k)).
+ * The dot of each head: 8-element chunk partials (chunk_dot), summed as a
+ * pairwise tree when tree_order(D), else in chunk order. */
 static V score_key(KB *kb, V kc, V krow, V qs, V ws, int64_t H, int64_t D, float scale)
 {
     V zero = kb_f32(kb, 0);
-    KVar total = kb_var(kb, kb->f32, zero);
+    int64_t C = D / 8;
+    bool tree = tree_order(D) && C <= 32;
+    KVar tot = kb_var(kb, kb->f32, zero);
     KVar hh = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, H), kb_i32(kb, 1));
     {
         V hv = kb_get(kb, hh);
-        KVar dot = kb_var(kb, kb->f32, zero);
-        KVar e = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, D), kb_i32(kb, 8));
-        {
-            V ev = kb_get(kb, e);
-            V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_to_i64(kb, ev))), 16);
-            V part = kb_get(kb, dot);
-            for (int u = 0; u < 8; u++) {
-                V qv = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_add(kb, ev, kb_i32(kb, u)))));
-                part = kb_fma(kb, qv, kb_bf16_to_f32(kb, kb_extract(kb, k8, u)), part);
+        V dot = zero;
+        if (tree) { /* chunks unrolled, partials summed as a pairwise tree */
+            V part[32];
+            for (int64_t c = 0; c < C; c++) {
+                V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_i64(kb, 8 * c))), 16);
+                V q8[8];
+                for (int u = 0; u < 8; u++)
+                    q8[u] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_i32(kb, (int)(8 * c + u)))));
+                part[c] = chunk_dot(kb, q8, k8);
             }
-            kb_set(kb, dot, part);
+            for (int64_t m = 1; m < C; m *= 2)
+                for (int64_t c = 0; c < C; c += 2 * m)
+                    part[c] = kb_add(kb, part[c], part[c + m]);
+            dot = part[0];
+        } else { /* chunk partials added in chunk order */
+            KVar acc = kb_var(kb, kb->f32, zero);
+            KVar e = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, D), kb_i32(kb, 8));
+            {
+                V ev = kb_get(kb, e);
+                V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_to_i64(kb, ev))), 16);
+                V q8[8];
+                for (int u = 0; u < 8; u++)
+                    q8[u] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_add(kb, ev, kb_i32(kb, u)))));
+                kb_set(kb, acc, kb_add(kb, kb_get(kb, acc), chunk_dot(kb, q8, k8)));
+            }
+            kb_endfor(kb);
+            dot = kb_get(kb, acc);
         }
-        kb_endfor(kb);
-        V sc = kb_mul(kb, kb_get(kb, dot), kb_f32(kb, scale));
+        V sc = kb_mul(kb, dot, kb_f32(kb, scale));
         if (ws)
             sc = kb_mul(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ws, hv)), kb_max(kb, sc, zero));
-        kb_set(kb, total, kb_add(kb, kb_get(kb, total), sc));
+        kb_set(kb, tot, kb_add(kb, kb_get(kb, tot), sc));
     }
     kb_endfor(kb);
-    /* float → u32 whose unsigned order is the float order */
-    V u = kb_bitcast(kb, kb_get(kb, total), kb->i32);
-    V neg = kb_lt(kb, u, kb_i32(kb, 0));
-    return kb_select(kb, neg, kb_xor(kb, u, kb_i32(kb, -1)), kb_or(kb, u, kb_i32(kb, (int64_t)0x80000000LL)));
+    return score_to_key(kb, kb_get(kb, tot));
 }
 
 /* index_score (decode, split): grid (ceil(ctx / IX_THREADS), rows), a thread
@@ -126,6 +171,114 @@ static bool emit_score(Codegen *cg, int64_t H, int64_t D, bool lightning, float 
             kb_endif(kb);
         }
         kb_endif(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+/* index_score, coalesced (decode, split; score2_fits): grid
+ * (ceil(ctx / IX_SCORE_ROWS), rows), IX_THREADS threads. A warp takes 32
+ * consecutive cache rows at a time: C = D/8 lanes per row, each loading one
+ * 16-byte chunk (a warp's load covers 32/C whole rows, coalesced), C loads
+ * per lane in flight; each lane dots its chunk with the query chunk it holds
+ * in registers (chunk_dot), a butterfly over the row's C lanes sums the
+ * partials (score_key's tree order: decode keys equal the fused kernel's),
+ * then shuffles gather the 32 keys so that lane l stores row base + l (one
+ * 128-byte store per warp). The step's own row s = pos is read from the k
+ * input (not yet in the cache) and written into the cache by the lanes that
+ * load it: decode needs no index_append. Args: q, k (the call's rows), k
+ * cache, pos, keys, seq, ctx, rows[, w]. */
+enum { IX_SCORE_ROWS = 1024 }; /* cache rows per block: 4 passes of 256 */
+
+static bool score2_fits(int64_t H, int64_t D) { return H >= 1 && H <= 4 && tree_order(D) && D <= 128; }
+
+static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, char **ptx, Diag *d)
+{
+    int C = (int)(D / 8), RPI = 32 / C; /* lanes per row, rows per load instruction */
+    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    int np = 8;
+    if (lightning)
+        pk[np++] = KP_PTR;
+    KB *kb = kb_new(cg->ctx, "index_score", pk, np, IX_THREADS);
+    V qp = kb_param(kb, 0), knew = kb_param(kb, 1), kc = kb_param(kb, 2), posp = kb_param(kb, 3), keysp = kb_param(kb, 4);
+    V seq = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7);
+    V wp = lightning ? kb_param(kb, 8) : NULL;
+    V r = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb), zero = kb_f32(kb, 0);
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
+        V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
+        V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), ctx);
+        V g = kb_div(kb, lane, kb_i32(kb, C)), c = kb_rem(kb, lane, kb_i32(kb, C));
+        V c8 = kb_to_i64(kb, kb_mul(kb, c, kb_i32(kb, 8)));
+        /* this lane's query chunk per head, and the head weights */
+        V q8[4][8], w[4];
+        for (int h = 0; h < H; h++) {
+            for (int u = 0; u < 8; u++) {
+                V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_add(kb, kb_i64(kb, h * D + u), c8));
+                q8[h][u] = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, at)));
+            }
+            w[h] = wp ? kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_i64(kb, h))))
+                      : NULL;
+        }
+        V cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
+        V s_blk = kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, IX_SCORE_ROWS));
+        KVar it = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, IX_SCORE_ROWS), kb_i32(kb, IX_THREADS));
+        {
+            V base = kb_add(kb, s_blk, kb_add(kb, kb_get(kb, it), kb_mul(kb, warp, kb_i32(kb, 32))));
+            kb_if(kb, kb_lt(kb, base, n)); /* warp-uniform: the shuffles below see the whole warp */
+            {
+                V k8[16], su[16];
+                for (int u = 0; u < C; u++) { /* every load first: C chunks in flight */
+                    su[u] = kb_add(kb, base, kb_add(kb, kb_i32(kb, u * RPI), g));
+                    V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1))); /* rows past n: a valid row, not stored */
+                    k8[u] = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, sl)), kb_i64(kb, D)), c8)), 16);
+                }
+                for (int u = 0; u < C; u++) { /* the step's own row: from the k input, and into the cache */
+                    V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1)));
+                    KVar kv = kb_var(kb, LLVMTypeOf(k8[u]), k8[u]);
+                    kb_if(kb, kb_eq(kb, sl, p));
+                    {
+                        V vec = LLVMGetUndef(LLVMTypeOf(k8[u]));
+                        for (int e = 0; e < 8; e++) {
+                            V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, D)), kb_add(kb, c8, kb_i64(kb, e)));
+                            vec = LLVMBuildInsertElement(kb->b, vec, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, knew, at)), kb_i32(kb, e), "");
+                        }
+                        kb_set(kb, kv, vec);
+                        kb_if(kb, kb_eq(kb, su[u], p)); /* once per chunk (clamped lanes only read) */
+                        kb_store_vec(kb, vec, kb_gep(kb, kb->bf16, kc, kb_add(kb, kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, p)), kb_i64(kb, D)), c8)), 16);
+                        kb_endif(kb);
+                    }
+                    kb_endif(kb);
+                    k8[u] = kb_get(kb, kv);
+                }
+                V key[16];
+                for (int u = 0; u < C; u++) {
+                    V total = zero;
+                    for (int h = 0; h < H; h++) {
+                        V part = chunk_dot(kb, q8[h], k8[u]);
+                        for (int m = 1; m < C; m *= 2)
+                            part = kb_add(kb, part, nvvm_shfl_xor(kb, part, m));
+                        V sc = kb_mul(kb, part, kb_f32(kb, scale));
+                        if (wp)
+                            sc = kb_mul(kb, w[h], kb_max(kb, sc, zero));
+                        total = kb_add(kb, total, sc);
+                    }
+                    key[u] = kb_bitcast(kb, score_to_key(kb, total), kb->f32);
+                }
+                /* lane l: row base + l = load u = l / RPI, group l % RPI (lane (l % RPI)·C holds it) */
+                V src = kb_mul(kb, kb_rem(kb, lane, kb_i32(kb, RPI)), kb_i32(kb, C)), mine = kb_div(kb, lane, kb_i32(kb, RPI));
+                V kv = kb_f32(kb, 0);
+                for (int u = 0; u < C; u++)
+                    kv = kb_select(kb, kb_eq(kb, mine, kb_i32(kb, u)), nvvm_shfl_idx(kb, key[u], src), kv);
+                V s = kb_add(kb, base, lane);
+                kb_if(kb, kb_lt(kb, s, n));
+                kb_store(kb, kb_bitcast(kb, kv, kb->i32), kb_gep(kb, kb->i32, keysp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, s))));
+                kb_endif(kb);
+            }
+            kb_endif(kb);
+        }
+        kb_endfor(kb);
     }
     kb_endif(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
@@ -518,34 +671,41 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     if (D % 8)
         return diag_fail(d, "index_topk: dim %lld must be a multiple of 8", (long long)D);
     SymExpr rows = node_rows_expr(n), seq_e = n->dim[1].sym ? sym_mono(MONO_S, 1) : sym_const(n->dim[1].n);
-    char name[96];
-    snprintf(name, sizeof name, "index_append_d%lld", (long long)D);
-    KLaunch *a = kout_add(out, name, 128, 0);
-    a->grid[0] = rows;
-    a->bytes = sym_scale(rows, 4 * D);
-    kl_arg_src(a, 1);
-    kl_arg_src(a, 2);
-    kl_arg_src(a, 3);
-    kl_arg_i32(a, rows);
-    kl_arg_i32(a, seq_e);
-    kl_arg_i32(a, sym_mono(MONO_C, 1));
-    if (!emit_cache_append(cg, "index_append", 1, &D, &a->ptx, d))
-        return false;
     /* decode with a scratch (lower.c): split over blocks per query, index_score
-     * (a thread per key, all SMs busy) then index_select on the stored keys */
+     * (all SMs stream the cache) then index_select on the stored keys; the
+     * coalesced index_score (score2_fits) also appends the step's key */
     bool step = !n->dim[1].sym && n->dim[1].n == 1;
     bool split = step && node_str(n, "scratch", NULL);
+    bool fold = split && score2_fits(H, D);
     const char *kind = lightning ? "lightning" : "dot";
     float scale = (float)node_float(n, "scale", 1.0);
+    char name[96];
+    if (!fold) {
+        snprintf(name, sizeof name, "index_append_d%lld", (long long)D);
+        KLaunch *a = kout_add(out, name, 128, 0);
+        a->grid[0] = rows;
+        a->bytes = sym_scale(rows, 4 * D);
+        kl_arg_src(a, 1);
+        kl_arg_src(a, 2);
+        kl_arg_src(a, 3);
+        kl_arg_i32(a, rows);
+        kl_arg_i32(a, seq_e);
+        kl_arg_i32(a, sym_mono(MONO_C, 1));
+        if (!emit_cache_append(cg, "index_append", 1, &D, &a->ptx, d))
+            return false;
+    }
     if (split) {
-        snprintf(name, sizeof name, "index_score_h%lld_d%lld_%s", (long long)H, (long long)D, kind);
-        KLaunch *sc = kout_add(out, name, IX_THREADS, (unsigned)(4 * H * D + 4 * H));
-        sc->grid[0] = sym_ceildiv(sym_mono(MONO_C, 1), IX_THREADS);
+        snprintf(name, sizeof name, "index_score%s_h%lld_d%lld_%s", fold ? "2" : "", (long long)H, (long long)D, kind);
+        KLaunch *sc = kout_add(out, name, IX_THREADS, fold ? 0 : (unsigned)(4 * H * D + 4 * H));
+        sc->grid[0] = sym_ceildiv(sym_mono(MONO_C, 1), fold ? IX_SCORE_ROWS : IX_THREADS);
         sc->grid[1] = rows;
-        /* cost: ctx keys per query scored (a dot per head, plus the weighting), bf16 key rows read, u32 keys written */
+        /* cost: ctx keys per query scored (a dot per head, plus the weighting), bf16 key rows read, u32 keys
+         * written; fold: the step's key row read and appended too */
         sc->flops = sym_mono(MONO_BC, 2 * H * D + 2 * H);
-        sc->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H), sym_mono(MONO_BC, 2 * D + 4));
+        sc->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H + (fold ? 4 * D : 0)), sym_mono(MONO_BC, 2 * D + 4));
         kl_arg_src(sc, 0);
+        if (fold)
+            kl_arg_src(sc, 1);
         kl_arg_src(sc, 2);
         kl_arg_src(sc, 3);
         kl_arg_scratch(sc);
@@ -554,7 +714,7 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_i32(sc, rows);
         if (lightning)
             kl_arg_src(sc, 4);
-        if (!emit_score(cg, H, D, lightning, scale, &sc->ptx, d))
+        if (!(fold ? emit_score2(cg, H, D, lightning, scale, &sc->ptx, d) : emit_score(cg, H, D, lightning, scale, &sc->ptx, d)))
             return false;
     }
     char extra[48] = "";
