@@ -20,7 +20,6 @@
  * Prefill memory is O(seq · k): the [seq, ctx] score matrix never leaves the chip. The
  * scores of one query must fit in shared memory: ctx <= INDEX_MAX_CTX (the plan
  * records it; sessions with a larger max_ctx are refused). */
-#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -187,9 +186,8 @@ static bool emit_score(Codegen *cg, int64_t H, int64_t D, bool lightning, float 
  * then shuffles gather the 32 keys so that lane l stores row base + l (one
  * 128-byte store per warp). The step's own row s = pos is read from the k
  * input (not yet in the cache) and written into the cache by the lanes that
- * load it: decode needs no index_append. Block (0, r) zeroes the ticket
- * count cnt[r] of a multi-block index_select. Args: q, k (the call's rows),
- * k cache, pos, keys, seq, ctx, rows, cnt[, w]. */
+ * load it: decode needs no index_append. Args: q, k (the call's rows), k
+ * cache, pos, keys, seq, ctx, rows[, w]. */
 enum { IX_SCORE_ROWS = 1024 }; /* cache rows per block: 4 passes of 256 */
 
 static bool score2_fits(int64_t H, int64_t D) { return H >= 1 && H <= 4 && tree_order(D) && D <= 128; }
@@ -197,20 +195,17 @@ static bool score2_fits(int64_t H, int64_t D) { return H >= 1 && H <= 4 && tree_
 static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, char **ptx, Diag *d)
 {
     int C = (int)(D / 8), RPI = 32 / C; /* lanes per row, rows per load instruction */
-    KParamKind pk[10] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32, KP_PTR};
-    int np = 9;
+    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    int np = 8;
     if (lightning)
         pk[np++] = KP_PTR;
     KB *kb = kb_new(cg->ctx, "index_score", pk, np, IX_THREADS);
     V qp = kb_param(kb, 0), knew = kb_param(kb, 1), kc = kb_param(kb, 2), posp = kb_param(kb, 3), keysp = kb_param(kb, 4);
-    V seq = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7), cntp = kb_param(kb, 8);
-    V wp = lightning ? kb_param(kb, 9) : NULL;
+    V seq = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7);
+    V wp = lightning ? kb_param(kb, 8) : NULL;
     V r = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb), zero = kb_f32(kb, 0);
     kb_if(kb, kb_lt(kb, r, rows));
     {
-        kb_if(kb, kb_eq(kb, kb_or(kb, nvvm_ctaid_x(kb), nvvm_tid_x(kb)), kb_i32(kb, 0)));
-        kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, cntp, r));
-        kb_endif(kb);
         V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
         V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
         V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), ctx);
@@ -290,9 +285,9 @@ static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float
 }
 
 /* Shared memory of index_topk / index_select (layout in emit_topk). */
-static unsigned topk_smem(int64_t keys_bytes, int64_t H, int64_t D, int threads)
+static unsigned topk_smem(int64_t H, int64_t D, int threads)
 {
-    return (unsigned)(keys_bytes + 4 * H * D + 4 * H + 8 * (threads / 32) + 4 * 256 + 8);
+    return (unsigned)(4 * INDEX_MAX_CTX + 4 * H * D + 4 * H + 8 * (threads / 32) + 4 * 256 + 8);
 }
 
 /* The selection a template emits (attrs of index_topk, ops.def topk). */
@@ -643,54 +638,29 @@ static void select_topk(KB *kb, const SelCore *c)
     kb_endfor(kb);
 }
 
-/* Multi-block index_select (split, plain top-k): the smem bytes of the key
- * area, which holds a slice's keys, a whole query's when it is not split
- * (n <= 2K), or the last block's merged candidates (keys, then positions). */
-static int64_t mb_keys_bytes(int64_t K, int blocks)
-{
-    int64_t slice = (INDEX_MAX_CTX + blocks - 1) / blocks, whole = 2 * K, merged = blocks * K;
-    int64_t a = 4 * (slice > whole ? slice : whole), m = 8 * (merged < INDEX_MAX_CTX ? merged : INDEX_MAX_CTX);
-    return a > m ? a : m;
-}
-enum { IX_MB_SMEM_MAX = 110 * 1024 }; /* two 1024-thread blocks per SM */
-
 /* index_topk (fused: scores computed here) or index_select (split: the keys
  * index_score left in the scratch, args q → keys, no w). Rows of sel are
  * K + W wide: the top K (adaptive: the fewest of them reaching the mass),
- * then the window joins them (emit_adaptive, emit_window).
- * blocks > 1 (split, plain top-k only): grid (blocks, rows); a query with n
- * > 2K candidates is cut into `blocks` slices of ceil(n / blocks), each
- * block selects its slice's top K (all of it when shorter) into the
- * scratch's candidate rows cand[r][g][K], then takes a ticket (cnt[r],
- * zeroed by index_score2); the last block merges: the slices' picks,
- * concatenated in slice order (positions ascending), are the candidates of
- * one more selection of K. Exact: a slice's top K holds every one of its
- * rows in the query's top K, and the ties it drops at its own K-th key come
- * after the ones it keeps. Extra args: cnt, cand. */
+ * then the window joins them (emit_adaptive, emit_window). */
 static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, const Sel *sl, bool split,
-                      int blocks, char **ptx, Diag *d)
+                      char **ptx, Diag *d)
 {
     int64_t K = sl->K, Kt = sl->K + sl->W;
-    bool adaptive = sl->p < 1.0f, mb = blocks > 1;
-    assert(!mb || (split && !adaptive));
+    bool adaptive = sl->p < 1.0f;
     int threads = split ? IX_SELECT_THREADS : IX_THREADS, warps = threads / 32;
-    /* smem (topk_smem below): keys u32 [INDEX_MAX_CTX] (mb: mb_keys_bytes) | q f32 [H*D] | w f32 [H] |
-     * per-warp counts i32 [2][warps] | histogram i32 [256] | found digit, rank i32 [2] | mb: last-block flag */
-    int o_keys = 0, o_q = mb ? (int)mb_keys_bytes(K, blocks) : 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D),
-        o_cnt = o_w + 4 * (int)H;
+    /* smem (topk_smem below): keys u32 [INDEX_MAX_CTX] | q f32 [H*D] | w f32 [H] |
+     * per-warp counts i32 [2][warps] | histogram i32 [256] | found digit, rank i32 [2] */
+    int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_cnt = o_w + 4 * (int)H;
     int o_hist = o_cnt + 8 * warps, o_found = o_hist + 4 * 256;
-    KParamKind pk[10] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    KParamKind pk[8] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
     int np = 7;
     if (lightning && !split)
         pk[np++] = KP_PTR;
-    if (mb)
-        pk[np++] = KP_PTR, pk[np++] = KP_PTR;
     KB *kb = kb_new(cg->ctx, split ? "index_select" : "index_topk", pk, np, threads);
     V qp = kb_param(kb, 0), kc = kb_param(kb, 1), posp = kb_param(kb, 2), selp = kb_param(kb, 3);
     V seq = kb_param(kb, 4), ctx = kb_param(kb, 5), rows = kb_param(kb, 6);
     V wp = lightning && !split ? kb_param(kb, 7) : NULL;
-    V cntp = mb ? kb_param(kb, 7) : NULL, candp = mb ? kb_param(kb, 8) : NULL;
-    V r = mb ? nvvm_ctaid_y(kb) : nvvm_ctaid_x(kb), tid = nvvm_tid_x(kb);
+    V r = nvvm_ctaid_x(kb), tid = nvvm_tid_x(kb);
     V keys = kb_smem(kb, kb_i32(kb, o_keys)), qs = kb_smem(kb, kb_i32(kb, o_q)), ws = kb_smem(kb, kb_i32(kb, o_w));
     V cnt_gt = kb_smem(kb, kb_i32(kb, o_cnt)), cnt_eq = kb_smem(kb, kb_i32(kb, o_cnt + 4 * warps));
     V hist = kb_smem(kb, kb_i32(kb, o_hist)), found = kb_smem(kb, kb_i32(kb, o_found));
@@ -700,120 +670,27 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
         V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
         V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), kb_min(kb, ctx, kb_i32(kb, INDEX_MAX_CTX))); /* candidates */
         V out = kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, Kt));
-        V row = kb_gep(kb, kb->i32, selp, out);
-        SelCore core = {.keys = keys, .idx = NULL, .base = kb_i32(kb, 0), .n = n, .K = K, .width = Kt, .dst = row,
-                        .tid = tid, .threads = threads, .hist = hist, .found = found, .cnt_gt = cnt_gt, .cnt_eq = cnt_eq};
-        if (!mb) {
-            if (adaptive) { /* the softmax needs every candidate's score, selected or not */
-                load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
-                nvvm_bar_sync(kb);
-            }
-            kb_if(kb, kb_le(kb, n, kb_i32(kb, K)));
-            select_all(kb, &core); /* fewer than k candidates: all of them, then -1 */
-            kb_else(kb);
-            if (!adaptive)
-                load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
+        SelCore core = {.keys = keys, .idx = NULL, .base = kb_i32(kb, 0), .n = n, .K = K, .width = Kt,
+                        .dst = kb_gep(kb, kb->i32, selp, out), .tid = tid, .threads = threads, .hist = hist,
+                        .found = found, .cnt_gt = cnt_gt, .cnt_eq = cnt_eq};
+        if (adaptive) { /* the softmax needs every candidate's score, selected or not */
+            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
             nvvm_bar_sync(kb);
-            select_topk(kb, &core);
-            kb_endif(kb);
-            if (adaptive || sl->W) {
-                nvvm_bar_sync(kb); /* the top-k part of sel (global) and the counts in smem are read next */
-                if (adaptive)
-                    emit_adaptive(kb, sl, keys, selp, out, n, tid, threads, cnt_gt, cnt_eq);
-                if (sl->W)
-                    emit_window(kb, sl, selp, out, p, n);
-            }
-        } else {
-            V g = nvvm_ctaid_x(kb);
-            V multi = kb_gt(kb, n, kb_i32(kb, 2 * K));
-            V nb = kb_select(kb, multi, kb_i32(kb, blocks), kb_i32(kb, 1)); /* this query's blocks */
-            V slen = kb_div(kb, kb_add(kb, n, kb_sub(kb, nb, kb_i32(kb, 1))), nb);
-            kb_if(kb, kb_lt(kb, g, nb));
-            {
-                V lo = kb_min(kb, kb_mul(kb, g, slen), n), ns = kb_sub(kb, kb_min(kb, kb_add(kb, lo, slen), n), lo);
-                V kbase = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, lo));
-                KVar s = kb_for(kb, tid, ns, kb_i32(kb, threads)); /* the slice's keys */
-                V sv = kb_get(kb, s);
-                kb_store(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, qp, kb_add(kb, kbase, kb_to_i64(kb, sv)))), kb_gep(kb, kb->i32, keys, sv));
-                kb_endfor(kb);
-                nvvm_bar_sync(kb);
-                V crow = kb_gep(kb, kb->i32, candp, kb_mul(kb, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, blocks)), kb_to_i64(kb, g)), kb_i64(kb, K)));
-                SelCore part = core;
-                part.n = ns, part.base = lo;
-                part.dst = crow, part.width = K;
-                kb_if(kb, multi);
-                {
-                    kb_if(kb, kb_le(kb, ns, kb_i32(kb, K)));
-                    select_all(kb, &part);
-                    kb_else(kb);
-                    select_topk(kb, &part);
-                    kb_endif(kb);
-                    /* the ticket: this block's candidates visible before the count */
-                    nvvm_call(kb, "llvm.nvvm.membar.gl", kb->t_void, NULL, 0);
-                    nvvm_bar_sync(kb);
-                    V flag = kb_gep(kb, kb->i32, found, kb_i32(kb, 0));
-                    kb_if(kb, kb_eq(kb, tid, kb_i32(kb, 0)));
-                    {
-                        V old = LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, cntp, r), kb_i32(kb, 1),
-                                                   LLVMAtomicOrderingMonotonic, 0);
-                        kb_store(kb, kb_select(kb, kb_eq(kb, old, kb_sub(kb, nb, kb_i32(kb, 1))), kb_i32(kb, 1), kb_i32(kb, 0)), flag);
-                    }
-                    kb_endif(kb);
-                    nvvm_bar_sync(kb);
-                    V last = kb_ne(kb, kb_load(kb, kb->i32, flag), kb_i32(kb, 0));
-                    nvvm_bar_sync(kb); /* the flag is read before select_topk reuses `found` */
-                    kb_if(kb, last);
-                    {
-                        nvvm_call(kb, "llvm.nvvm.membar.gl", kb->t_void, NULL, 0);
-                        /* every slice's picks: min(its length, K) positions, slices in order */
-                        V cidx = kb_gep(kb, kb->i32, keys, kb_i32(kb, (int)(mb_keys_bytes(K, blocks) / 8)));
-                        V at = kb_i32(kb, 0);
-                        for (int gg = 0; gg < blocks; gg++) {
-                            V glo = kb_min(kb, kb_mul(kb, kb_i32(kb, gg), slen), n);
-                            V cnt = kb_min(kb, kb_sub(kb, kb_min(kb, kb_add(kb, glo, slen), n), glo), kb_i32(kb, K));
-                            V grow = kb_mul(kb, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, blocks)), kb_i64(kb, gg)), kb_i64(kb, K));
-                            KVar i = kb_for(kb, tid, cnt, kb_i32(kb, threads));
-                            {
-                                V iv = kb_get(kb, i);
-                                V ld = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, candp, kb_add(kb, grow, kb_to_i64(kb, iv))));
-                                LLVMSetVolatile(ld, 1); /* written by other blocks of this launch: not from L1 */
-                                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, qp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, ld))));
-                                kb_store(kb, key, kb_gep(kb, kb->i32, keys, kb_add(kb, at, iv)));
-                                kb_store(kb, ld, kb_gep(kb, kb->i32, cidx, kb_add(kb, at, iv)));
-                            }
-                            kb_endfor(kb);
-                            at = kb_add(kb, at, cnt);
-                        }
-                        nvvm_bar_sync(kb);
-                        SelCore merge = core;
-                        merge.idx = cidx, merge.n = at;
-                        kb_if(kb, kb_le(kb, at, kb_i32(kb, K)));
-                        select_all(kb, &merge);
-                        kb_else(kb);
-                        select_topk(kb, &merge);
-                        kb_endif(kb);
-                        if (sl->W) {
-                            nvvm_bar_sync(kb);
-                            emit_window(kb, sl, selp, out, p, n);
-                        }
-                    }
-                    kb_endif(kb);
-                }
-                kb_else(kb);
-                { /* one block: the whole query (n <= 2K) */
-                    kb_if(kb, kb_le(kb, n, kb_i32(kb, K)));
-                    select_all(kb, &core);
-                    kb_else(kb);
-                    select_topk(kb, &core);
-                    kb_endif(kb);
-                    if (sl->W) {
-                        nvvm_bar_sync(kb);
-                        emit_window(kb, sl, selp, out, p, n);
-                    }
-                }
-                kb_endif(kb);
-            }
-            kb_endif(kb);
+        }
+        kb_if(kb, kb_le(kb, n, kb_i32(kb, K)));
+        select_all(kb, &core); /* fewer than k candidates: all of them, then -1 */
+        kb_else(kb);
+        if (!adaptive)
+            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
+        nvvm_bar_sync(kb);
+        select_topk(kb, &core);
+        kb_endif(kb);
+        if (adaptive || sl->W) {
+            nvvm_bar_sync(kb); /* the top-k part of sel (global) and the counts in smem are read next */
+            if (adaptive)
+                emit_adaptive(kb, sl, keys, selp, out, n, tid, threads, cnt_gt, cnt_eq);
+            if (sl->W)
+                emit_window(kb, sl, selp, out, p, n);
         }
     }
     kb_endif(kb);
@@ -851,16 +728,9 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_i32(a, rows);
         kl_arg_i32(a, seq_e);
         kl_arg_i32(a, sym_mono(MONO_C, 1));
-        if (!emit_cache_append(cg, "index_append", 1, &D, false, &a->ptx, d))
+        if (!emit_cache_append(cg, "index_append", 1, &D, &a->ptx, d))
             return false;
     }
-    /* the scratch (lower.c): keys u32 [rows, ctx] | ticket counts i32 [rows] | candidates i32 [rows, 4, K] */
-    SymExpr cnt_off = sym_mono(MONO_BC, 4), cand_off = sym_add(cnt_off, sym_scale(rows, 4));
-    int blocks = (int)node_int(n, "blocks", 1);
-    if (blocks != 1 && blocks != 2 && blocks != 4)
-        return diag_fail(d, "index_topk: blocks %d (1, 2 or 4)", blocks);
-    if (!fold || sl.p < 1.0f || topk_smem(mb_keys_bytes(K, blocks), H, D, IX_SELECT_THREADS) > IX_MB_SMEM_MAX)
-        blocks = 1; /* one block per query: adaptive needs every key; the ticket count needs index_score2 */
     if (split) {
         snprintf(name, sizeof name, "index_score%s_h%lld_d%lld_%s", fold ? "2" : "", (long long)H, (long long)D, kind);
         KLaunch *sc = kout_add(out, name, IX_THREADS, fold ? 0 : (unsigned)(4 * H * D + 4 * H));
@@ -879,8 +749,6 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_i32(sc, seq_e);
         kl_arg_i32(sc, sym_mono(MONO_C, 1));
         kl_arg_i32(sc, rows);
-        if (fold)
-            kl_arg_scratch_at(sc, cnt_off);
         if (lightning)
             kl_arg_src(sc, 4);
         if (!(fold ? emit_score2(cg, H, D, lightning, scale, &sc->ptx, d) : emit_score(cg, H, D, lightning, scale, &sc->ptx, d)))
@@ -891,15 +759,11 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         snprintf(extra, sizeof extra, "_w%lld_p%08x", (long long)sl.W, sl.p < 1.0f ? f32_bits(sl.p) : 0u);
     snprintf(name, sizeof name, "%s_h%lld_d%lld_k%lld%s_%s", split ? "index_select" : "index_topk", (long long)H,
              (long long)D, (long long)K, extra, kind);
-    if (blocks > 1)
-        snprintf(name + strlen(name), sizeof name - strlen(name), "_b%d", blocks);
     int threads = split ? IX_SELECT_THREADS : IX_THREADS;
-    unsigned smem = topk_smem(blocks > 1 ? mb_keys_bytes(K, blocks) : 4 * INDEX_MAX_CTX, H, D, threads);
+    unsigned smem = topk_smem(H, D, threads);
     KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
     kl_param(l, "max_ctx", INDEX_MAX_CTX);
-    kl_param(l, "blocks", blocks);
-    l->grid[0] = blocks > 1 ? sym_const(blocks) : rows;
-    l->grid[1] = blocks > 1 ? rows : sym_const(1);
+    l->grid[0] = rows;
     /* cost (docs/kernels.md): a decode step scores ctx keys (a dot per head,
      * 2 flops per element, plus the head weighting); a prefill call reads
      * each key row once (bf16), its B*S*ctx flops beyond the linear model.
@@ -922,9 +786,5 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_arg_i32(l, rows);
     if (lightning && !split)
         kl_arg_src(l, 4);
-    if (blocks > 1) {
-        kl_arg_scratch_at(l, cnt_off);
-        kl_arg_scratch_at(l, cand_off);
-    }
-    return emit_topk(cg, H, D, lightning, scale, &sl, split, blocks, &l->ptx, d);
+    return emit_topk(cg, H, D, lightning, scale, &sl, split, &l->ptx, d);
 }

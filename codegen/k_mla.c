@@ -266,26 +266,19 @@ enum { AP_THREADS = 128 };
 
 /* Emits a kernel copying `nparts` row sets (src_i [rows, w_i] → cache_i [B, ctx, w_i]).
  * Args: src_0, cache_0, ..., pos, rows, seq, ctx. Grid: rows. Shared with the indexer. */
-bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, bool zero, char **ptx, Diag *d)
+bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, char **ptx, Diag *d)
 {
     KParamKind pk[12];
     int np = 0;
     for (int i = 0; i < 2 * nparts; i++)
         pk[np++] = KP_PTR;
     pk[np++] = KP_PTR, pk[np++] = KP_I32, pk[np++] = KP_I32, pk[np++] = KP_I32;
-    if (zero)
-        pk[np++] = KP_PTR;
     KB *kb = kb_new(cg->ctx, entry, pk, np, AP_THREADS);
     V posp = kb_param(kb, 2 * nparts), rows = kb_param(kb, 2 * nparts + 1), seq = kb_param(kb, 2 * nparts + 2),
       ctx = kb_param(kb, 2 * nparts + 3);
     V r = nvvm_ctaid_x(kb);
     kb_if(kb, kb_lt(kb, r, rows));
     {
-        if (zero) {
-            kb_if(kb, kb_eq(kb, nvvm_tid_x(kb), kb_i32(kb, 0)));
-            kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, kb_param(kb, 2 * nparts + 4), r));
-            kb_endif(kb);
-        }
         V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
         V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
         kb_if(kb, kb_and(kb, kb_ge(kb, p, kb_i32(kb, 0)), kb_lt(kb, p, ctx)));
@@ -454,10 +447,7 @@ bool k_mla_attn(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_arg_i32(a, seq_e);
     kl_arg_i32(a, sym_mono(MONO_C, 1));
     int64_t w[2] = {m.R, m.dr};
-    bool zero = node_int(n, "tc", 0) && mla_decode_tc_fits(n, cg->target) && mla_decode_folds(n);
-    if (zero) /* the attention's ticket counts, after its partials in the scratch */
-        kl_arg_scratch_at(a, mla_decode_ticket_off(n, rows));
-    if (!emit_cache_append(cg, "mla_append", 2, w, zero, &a->ptx, d))
+    if (!emit_cache_append(cg, "mla_append", 2, w, &a->ptx, d))
         return false;
     /* launch 2: attention. Its cost (docs/kernels.md): per key and head, q·k
      * over R + dr and p·v over R, 2 flops each; bytes: the cache rows a call

@@ -45,7 +45,6 @@ enum {
     MD_AUTO_BLOCKS = 256, /* splits 0 (auto): about this many blocks per call, 1..MD_MAX_SPLITS per sequence */
     MD_MAX_CALLS = 8,                     /* P·V calls of 8 n-tiles per warp: R ≤ 4·8·64 = 2048 */
     MD_XCH = 8,                           /* S fragment values per thread exchanged between halves */
-    MD_FOLD_MAX_IT = 64,                  /* fold: channel pairs per thread, H·R/2/MD_THREADS (16·2048/512) */
 };
 
 typedef struct Dec {
@@ -55,7 +54,6 @@ typedef struct Dec {
     int splits;        /* key splits (grid x); 0: chosen per call from the batch (splits_in_use) */
     int gsplits;       /* grid x and the scratch's stride in splits: splits, or MD_MAX_SPLITS for auto */
     bool direct;       /* splits 1: O / l written as the bf16 output, no scratch, no mla_combine */
-    bool fold;         /* decode, not direct: the last block of a row to finish merges the splits (no mla_combine) */
     float scale;       /* softmax scale */
     int ldq;           /* bytes per shared-memory row of Q and K tiles: (R + dr + 8) * 2 */
     int ldp;           /* bytes per row of the P tile: (64 + 8) * 2 */
@@ -88,7 +86,6 @@ static Dec dec_of(const Node *n)
              .scale = (float)node_float(n, "scale", 1.0)};
     m.gsplits = m.splits ? m.splits : MD_MAX_SPLITS;
     m.direct = m.splits == 1;
-    m.fold = is_step(n) && !m.direct && node_int(n, "fold", 1);
     layout(&m);
     return m;
 }
@@ -181,113 +178,11 @@ static void stage_tile(KB *kb, const Dec *m, V off, V ckv, V kpe, V k0, V t0, V 
     kb_endfor(kb);
 }
 
-/* The split merge folded into mla_decode (m->fold): every block fences its
- * partials and takes a ticket (cnt[r], zeroed by mla_append); the block
- * that takes the last one (nsplit − 1) merges the row like mla_combine:
- * per head the weights w_s = e^(m_s − M) and 1 / Σ_s w_s l_s into shared
- * memory (a split without keys, m = −inf, weighs 0), then out[r][h][c] =
- * Σ_s w_s O_s[h][c] / L as bf16, channel pairs, each thread's pairs' loads
- * of one split in flight together. The partials are read volatile (from
- * L2: other blocks of this launch wrote them). */
-static void emit_fold(KB *kb, const Dec *m, V scr, V outp, V cntp, V r, V nsplit)
-{
-    V tid = nvvm_tid_x(kb), zero = kb_f32(kb, 0), ninf = kb_f32(kb, -INFINITY);
-    int64_t slot = m->H * (m->R + 2); /* floats per (row, split) */
-    nvvm_call(kb, "llvm.nvvm.membar.gl", kb->t_void, NULL, 0);
-    nvvm_bar_sync(kb);
-    V flag = kb_gep(kb, kb->i32, kb_smem(kb, kb_i32(kb, m->off_x)), kb_i32(kb, 0));
-    kb_if(kb, kb_eq(kb, tid, kb_i32(kb, 0)));
-    {
-        V old = LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, cntp, r), kb_i32(kb, 1),
-                                   LLVMAtomicOrderingMonotonic, 0);
-        kb_store(kb, kb_select(kb, kb_eq(kb, old, kb_sub(kb, nsplit, kb_i32(kb, 1))), kb_i32(kb, 1), kb_i32(kb, 0)), flag);
-    }
-    kb_endif(kb);
-    nvvm_bar_sync(kb);
-    kb_if(kb, kb_ne(kb, kb_load(kb, kb->i32, flag), kb_i32(kb, 0)));
-    {
-        nvvm_call(kb, "llvm.nvvm.membar.gl", kb->t_void, NULL, 0);
-        V rb = kb_mul(kb, i64(kb, r), kb_i64(kb, m->gsplits * slot));
-        /* weights: ws[s·H + h], then inv[h] at gsplits·H + h (f32, in the idle key buffers) */
-        KVar hi = kb_for(kb, tid, kb_i32(kb, (int)m->H), kb_i32(kb, MD_THREADS));
-        {
-            V h = kb_get(kb, hi);
-            V hb = kb_add(kb, rb, i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, (int)(m->R + 2))), kb_i32(kb, (int)m->R))));
-            KVar M = kb_var(kb, kb->f32, ninf);
-            KVar s = kb_for(kb, kb_i32(kb, 0), nsplit, kb_i32(kb, 1));
-            {
-                V ld = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, hb, kb_mul(kb, i64(kb, kb_get(kb, s)), kb_i64(kb, slot)))));
-                LLVMSetVolatile(ld, 1);
-                kb_set(kb, M, kb_max(kb, kb_get(kb, M), ld));
-            }
-            kb_endfor(kb);
-            KVar L = kb_var(kb, kb->f32, zero);
-            KVar s2 = kb_for(kb, kb_i32(kb, 0), nsplit, kb_i32(kb, 1));
-            {
-                V sv = kb_get(kb, s2);
-                V at = kb_add(kb, hb, kb_mul(kb, i64(kb, sv), kb_i64(kb, slot)));
-                V ms = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, at));
-                LLVMSetVolatile(ms, 1);
-                V l = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, scr, kb_add(kb, at, kb_i64(kb, 1))));
-                LLVMSetVolatile(l, 1);
-                V w = kb_select(kb, kb_eq(kb, ms, ninf), zero, kb_exp(kb, kb_sub(kb, ms, kb_get(kb, M))));
-                kb_store(kb, w, area_f32(kb, m->off_kv, kb_add(kb, kb_mul(kb, sv, kb_i32(kb, (int)m->H)), h)));
-                kb_set(kb, L, kb_fma(kb, kb_select(kb, kb_eq(kb, w, zero), zero, l), w, kb_get(kb, L)));
-            }
-            kb_endfor(kb);
-            V Lv = kb_get(kb, L);
-            kb_store(kb, kb_select(kb, kb_gt(kb, Lv, zero), kb_div(kb, kb_f32(kb, 1.0), Lv), zero),
-                     area_f32(kb, m->off_kv, kb_add(kb, kb_i32(kb, (int)(m->gsplits * m->H)), h)));
-        }
-        kb_endfor(kb);
-        nvvm_bar_sync(kb);
-        int npairs = (int)(m->H * m->R / 2), IT = (npairs + MD_THREADS - 1) / MD_THREADS;
-        assert(IT <= MD_FOLD_MAX_IT);
-        KVar acc[MD_FOLD_MAX_IT][2];
-        V e[MD_FOLD_MAX_IT], hh[MD_FOLD_MAX_IT], off[MD_FOLD_MAX_IT];
-        for (int it = 0; it < IT; it++) {
-            V pr = kb_min(kb, kb_add(kb, tid, kb_i32(kb, it * MD_THREADS)), kb_i32(kb, npairs - 1)); /* a valid pair */
-            e[it] = kb_mul(kb, pr, kb_i32(kb, 2));
-            hh[it] = kb_div(kb, e[it], kb_i32(kb, (int)m->R));
-            off[it] = i64(kb, kb_add(kb, kb_mul(kb, hh[it], kb_i32(kb, (int)(m->R + 2))), kb_rem(kb, e[it], kb_i32(kb, (int)m->R))));
-            acc[it][0] = kb_var(kb, kb->f32, zero), acc[it][1] = kb_var(kb, kb->f32, zero);
-        }
-        KVar s = kb_for(kb, kb_i32(kb, 0), nsplit, kb_i32(kb, 1));
-        {
-            V sv = kb_get(kb, s);
-            V sb = kb_add(kb, rb, kb_mul(kb, i64(kb, sv), kb_i64(kb, slot)));
-            V o[MD_FOLD_MAX_IT];
-            for (int it = 0; it < IT; it++) { /* every load of this split first */
-                o[it] = kb_load_vec(kb, kb->f32, 2, kb_gep(kb, kb->f32, scr, kb_add(kb, sb, off[it])), 8);
-                LLVMSetVolatile(o[it], 1);
-            }
-            for (int it = 0; it < IT; it++) {
-                V w = kb_load(kb, kb->f32, area_f32(kb, m->off_kv, kb_add(kb, kb_mul(kb, sv, kb_i32(kb, (int)m->H)), hh[it])));
-                for (int j = 0; j < 2; j++)
-                    kb_set(kb, acc[it][j], kb_fma(kb, kb_extract(kb, o[it], j), w, kb_get(kb, acc[it][j])));
-            }
-        }
-        kb_endfor(kb);
-        V ob = kb_mul(kb, i64(kb, r), kb_i64(kb, m->H * m->R));
-        for (int it = 0; it < IT; it++) {
-            kb_if(kb, kb_lt(kb, kb_add(kb, tid, kb_i32(kb, it * MD_THREADS)), kb_i32(kb, npairs)));
-            V inv = kb_load(kb, kb->f32, area_f32(kb, m->off_kv, kb_add(kb, kb_i32(kb, (int)(m->gsplits * m->H)), hh[it])));
-            V pk2 = kb_pack_bf16x2(kb, kb_mul(kb, kb_get(kb, acc[it][0]), inv), kb_mul(kb, kb_get(kb, acc[it][1]), inv));
-            kb_store(kb, pk2, kb_gep(kb, kb->i32, kb_gep(kb, kb->bf16, outp, kb_add(kb, ob, i64(kb, e[it]))), kb_i32(kb, 0)));
-            kb_endif(kb);
-        }
-    }
-    kb_endif(kb);
-}
-
 static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
 {
     assert(m->R / MD_GROUPS / 8 <= MD_MAX_CALLS * MMA_MAX_NI);
-    KParamKind pk[12] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32, KP_PTR, KP_PTR, KP_PTR};
-    int np = m->K ? 10 : 9;
-    if (m->fold)
-        pk[np] = KP_PTR, pk[np + 1] = KP_PTR, np += 2;
-    KB *kb = kb_new(cg->ctx, m->K ? "sparse_mla_decode" : "mla_decode", pk, np, MD_THREADS);
+    KParamKind pk[10] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32, KP_PTR};
+    KB *kb = kb_new(cg->ctx, m->K ? "sparse_mla_decode" : "mla_decode", pk, m->K ? 10 : 9, MD_THREADS);
     V qlp = kb_param(kb, 0), qpp = kb_param(kb, 1), ckv = kb_param(kb, 2), kpe = kb_param(kb, 3), posp = kb_param(kb, 4);
     V scr = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7), seq = kb_param(kb, 8);
     V selp = m->K ? kb_param(kb, 9) : NULL; /* scr is the bf16 output when direct */
@@ -535,8 +430,6 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
             }
         }
         kb_endif(kb); /* lead */
-        if (m->fold)
-            emit_fold(kb, m, scr, kb_param(kb, m->K ? 10 : 9), kb_param(kb, m->K ? 11 : 10), r, nsplit);
     }
     kb_endif(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
@@ -571,7 +464,7 @@ bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, K
      * counted as 1 (the fewest the call may use) */
     int64_t part = (m.splits ? m.splits : 1) * m.H * (m.R + 2) * 4;
     l->flops = flops;
-    l->bytes = m.direct || m.fold ? bytes : sym_add(bytes, sym_scale(rows, part - 2 * m.H * m.R));
+    l->bytes = m.direct ? bytes : sym_add(bytes, sym_scale(rows, part - 2 * m.H * m.R));
     kl_arg_src(l, 0);
     kl_arg_src(l, 1);
     kl_arg_src(l, 4);
@@ -586,29 +479,12 @@ bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, K
     kl_arg_i32(l, seq_e);
     if (m.K)
         kl_arg_src(l, 7);
-    if (m.fold) {
-        kl_arg_out(l);
-        kl_arg_scratch_at(l, mla_decode_ticket_off(n, rows));
-        kl_param(l, "fold", 1);
-    }
     if (!emit_decode(cg, &m, &l->ptx, d))
         return false;
-    if (m.direct || m.fold)
+    if (m.direct)
         return true;
     snprintf(name, sizeof name, "mla_combine_h%lld_r%lld_%s", (long long)m.H, (long long)m.R, sp);
     SplitCombine sc = {.entry = "mla_combine", .H = m.H, .W = m.R, .splits = m.splits, .gsplits = m.gsplits,
                        .auto_blocks = MD_AUTO_BLOCKS, .max_splits = MD_MAX_SPLITS, .units_per_row = 1};
     return kout_split_combine(cg, out, &sc, name, rows, d);
-}
-
-bool mla_decode_folds(const Node *n)
-{
-    Dec m = dec_of(n);
-    return m.fold;
-}
-
-SymExpr mla_decode_ticket_off(const Node *n, SymExpr rows)
-{
-    Dec m = dec_of(n);
-    return sym_scale(rows, (int64_t)MD_MAX_SPLITS * m.H * (m.R + 2) * 4);
 }

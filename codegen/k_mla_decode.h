@@ -17,14 +17,6 @@ bool mla_decode_tc_fits(const Node *n, const TargetDesc *t);
  * the attention's cost (mla_decode adds its partials' bytes). */
 bool k_mla_decode_tc(Codegen *cg, const Node *n, SymExpr flops, SymExpr bytes, KOut *out, Diag *d);
 
-/* Whether a decode node that fits merges its key splits in the kernel (the
- * last block of a query row to finish, by a ticket count that the cache
- * append zeroes) instead of a separate mla_combine launch: schedule `fold`
- * (default 1), splits other than 1. */
-bool mla_decode_folds(const Node *n);
-/* Byte offset of the ticket counts (i32 [rows]) in the node's scratch. */
-SymExpr mla_decode_ticket_off(const Node *n, SymExpr rows);
-
 /* Key slot i of query row r (shared by the SIMT and tensor-core attention):
  * dense (K == 0) slot i is cache position i, always a key; sparse, the
  * selection's entry sel[r·K + i], a key when 0 ≤ j ≤ p and j < ctx (else

@@ -75,10 +75,8 @@ void kl_param(KLaunch *l, const char *key, int64_t v);
 bool kl_use_pdl(const Codegen *cg, const Node *n);
 /* Emits a kernel copying `nparts` row sets (src_i [rows, w_i] → cache_i
  * [B, ctx, w_i]) at each sequence's position (k_mla.c; the latent caches
- * and the indexer's k cache). With `zero`, block r also sets zero[r] = 0
- * (the ticket counts of a kernel that follows). Args: src_0, cache_0, ...,
- * pos, rows, seq, ctx[, zero]. */
-bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, bool zero, char **ptx, Diag *d);
+ * and the indexer's k cache). Args: src_0, cache_0, ..., pos, rows, seq, ctx. */
+bool emit_cache_append(Codegen *cg, const char *entry, int nparts, const int64_t *w, char **ptx, Diag *d);
 
 /* Rows of a node: product of all dims but the last, as a SymExpr. */
 SymExpr node_rows_expr(const Node *n);

@@ -23,8 +23,7 @@
  *              fastest tested schedule at b1 s4096 h16 d128 on an H100: 378 µs vs 494 at bn 64; docs/kernels.md);
  *              decode: keys split over blocks, splits 0 = auto (about 256 blocks per call), then combined
  *   index_topk a block per query: its scores in shared memory, radix select of the top k;
- *              decode: split (index_score over all SMs into a 4*batch*ctx scratch, then index_select,
- *              blocks 4: up to 4 blocks per query, the last merging)
+ *              decode: split (index_score over all SMs into a 4*batch*ctx scratch, then index_select)
  *   moe      route (a thread per token) → perm (one block) → grouped gate/up GEMM → grouped down GEMM
  *            (swiglu prologue, routing weight in the epilogue) → combine; tiles 64x128 (2x2 warps),
  *            decode 16x64 (1x4); scratch for the routing, the permutation, H and Y
@@ -130,10 +129,10 @@ bool pass_lower(Graph *g, Diag *d)
             if (dec) { /* tensor cores, keys split per call: splits 0 = about 256 blocks over the batch (k_mla_decode.c) */
                 char sc[64];
                 snprintf(sc, sizeof sc, "%lld*batch",
-                         (long long)(MLA_DECODE_MAX_SPLITS * node_int(n, "heads", 1) * (node_int(n, "rank", 0) + 2) * 4 + 16));
+                         (long long)(MLA_DECODE_MAX_SPLITS * node_int(n, "heads", 1) * (node_int(n, "rank", 0) + 2) * 4));
                 node_set_int(g, n, "tc", 1);
                 node_set_int(g, n, "splits", 0);
-                node_set_str(g, n, "scratch", sc); /* sized for any splits --schedule may set, then the ticket counts */
+                node_set_str(g, n, "scratch", sc); /* sized for any splits --schedule may set */
             } else { /* tensor cores, each query row like a decode query, output written directly */
                 node_set_int(g, n, "tc", 1);
             }
@@ -169,13 +168,8 @@ bool pass_lower(Graph *g, Diag *d)
         }
         case OP_index_topk:
             node_set_int(g, n, "threads", 256);
-            if (dec) { /* split: index_score keeps each query's keys here for index_select, then the
-                        * ticket counts and the candidate rows of a select over up to 4 blocks per query */
-                char sc[64];
-                snprintf(sc, sizeof sc, "4*batch*ctx+%lld*batch", (long long)(4 + 16 * node_int(n, "k", 1)));
-                node_set_str(g, n, "scratch", sc);
-                node_set_int(g, n, "blocks", 4);
-            }
+            if (dec) /* split: index_score keeps each query's keys here for index_select */
+                node_set_str(g, n, "scratch", "4*batch*ctx");
             break;
         default:
             return diag_fail(d, "%%%s: no lowering rule for op '%s' (kernel '%s')", n->name ? n->name : "?",

@@ -2,10 +2,8 @@
  * CPU reference: rope, absorption, dense and sparse latent attention, the
  * streaming top-k (lightning and mamba2 indexers), on ragged sizes; decode
  * steps against the reference and against prefill; no selected index is
- * ever a future position. Decode selects with index_score2 and index_select
- * over up to 4 blocks per query (slices, then the last block merges) and
- * merges mla_decode's key splits in the kernel; `schedules` reruns a case
- * with one select block per query and the separate mla_combine launch. Bounds as in test_gpu_mamba2.c: bf16 values 1e-2,
+ * ever a future position. Decode scores with index_score2 (coalesced, the
+ * step's key appended there) and selects with index_select. Bounds as in test_gpu_mamba2.c: bf16 values 1e-2,
  * attention outputs and logits 2e-2. Exits 77 without a GPU. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,9 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compile.h"
 #include "gpu_common.h"
-#include "schedule.h"
 
 #define MLA "heads: 2\n  q_lora_rank: 32\n  kv_lora_rank: 64\n  qk_nope_head_dim: 16\n  qk_rope_head_dim: 16\n" \
             "  v_head_dim: 32\n"
@@ -196,9 +192,9 @@ static void sparse_decode_equals_prefill(void **state)
  * token's embedding) repeat bit for bit on the GPU and in the reference, and
  * every query's top k cuts through a group of equal scores. Layer 0's
  * selection must equal the reference's exactly (bound 0: the lower index
- * wins each tie), in decode with 4 select blocks per query (n ≈ 41: slices
- * of 11 above k 5, so each slice selects; with k 12 the slices pass whole
- * and only the merge selects), and with a window. */
+ * wins each tie), in prefill (index_topk) and decode (index_score2, then
+ * index_select), for k 5 and 12 of about 41 candidates, with a window, and
+ * with a mamba2 indexer of dim 64 (8 lanes per key row in index_score2). */
 static void sparse_ties(void **state)
 {
     (void)state;
@@ -229,32 +225,6 @@ static void sparse_mamba2_d64(void **state)
              v, bnd, "l1.idx.sel", "l1.idx.scores", 2, 53, 3);
 }
 
-/* The other decode schedules: one index_select block per query, and the
- * key splits merged by the mla_combine launch (fixed 2 and 4 splits too). */
-static void schedules(void **state)
-{
-    (void)state;
-    const char *specs[][2] = {{"index_topk:blocks=1", "mla_attn:fold=0"}, {"index_topk:blocks=4", "mla_attn:splits=2"},
-                              {"index_topk:blocks=1", "mla_attn:splits=4,fold=0"}};
-    const char *const v[] = {"l0.idx.sel", "l0.o_lat", "l0.o", "logits", NULL};
-    const double bnd[] = {0, 2e-2, 2e-2, 2e-2};
-    for (int i = 0; i < 3; i++) {
-        ScheduleSet set = {0};
-        Diag d = {0};
-        assert_true(schedule_parse(&set, specs[i][0], &d));
-        assert_true(schedule_parse(&set, specs[i][1], &d));
-        CompileOptions o;
-        compile_options_init(&o);
-        o.schedule = &set;
-        gpu_set_compile_options(&o);
-        fprintf(stderr, "  schedule %s %s\n", specs[i][0], specs[i][1]);
-        run_case("name: sched\nvocab_size: 6\nd_model: 64\nsparse_mla:\n  " MLA
-                 "  indexer: {kind: lightning, dim: 32, heads: 3, top_k: 5}\nlayers:\n  - kind: sparse_mla\n",
-                 v, bnd, NULL, NULL, 2, 40, 3);
-        gpu_set_compile_options(NULL);
-    }
-}
-
 int main(void)
 {
     gpu_device();
@@ -265,7 +235,6 @@ int main(void)
         cmocka_unit_test(sparse_decode_equals_prefill),
         cmocka_unit_test(sparse_ties),
         cmocka_unit_test(sparse_mamba2_d64),
-        cmocka_unit_test(schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

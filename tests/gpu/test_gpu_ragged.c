@@ -17,10 +17,10 @@
  * Three models: the tiny one (SIMT scan), one whose scan runs on tensor
  * cores (headdim 64, d_state 64, with the B/C conv launch and its scratch),
  * and a sparse one (a mamba2 layer, then sparse MLA with a mamba2 indexer
- * of dim 64, top_k 5): its decode steps select with up to 4 blocks per
- * query, each row with its own count of candidates (rows at 40, 25, 9 and
- * 17: four slices, except row 2's first step, n = 10 = 2k, one block).
- * Caches (C*batch*ctx states) are checked through the decode logits. */
+ * of dim 64, top_k 5): its decode steps score and select with each row at
+ * its own position (40, 25, 9 and 17), the step's key appended by
+ * index_score2. Caches (C*batch*ctx states) are checked through the decode
+ * logits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -220,7 +220,7 @@ static void sparse(void **state)
 {
     (void)state;
     static const int lens[CALLS][B] = {{37, 5, 0, 16}, {3, 20, 9, 1}};
-    ragged_vs_separate("sparse (multi-block top-k select)",
+    ragged_vs_separate("sparse (indexer top-k, rows at their own positions)",
                        "name: sparse\nvocab_size: 256\nd_model: 64\ntie_embeddings: false\n"
                        "mamba2: {d_state: 16, headdim: 16, expand: 2, ngroups: 2, d_conv: 4, chunk_size: 16}\n"
                        "sparse_mla:\n  heads: 2\n  q_lora_rank: 32\n  kv_lora_rank: 64\n  qk_nope_head_dim: 16\n"
