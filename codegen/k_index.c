@@ -463,17 +463,46 @@ static void emit_window(KB *kb, const Sel *sl, V selp, V out, V p, V n)
 
 /* index_topk (fused: scores computed here) or index_select (split: the keys
  * index_score left in the scratch, args q → keys, no w). */
+enum { IX_LOAD_UNROLL = 8 }; /* index_select: key loads per thread in flight */
+
 /* The keys of the n candidates of query r into smem: split, from the
- * scratch index_score wrote (qp is the scratch); fused, scored here. */
+ * scratch index_score wrote (qp is the scratch), IX_LOAD_UNROLL loads per
+ * thread issued before their stores (the loop runs while any lane of the
+ * warp has keys left, so the warp stays converged); with hist0 (zeroed and
+ * synced by the caller) the top-byte histogram of the radix select's first
+ * pass is counted on the way, one shared atomic per distinct byte per warp
+ * (match.any: the lanes holding the same byte add their count through the
+ * lowest of them). Fused, scored here. */
 static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, V r, V b, V n, V ctx, V tid,
-                      int threads, int64_t H, int64_t D, float scale)
+                      int threads, int64_t H, int64_t D, float scale, V hist0)
 {
     if (split) {
-        V base = kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx));
-        KVar s = kb_for(kb, tid, n, kb_i32(kb, threads));
-        V sv = kb_get(kb, s);
-        kb_store(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, qp, kb_add(kb, base, kb_to_i64(kb, sv)))),
-                 kb_gep(kb, kb->i32, keys, sv));
+        V base = kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), lane = nvvm_lane(kb);
+        V lt = nvvm_lanemask_lt(kb), last = kb_sub(kb, n, kb_i32(kb, 1));
+        KVar s = kb_for(kb, kb_sub(kb, tid, lane), n, kb_i32(kb, threads * IX_LOAD_UNROLL)); /* warp-uniform */
+        {
+            V w0 = kb_get(kb, s);
+            V idx[IX_LOAD_UNROLL], v[IX_LOAD_UNROLL];
+            for (int u = 0; u < IX_LOAD_UNROLL; u++) {
+                idx[u] = kb_add(kb, kb_add(kb, w0, lane), kb_i32(kb, u * threads));
+                v[u] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, qp, kb_add(kb, base, kb_to_i64(kb, kb_min(kb, idx[u], last)))));
+            }
+            for (int u = 0; u < IX_LOAD_UNROLL; u++) {
+                V in = kb_lt(kb, idx[u], n);
+                kb_if(kb, in);
+                kb_store(kb, v[u], kb_gep(kb, kb->i32, keys, idx[u]));
+                kb_endif(kb);
+                if (hist0) {
+                    V dig = LLVMBuildLShr(kb->b, v[u], kb_i32(kb, 24), "");
+                    V tag = kb_select(kb, in, dig, kb_add(kb, kb_i32(kb, 256), lane)); /* lanes past n: alone */
+                    V same = nvvm_call(kb, "llvm.nvvm.match.any.sync.i32", kb->i32, (V[]){kb_i32(kb, -1), tag}, 2);
+                    kb_if(kb, kb_and(kb, in, kb_eq(kb, kb_and(kb, same, lt), kb_i32(kb, 0))));
+                    LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist0, dig), nvvm_popc(kb, same),
+                                       LLVMAtomicOrderingMonotonic, 0);
+                    kb_endif(kb);
+                }
+            }
+        }
         kb_endfor(kb);
     } else {
         load_query(kb, qp, wp, r, tid, qs, ws, H, D);
@@ -502,6 +531,7 @@ typedef struct SelCore {
     int threads;    /* threads of the block */
     V hist, found;  /* smem i32 [256], [2] */
     V cnt_gt, cnt_eq; /* smem i32 [warps] each */
+    bool hist0;     /* the first pass's histogram is already in hist (load_keys counted it) */
 } SelCore;
 
 static V sel_pos(KB *kb, const SelCore *c, V i)
@@ -541,6 +571,7 @@ static void select_topk(KB *kb, const SelCore *c)
     for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
         V hi_mask = kb_i32(kb, pass ? (int64_t)(int32_t)(0xffffffffu << (32 - 8 * pass)) : 0);
+        if (pass || !c->hist0) {
         KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, c->threads));
         kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
         kb_endfor(kb);
@@ -556,6 +587,7 @@ static void select_topk(KB *kb, const SelCore *c)
         }
         kb_endfor(kb);
         nvvm_bar_sync(kb);
+        }
         kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
         { /* lane l holds bins 255-8l down to 248-8l */
             V base = kb_sub(kb, kb_i32(kb, 255), kb_mul(kb, lane, kb_i32(kb, 8)));
@@ -674,14 +706,22 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
                         .dst = kb_gep(kb, kb->i32, selp, out), .tid = tid, .threads = threads, .hist = hist,
                         .found = found, .cnt_gt = cnt_gt, .cnt_eq = cnt_eq};
         if (adaptive) { /* the softmax needs every candidate's score, selected or not */
-            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
+            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale, NULL);
             nvvm_bar_sync(kb);
         }
         kb_if(kb, kb_le(kb, n, kb_i32(kb, K)));
         select_all(kb, &core); /* fewer than k candidates: all of them, then -1 */
         kb_else(kb);
-        if (!adaptive)
-            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
+        if (!adaptive) {
+            core.hist0 = split; /* the first radix pass counted while the keys load */
+            if (split) {
+                KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, threads));
+                kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
+                kb_endfor(kb);
+                nvvm_bar_sync(kb);
+            }
+            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale, split ? hist : NULL);
+        }
         nvvm_bar_sync(kb);
         select_topk(kb, &core);
         kb_endif(kb);
