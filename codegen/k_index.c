@@ -9,10 +9,14 @@
  *                 it (ties to the lower index) are written in ascending order;
  *                 fewer than k candidates → all of them, then -1.
  * Decode (one query per sequence, with a scratch from lower.c) splits the work:
- *   index_score   grid (ceil(ctx/256), rows): a thread per cache row, its key
- *                 into the scratch [rows, ctx] (u32): every SM streams the cache
- *   index_select  a block per query: those keys into shared memory, then the
- *                 same selection as index_topk
+ *   index_score2  (score2_fits) grid (ceil(ctx/1024), rows): a warp per 32
+ *                 cache rows at a time, D/8 lanes per row (coalesced), the
+ *                 keys into the scratch [rows, ctx] (u32); it also appends
+ *                 the step's key (no index_append)
+ *   index_score   otherwise: grid (ceil(ctx/256), rows), a thread per row
+ *   index_select  a block per query: those keys into shared memory (the
+ *                 first radix histogram counted on the way), then the same
+ *                 selection as index_topk
  * (one query's keys are O(ctx), the size of its cache row of scores).
  * Selection attributes (ops.def topk): adaptive p < 1 keeps the fewest picks
  * whose softmax mass reaches p (emit_adaptive); a window W joins the last W
@@ -461,8 +465,6 @@ static void emit_window(KB *kb, const Sel *sl, V selp, V out, V p, V n)
     kb_endif(kb);
 }
 
-/* index_topk (fused: scores computed here) or index_select (split: the keys
- * index_score left in the scratch, args q → keys, no w). */
 enum { IX_LOAD_UNROLL = 8 }; /* index_select: key loads per thread in flight */
 
 /* The keys of the n candidates of query r into smem: split, from the
@@ -571,22 +573,22 @@ static void select_topk(KB *kb, const SelCore *c)
     for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
         V hi_mask = kb_i32(kb, pass ? (int64_t)(int32_t)(0xffffffffu << (32 - 8 * pass)) : 0);
-        if (pass || !c->hist0) {
-        KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, c->threads));
-        kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
-        kb_endfor(kb);
-        nvvm_bar_sync(kb);
-        KVar j = kb_for(kb, tid, n, kb_i32(kb, c->threads));
-        {
-            V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j)));
-            kb_if(kb, kb_eq(kb, kb_and(kb, key, hi_mask), prefix));
-            V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, 255));
-            LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
-                               LLVMAtomicOrderingMonotonic, 0);
-            kb_endif(kb);
-        }
-        kb_endfor(kb);
-        nvvm_bar_sync(kb);
+        if (pass || !c->hist0) { /* pass 0 with hist0: load_keys counted it */
+            KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, c->threads));
+            kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
+            kb_endfor(kb);
+            nvvm_bar_sync(kb);
+            KVar j = kb_for(kb, tid, n, kb_i32(kb, c->threads));
+            {
+                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j)));
+                kb_if(kb, kb_eq(kb, kb_and(kb, key, hi_mask), prefix));
+                V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, 255));
+                LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
+                                   LLVMAtomicOrderingMonotonic, 0);
+                kb_endif(kb);
+            }
+            kb_endfor(kb);
+            nvvm_bar_sync(kb);
         }
         kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
         { /* lane l holds bins 255-8l down to 248-8l */
