@@ -19,7 +19,7 @@
  *              tile over its keys (all j <= pos+t, or the selection), output written directly;
  *              warps 4 for the SIMT kernel used where that does not fit (a block per (query, head));
  *              decode: tc 1, splits 0 = auto (tensor cores, keys split over blocks, then combined;
- *              the split count chosen per call from the batch: 16 at batch 1, 4 at 64)
+ *              the split count chosen per call from the batch: 16 at batch 1, 2 at 64: about 128 blocks)
  *   attn       prefill: a block per (64 queries, head), 4 warps of 16 query rows, key tiles of 32 (bn; the
  *              fastest tested schedule at b1 s4096 h16 d128 on an H100: 378 µs vs 494 at bn 64; docs/kernels.md);
  *              decode: keys split over blocks, splits 0 = auto (about 256 blocks per call), then combined
@@ -148,7 +148,7 @@ bool pass_lower(Graph *g, Diag *d)
             break;
         case OP_mla_attn:
             node_set_int(g, n, "warps", 4);
-            if (dec) { /* tensor cores, keys split per call: splits 0 = about 256 blocks over the batch (k_mla_decode.c) */
+            if (dec) { /* tensor cores, keys split per call: splits 0 = about 128 blocks over the batch (k_mla_decode.c) */
                 char sc[64];
                 snprintf(sc, sizeof sc, "%lld*batch",
                          (long long)(MLA_DECODE_MAX_SPLITS * node_int(n, "heads", 1) * (node_int(n, "rank", 0) + 2) * 4));
