@@ -9,10 +9,14 @@
  *                 it (ties to the lower index) are written in ascending order;
  *                 fewer than k candidates → all of them, then -1.
  * Decode (one query per sequence, with a scratch from lower.c) splits the work:
- *   index_score   grid (ceil(ctx/256), rows): a thread per cache row, its key
- *                 into the scratch [rows, ctx] (u32): every SM streams the cache
- *   index_select  a block per query: those keys into shared memory, then the
- *                 same selection as index_topk
+ *   index_score2  (score2_fits) grid (ceil(ctx/1024), rows): a warp per 32
+ *                 cache rows at a time, D/8 lanes per row (coalesced), the
+ *                 keys into the scratch [rows, ctx] (u32); it also appends
+ *                 the step's key (no index_append)
+ *   index_score   otherwise: grid (ceil(ctx/256), rows), a thread per row
+ *   index_select  a block per query: those keys into shared memory (the
+ *                 first radix histogram counted on the way), then the same
+ *                 selection as index_topk
  * (one query's keys are O(ctx), the size of its cache row of scores).
  * Selection attributes (ops.def topk): adaptive p < 1 keeps the fewest picks
  * whose softmax mass reaches p (emit_adaptive); a window W joins the last W
@@ -56,38 +60,83 @@ static void load_query(KB *kb, V qp, V wp, V r, V tid, V qs, V ws, int64_t H, in
     }
 }
 
+/* Whether the per-row dot product is summed as a pairwise tree of 8-element
+ * chunk partials (D / 8 a power of two): the order index_score's lanes use
+ * (a butterfly over the D / 8 lanes of a row), so that a decode step's keys
+ * equal the fused kernel's bit for bit. */
+static bool tree_order(int64_t D)
+{
+    int64_t c = D / 8;
+    return c >= 1 && (c & (c - 1)) == 0;
+}
+
+/* The order-preserving u32 key of a score (float → u32 whose unsigned order
+ * is the float order). */
+static V score_to_key(KB *kb, V sc)
+{
+    V u = kb_bitcast(kb, sc, kb->i32);
+    V neg = kb_lt(kb, u, kb_i32(kb, 0));
+    return kb_select(kb, neg, kb_xor(kb, u, kb_i32(kb, -1)), kb_or(kb, u, kb_i32(kb, (int64_t)0x80000000LL)));
+}
+
+/* One head's partial dot over an 8-element chunk: q8 (8 f32 values), k8
+ * (<8 x bfloat>), fma from 0 in element order. */
+static V chunk_dot(KB *kb, const V *q8, V k8)
+{
+    V part = kb_f32(kb, 0);
+    for (int u = 0; u < 8; u++)
+        part = kb_fma(kb, q8[u], kb_bf16_to_f32(kb, kb_extract(kb, k8, u)), part);
+    return part;
+}
+
 /* The order-preserving u32 key of cache row `krow` (element offset) against
- * the query in qs (kind dot: scale·q·k; lightning: Σ_h w_h relu(scale·q_h·k)). */
+ * the query in qs (kind dot: scale·q·k; lightning: Σ_h w_h relu(scale·q_h·k)).
+ * The dot of each head: 8-element chunk partials (chunk_dot), summed as a
+ * pairwise tree when tree_order(D), else in chunk order. */
 static V score_key(KB *kb, V kc, V krow, V qs, V ws, int64_t H, int64_t D, float scale)
 {
     V zero = kb_f32(kb, 0);
-    KVar total = kb_var(kb, kb->f32, zero);
+    int64_t C = D / 8;
+    bool tree = tree_order(D) && C <= 32;
+    KVar tot = kb_var(kb, kb->f32, zero);
     KVar hh = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, H), kb_i32(kb, 1));
     {
         V hv = kb_get(kb, hh);
-        KVar dot = kb_var(kb, kb->f32, zero);
-        KVar e = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, D), kb_i32(kb, 8));
-        {
-            V ev = kb_get(kb, e);
-            V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_to_i64(kb, ev))), 16);
-            V part = kb_get(kb, dot);
-            for (int u = 0; u < 8; u++) {
-                V qv = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_add(kb, ev, kb_i32(kb, u)))));
-                part = kb_fma(kb, qv, kb_bf16_to_f32(kb, kb_extract(kb, k8, u)), part);
+        V dot = zero;
+        if (tree) { /* chunks unrolled, partials summed as a pairwise tree */
+            V part[32];
+            for (int64_t c = 0; c < C; c++) {
+                V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_i64(kb, 8 * c))), 16);
+                V q8[8];
+                for (int u = 0; u < 8; u++)
+                    q8[u] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_i32(kb, (int)(8 * c + u)))));
+                part[c] = chunk_dot(kb, q8, k8);
             }
-            kb_set(kb, dot, part);
+            for (int64_t m = 1; m < C; m *= 2)
+                for (int64_t c = 0; c < C; c += 2 * m)
+                    part[c] = kb_add(kb, part[c], part[c + m]);
+            dot = part[0];
+        } else { /* chunk partials added in chunk order */
+            KVar acc = kb_var(kb, kb->f32, zero);
+            KVar e = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, D), kb_i32(kb, 8));
+            {
+                V ev = kb_get(kb, e);
+                V k8 = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, krow, kb_to_i64(kb, ev))), 16);
+                V q8[8];
+                for (int u = 0; u < 8; u++)
+                    q8[u] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, qs, kb_add(kb, kb_mul(kb, hv, kb_i32(kb, D)), kb_add(kb, ev, kb_i32(kb, u)))));
+                kb_set(kb, acc, kb_add(kb, kb_get(kb, acc), chunk_dot(kb, q8, k8)));
+            }
+            kb_endfor(kb);
+            dot = kb_get(kb, acc);
         }
-        kb_endfor(kb);
-        V sc = kb_mul(kb, kb_get(kb, dot), kb_f32(kb, scale));
+        V sc = kb_mul(kb, dot, kb_f32(kb, scale));
         if (ws)
             sc = kb_mul(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ws, hv)), kb_max(kb, sc, zero));
-        kb_set(kb, total, kb_add(kb, kb_get(kb, total), sc));
+        kb_set(kb, tot, kb_add(kb, kb_get(kb, tot), sc));
     }
     kb_endfor(kb);
-    /* float → u32 whose unsigned order is the float order */
-    V u = kb_bitcast(kb, kb_get(kb, total), kb->i32);
-    V neg = kb_lt(kb, u, kb_i32(kb, 0));
-    return kb_select(kb, neg, kb_xor(kb, u, kb_i32(kb, -1)), kb_or(kb, u, kb_i32(kb, (int64_t)0x80000000LL)));
+    return score_to_key(kb, kb_get(kb, tot));
 }
 
 /* index_score (decode, split): grid (ceil(ctx / IX_THREADS), rows), a thread
@@ -126,6 +175,114 @@ static bool emit_score(Codegen *cg, int64_t H, int64_t D, bool lightning, float 
             kb_endif(kb);
         }
         kb_endif(kb);
+    }
+    kb_endif(kb);
+    return kb_emit_ptx(cg, kb, ptx, d);
+}
+
+/* index_score, coalesced (decode, split; score2_fits): grid
+ * (ceil(ctx / IX_SCORE_ROWS), rows), IX_THREADS threads. A warp takes 32
+ * consecutive cache rows at a time: C = D/8 lanes per row, each loading one
+ * 16-byte chunk (a warp's load covers 32/C whole rows, coalesced), C loads
+ * per lane in flight; each lane dots its chunk with the query chunk it holds
+ * in registers (chunk_dot), a butterfly over the row's C lanes sums the
+ * partials (score_key's tree order: decode keys equal the fused kernel's),
+ * then shuffles gather the 32 keys so that lane l stores row base + l (one
+ * 128-byte store per warp). The step's own row s = pos is read from the k
+ * input (not yet in the cache) and written into the cache by the lanes that
+ * load it: decode needs no index_append. Args: q, k (the call's rows), k
+ * cache, pos, keys, seq, ctx, rows[, w]. */
+enum { IX_SCORE_ROWS = 1024 }; /* cache rows per block: 4 passes of 256 */
+
+static bool score2_fits(int64_t H, int64_t D) { return H >= 1 && H <= 4 && tree_order(D) && D <= 128; }
+
+static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, char **ptx, Diag *d)
+{
+    int C = (int)(D / 8), RPI = 32 / C; /* lanes per row, rows per load instruction */
+    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    int np = 8;
+    if (lightning)
+        pk[np++] = KP_PTR;
+    KB *kb = kb_new(cg->ctx, "index_score", pk, np, IX_THREADS);
+    V qp = kb_param(kb, 0), knew = kb_param(kb, 1), kc = kb_param(kb, 2), posp = kb_param(kb, 3), keysp = kb_param(kb, 4);
+    V seq = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7);
+    V wp = lightning ? kb_param(kb, 8) : NULL;
+    V r = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb), zero = kb_f32(kb, 0);
+    kb_if(kb, kb_lt(kb, r, rows));
+    {
+        V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
+        V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
+        V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), ctx);
+        V g = kb_div(kb, lane, kb_i32(kb, C)), c = kb_rem(kb, lane, kb_i32(kb, C));
+        V c8 = kb_to_i64(kb, kb_mul(kb, c, kb_i32(kb, 8)));
+        /* this lane's query chunk per head, and the head weights */
+        V q8[4][8], w[4];
+        for (int h = 0; h < H; h++) {
+            for (int u = 0; u < 8; u++) {
+                V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_add(kb, kb_i64(kb, h * D + u), c8));
+                q8[h][u] = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, at)));
+            }
+            w[h] = wp ? kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_i64(kb, h))))
+                      : NULL;
+        }
+        V cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
+        V s_blk = kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, IX_SCORE_ROWS));
+        KVar it = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, IX_SCORE_ROWS), kb_i32(kb, IX_THREADS));
+        {
+            V base = kb_add(kb, s_blk, kb_add(kb, kb_get(kb, it), kb_mul(kb, warp, kb_i32(kb, 32))));
+            kb_if(kb, kb_lt(kb, base, n)); /* warp-uniform: the shuffles below see the whole warp */
+            {
+                V k8[16], su[16];
+                for (int u = 0; u < C; u++) { /* every load first: C chunks in flight */
+                    su[u] = kb_add(kb, base, kb_add(kb, kb_i32(kb, u * RPI), g));
+                    V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1))); /* rows past n: a valid row, not stored */
+                    k8[u] = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, sl)), kb_i64(kb, D)), c8)), 16);
+                }
+                for (int u = 0; u < C; u++) { /* the step's own row: from the k input, and into the cache */
+                    V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1)));
+                    KVar kv = kb_var(kb, LLVMTypeOf(k8[u]), k8[u]);
+                    kb_if(kb, kb_eq(kb, sl, p));
+                    {
+                        V vec = LLVMGetUndef(LLVMTypeOf(k8[u]));
+                        for (int e = 0; e < 8; e++) {
+                            V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, D)), kb_add(kb, c8, kb_i64(kb, e)));
+                            vec = LLVMBuildInsertElement(kb->b, vec, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, knew, at)), kb_i32(kb, e), "");
+                        }
+                        kb_set(kb, kv, vec);
+                        kb_if(kb, kb_eq(kb, su[u], p)); /* once per chunk (clamped lanes only read) */
+                        kb_store_vec(kb, vec, kb_gep(kb, kb->bf16, kc, kb_add(kb, kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, p)), kb_i64(kb, D)), c8)), 16);
+                        kb_endif(kb);
+                    }
+                    kb_endif(kb);
+                    k8[u] = kb_get(kb, kv);
+                }
+                V key[16];
+                for (int u = 0; u < C; u++) {
+                    V total = zero;
+                    for (int h = 0; h < H; h++) {
+                        V part = chunk_dot(kb, q8[h], k8[u]);
+                        for (int m = 1; m < C; m *= 2)
+                            part = kb_add(kb, part, nvvm_shfl_xor(kb, part, m));
+                        V sc = kb_mul(kb, part, kb_f32(kb, scale));
+                        if (wp)
+                            sc = kb_mul(kb, w[h], kb_max(kb, sc, zero));
+                        total = kb_add(kb, total, sc);
+                    }
+                    key[u] = kb_bitcast(kb, score_to_key(kb, total), kb->f32);
+                }
+                /* lane l: row base + l = load u = l / RPI, group l % RPI (lane (l % RPI)·C holds it) */
+                V src = kb_mul(kb, kb_rem(kb, lane, kb_i32(kb, RPI)), kb_i32(kb, C)), mine = kb_div(kb, lane, kb_i32(kb, RPI));
+                V kv = kb_f32(kb, 0);
+                for (int u = 0; u < C; u++)
+                    kv = kb_select(kb, kb_eq(kb, mine, kb_i32(kb, u)), nvvm_shfl_idx(kb, key[u], src), kv);
+                V s = kb_add(kb, base, lane);
+                kb_if(kb, kb_lt(kb, s, n));
+                kb_store(kb, kb_bitcast(kb, kv, kb->i32), kb_gep(kb, kb->i32, keysp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, s))));
+                kb_endif(kb);
+            }
+            kb_endif(kb);
+        }
+        kb_endfor(kb);
     }
     kb_endif(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
@@ -308,19 +465,46 @@ static void emit_window(KB *kb, const Sel *sl, V selp, V out, V p, V n)
     kb_endif(kb);
 }
 
-/* index_topk (fused: scores computed here) or index_select (split: the keys
- * index_score left in the scratch, args q → keys, no w). */
+enum { IX_LOAD_UNROLL = 8 }; /* index_select: key loads per thread in flight */
+
 /* The keys of the n candidates of query r into smem: split, from the
- * scratch index_score wrote (qp is the scratch); fused, scored here. */
+ * scratch index_score wrote (qp is the scratch), IX_LOAD_UNROLL loads per
+ * thread issued before their stores (the loop runs while any lane of the
+ * warp has keys left, so the warp stays converged); with hist0 (zeroed and
+ * synced by the caller) the top-byte histogram of the radix select's first
+ * pass is counted on the way, one shared atomic per distinct byte per warp
+ * (match.any: the lanes holding the same byte add their count through the
+ * lowest of them). Fused, scored here. */
 static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, V r, V b, V n, V ctx, V tid,
-                      int threads, int64_t H, int64_t D, float scale)
+                      int threads, int64_t H, int64_t D, float scale, V hist0)
 {
     if (split) {
-        V base = kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx));
-        KVar s = kb_for(kb, tid, n, kb_i32(kb, threads));
-        V sv = kb_get(kb, s);
-        kb_store(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, qp, kb_add(kb, base, kb_to_i64(kb, sv)))),
-                 kb_gep(kb, kb->i32, keys, sv));
+        V base = kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), lane = nvvm_lane(kb);
+        V lt = nvvm_lanemask_lt(kb), last = kb_sub(kb, n, kb_i32(kb, 1));
+        KVar s = kb_for(kb, kb_sub(kb, tid, lane), n, kb_i32(kb, threads * IX_LOAD_UNROLL)); /* warp-uniform */
+        {
+            V w0 = kb_get(kb, s);
+            V idx[IX_LOAD_UNROLL], v[IX_LOAD_UNROLL];
+            for (int u = 0; u < IX_LOAD_UNROLL; u++) {
+                idx[u] = kb_add(kb, kb_add(kb, w0, lane), kb_i32(kb, u * threads));
+                v[u] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, qp, kb_add(kb, base, kb_to_i64(kb, kb_min(kb, idx[u], last)))));
+            }
+            for (int u = 0; u < IX_LOAD_UNROLL; u++) {
+                V in = kb_lt(kb, idx[u], n);
+                kb_if(kb, in);
+                kb_store(kb, v[u], kb_gep(kb, kb->i32, keys, idx[u]));
+                kb_endif(kb);
+                if (hist0) {
+                    V dig = LLVMBuildLShr(kb->b, v[u], kb_i32(kb, 24), "");
+                    V tag = kb_select(kb, in, dig, kb_add(kb, kb_i32(kb, 256), lane)); /* lanes past n: alone */
+                    V same = nvvm_call(kb, "llvm.nvvm.match.any.sync.i32", kb->i32, (V[]){kb_i32(kb, -1), tag}, 2);
+                    kb_if(kb, kb_and(kb, in, kb_eq(kb, kb_and(kb, same, lt), kb_i32(kb, 0))));
+                    LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist0, dig), nvvm_popc(kb, same),
+                                       LLVMAtomicOrderingMonotonic, 0);
+                    kb_endif(kb);
+                }
+            }
+        }
         kb_endfor(kb);
     } else {
         load_query(kb, qp, wp, r, tid, qs, ws, H, D);
@@ -333,6 +517,159 @@ static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, 
         kb_store(kb, score_key(kb, kc, krow, qs, wp ? ws : NULL, H, D, scale), kb_gep(kb, kb->i32, keys, sv));
         kb_endfor(kb);
     }
+}
+
+/* The selection a block runs on n candidate keys in shared memory (the
+ * radix select and the ordered compaction of emit_topk's header). */
+typedef struct SelCore {
+    V keys;         /* smem u32 [n]: the candidates' keys */
+    V idx;          /* smem i32 [n]: the position written for candidate i; NULL: base + i */
+    V base;         /* i32: the position of candidate 0 when idx is NULL */
+    V n;            /* i32: candidates */
+    int64_t K;      /* how many to keep */
+    int64_t width;  /* the row written: K picks, or all n (n <= K) then -1 up to width */
+    V dst;          /* global i32 [width]: the row */
+    V tid;          /* thread index */
+    int threads;    /* threads of the block */
+    V hist, found;  /* smem i32 [256], [2] */
+    V cnt_gt, cnt_eq; /* smem i32 [warps] each */
+    bool hist0;     /* the first pass's histogram is already in hist (load_keys counted it) */
+} SelCore;
+
+static V sel_pos(KB *kb, const SelCore *c, V i)
+{
+    return c->idx ? kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->idx, i)) : kb_add(kb, c->base, i);
+}
+
+/* n <= K: every candidate (positions ascending), then -1 up to width. */
+static void select_all(KB *kb, const SelCore *c)
+{
+    KVar i = kb_for(kb, c->tid, kb_i32(kb, (int)c->width), kb_i32(kb, c->threads));
+    V iv = kb_get(kb, i);
+    V in = kb_lt(kb, iv, c->n);
+    KVar v = kb_var(kb, kb->i32, kb_i32(kb, -1));
+    kb_if(kb, in);
+    kb_set(kb, v, sel_pos(kb, c, iv));
+    kb_endif(kb);
+    kb_store(kb, kb_get(kb, v), kb_gep(kb, kb->i32, c->dst, kb_to_i64(kb, iv)));
+    kb_endfor(kb);
+}
+
+/* n > K (the keys in smem, synced): the K-th largest key T, 8 bits at a time
+ * from the top: a 256-bin histogram of the keys that match the digits found
+ * so far, then (warp 0) the bin where the count from the top reaches the
+ * rank still wanted. What is left of that rank is how many candidates equal
+ * to T are taken (`need`). Then the compaction in candidate order: those
+ * above T and the first `need` equal to T. Warp w owns the contiguous
+ * segment [w·seg, (w+1)·seg) and walks it 32 at a time (ballots, no
+ * barriers); one exchange of the warps' counts gives each warp where its
+ * picks go. */
+static void select_topk(KB *kb, const SelCore *c)
+{
+    int warps = c->threads / 32;
+    V tid = c->tid, n = c->n, keys = c->keys, hist = c->hist, found = c->found;
+    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+    V prefix = kb_i32(kb, 0), rem = kb_i32(kb, c->K);
+    for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        V hi_mask = kb_i32(kb, pass ? (int64_t)(int32_t)(0xffffffffu << (32 - 8 * pass)) : 0);
+        if (pass || !c->hist0) { /* pass 0 with hist0: load_keys counted it */
+            KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, c->threads));
+            kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
+            kb_endfor(kb);
+            nvvm_bar_sync(kb);
+            KVar j = kb_for(kb, tid, n, kb_i32(kb, c->threads));
+            {
+                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j)));
+                kb_if(kb, kb_eq(kb, kb_and(kb, key, hi_mask), prefix));
+                V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, 255));
+                LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
+                                   LLVMAtomicOrderingMonotonic, 0);
+                kb_endif(kb);
+            }
+            kb_endfor(kb);
+            nvvm_bar_sync(kb);
+        }
+        kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
+        { /* lane l holds bins 255-8l down to 248-8l */
+            V base = kb_sub(kb, kb_i32(kb, 255), kb_mul(kb, lane, kb_i32(kb, 8)));
+            V cc[8], sum = kb_i32(kb, 0);
+            for (int i = 0; i < 8; i++) {
+                cc[i] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, hist, kb_sub(kb, base, kb_i32(kb, i))));
+                sum = kb_add(kb, sum, cc[i]);
+            }
+            V inc = kb_to_f32(kb, sum); /* counts <= INDEX_MAX_CTX: exact in f32 */
+            for (int o = 1; o < 32; o *= 2) {
+                V has = kb_ge(kb, lane, kb_i32(kb, o));
+                V up = nvvm_shfl_idx(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
+                inc = kb_add(kb, inc, kb_select(kb, has, up, kb_f32(kb, 0)));
+            }
+            V incl = LLVMBuildFPToSI(kb->b, inc, kb->i32, ""), excl = kb_sub(kb, incl, sum);
+            kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, incl, rem)));
+            {
+                V acc = excl, dsel = kb_i32(kb, -1), rnew = rem;
+                for (int i = 0; i < 8; i++) {
+                    V before = acc;
+                    acc = kb_add(kb, acc, cc[i]);
+                    V hit = kb_and(kb, kb_lt(kb, dsel, kb_i32(kb, 0)), kb_ge(kb, acc, rem));
+                    dsel = kb_select(kb, hit, kb_sub(kb, base, kb_i32(kb, i)), dsel);
+                    rnew = kb_select(kb, hit, kb_sub(kb, rem, before), rnew);
+                }
+                kb_store(kb, dsel, kb_gep(kb, kb->i32, found, kb_i32(kb, 0)));
+                kb_store(kb, rnew, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
+            }
+            kb_endif(kb);
+        }
+        kb_endif(kb);
+        nvvm_bar_sync(kb);
+        prefix = kb_or(kb, prefix, kb_shl(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 0))), kb_i32(kb, shift)));
+        rem = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
+    }
+    V T = prefix, need = rem;
+    V lt = nvvm_lanemask_lt(kb);
+    V seg = kb_mul(kb, kb_div(kb, kb_add(kb, n, kb_i32(kb, 32 * warps - 1)), kb_i32(kb, 32 * warps)), kb_i32(kb, 32));
+    V lo = kb_mul(kb, warp, seg), hi = kb_min(kb, kb_add(kb, lo, seg), n);
+    KVar wgt = kb_var(kb, kb->i32, kb_i32(kb, 0)), weq = kb_var(kb, kb->i32, kb_i32(kb, 0));
+    KVar c1 = kb_for(kb, lo, hi, kb_i32(kb, 32));
+    {
+        V sv = kb_add(kb, kb_get(kb, c1), lane);
+        V inb = kb_lt(kb, sv, hi);
+        V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
+        kb_set(kb, wgt, kb_add(kb, kb_get(kb, wgt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_ugt(kb, key, T))))));
+        kb_set(kb, weq, kb_add(kb, kb_get(kb, weq), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_eq(kb, key, T))))));
+    }
+    kb_endfor(kb);
+    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 0)));
+    kb_store(kb, kb_get(kb, wgt), kb_gep(kb, kb->i32, c->cnt_gt, warp));
+    kb_store(kb, kb_get(kb, weq), kb_gep(kb, kb->i32, c->cnt_eq, warp));
+    kb_endif(kb);
+    nvvm_bar_sync(kb);
+    V gt_before = kb_i32(kb, 0), eq_before = kb_i32(kb, 0);
+    for (int w = 0; w < warps; w++) {
+        V before = kb_lt(kb, kb_i32(kb, w), warp);
+        gt_before = kb_add(kb, gt_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->cnt_gt, kb_i32(kb, w))), kb_i32(kb, 0)));
+        eq_before = kb_add(kb, eq_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->cnt_eq, kb_i32(kb, w))), kb_i32(kb, 0)));
+    }
+    KVar run_sel = kb_var(kb, kb->i32, kb_add(kb, gt_before, kb_min(kb, eq_before, need)));
+    KVar run_eq = kb_var(kb, kb->i32, eq_before);
+    KVar c0 = kb_for(kb, lo, hi, kb_i32(kb, 32));
+    {
+        V sv = kb_add(kb, kb_get(kb, c0), lane);
+        V inb = kb_lt(kb, sv, hi);
+        V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
+        V isgt = kb_and(kb, inb, kb_ugt(kb, key, T)), iseq = kb_and(kb, inb, kb_eq(kb, key, T));
+        V eqm = nvvm_ballot(kb, iseq);
+        V eq_rank = kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, kb_and(kb, eqm, lt)));
+        V take = kb_or(kb, isgt, kb_and(kb, iseq, kb_lt(kb, eq_rank, need)));
+        V tm = nvvm_ballot(kb, take);
+        V at = kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, kb_and(kb, tm, lt)));
+        kb_if(kb, take);
+        kb_store(kb, sel_pos(kb, c, sv), kb_gep(kb, kb->i32, c->dst, kb_to_i64(kb, at)));
+        kb_endif(kb);
+        kb_set(kb, run_sel, kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, tm)));
+        kb_set(kb, run_eq, kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, eqm)));
+    }
+    kb_endfor(kb);
 }
 
 /* index_topk (fused: scores computed here) or index_select (split: the keys
@@ -349,7 +686,7 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
      * per-warp counts i32 [2][warps] | histogram i32 [256] | found digit, rank i32 [2] */
     int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_cnt = o_w + 4 * (int)H;
     int o_hist = o_cnt + 8 * warps, o_found = o_hist + 4 * 256;
-    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    KParamKind pk[8] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
     int np = 7;
     if (lightning && !split)
         pk[np++] = KP_PTR;
@@ -360,140 +697,35 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
     V r = nvvm_ctaid_x(kb), tid = nvvm_tid_x(kb);
     V keys = kb_smem(kb, kb_i32(kb, o_keys)), qs = kb_smem(kb, kb_i32(kb, o_q)), ws = kb_smem(kb, kb_i32(kb, o_w));
     V cnt_gt = kb_smem(kb, kb_i32(kb, o_cnt)), cnt_eq = kb_smem(kb, kb_i32(kb, o_cnt + 4 * warps));
+    V hist = kb_smem(kb, kb_i32(kb, o_hist)), found = kb_smem(kb, kb_i32(kb, o_found));
     kb_if(kb, kb_lt(kb, r, rows));
     {
         V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
         V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
         V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), kb_min(kb, ctx, kb_i32(kb, INDEX_MAX_CTX))); /* candidates */
         V out = kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, Kt));
+        SelCore core = {.keys = keys, .idx = NULL, .base = kb_i32(kb, 0), .n = n, .K = K, .width = Kt,
+                        .dst = kb_gep(kb, kb->i32, selp, out), .tid = tid, .threads = threads, .hist = hist,
+                        .found = found, .cnt_gt = cnt_gt, .cnt_eq = cnt_eq};
         if (adaptive) { /* the softmax needs every candidate's score, selected or not */
-            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
+            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale, NULL);
             nvvm_bar_sync(kb);
         }
         kb_if(kb, kb_le(kb, n, kb_i32(kb, K)));
-        { /* fewer than k candidates: all of them, then -1 */
-            KVar i = kb_for(kb, tid, kb_i32(kb, Kt), kb_i32(kb, threads));
-            V iv = kb_get(kb, i);
-            kb_store(kb, kb_select(kb, kb_lt(kb, iv, n), iv, kb_i32(kb, -1)),
-                     kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, iv))));
-            kb_endfor(kb);
-        }
+        select_all(kb, &core); /* fewer than k candidates: all of them, then -1 */
         kb_else(kb);
-        {
-            if (!adaptive)
-                load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale);
-            nvvm_bar_sync(kb);
-            /* the k-th largest key T, 8 bits at a time from the top: a 256-bin
-             * histogram of the keys that match the digits found so far, then
-             * (warp 0) the bin where the count from the top reaches the rank
-             * still wanted. What is left of that rank is how many rows equal
-             * to T are taken (`need`). */
-            V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-            V hist = kb_smem(kb, kb_i32(kb, o_hist)), found = kb_smem(kb, kb_i32(kb, o_found));
-            V prefix = kb_i32(kb, 0), rem = kb_i32(kb, K);
-            for (int pass = 0; pass < 4; pass++) {
-                int shift = 24 - 8 * pass;
-                V hi_mask = kb_i32(kb, pass ? (int64_t)(int32_t)(0xffffffffu << (32 - 8 * pass)) : 0);
+        if (!adaptive) {
+            core.hist0 = split; /* the first radix pass counted while the keys load */
+            if (split) {
                 KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, threads));
                 kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
                 kb_endfor(kb);
                 nvvm_bar_sync(kb);
-                KVar j = kb_for(kb, tid, n, kb_i32(kb, threads));
-                {
-                    V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j)));
-                    kb_if(kb, kb_eq(kb, kb_and(kb, key, hi_mask), prefix));
-                    V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, 255));
-                    LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
-                                       LLVMAtomicOrderingMonotonic, 0);
-                    kb_endif(kb);
-                }
-                kb_endfor(kb);
-                nvvm_bar_sync(kb);
-                kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
-                { /* lane l holds bins 255-8l down to 248-8l */
-                    V base = kb_sub(kb, kb_i32(kb, 255), kb_mul(kb, lane, kb_i32(kb, 8)));
-                    V c[8], sum = kb_i32(kb, 0);
-                    for (int i = 0; i < 8; i++) {
-                        c[i] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, hist, kb_sub(kb, base, kb_i32(kb, i))));
-                        sum = kb_add(kb, sum, c[i]);
-                    }
-                    V inc = kb_to_f32(kb, sum); /* counts <= INDEX_MAX_CTX: exact in f32 */
-                    for (int o = 1; o < 32; o *= 2) {
-                        V has = kb_ge(kb, lane, kb_i32(kb, o));
-                        V up = nvvm_shfl_idx(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
-                        inc = kb_add(kb, inc, kb_select(kb, has, up, kb_f32(kb, 0)));
-                    }
-                    V incl = LLVMBuildFPToSI(kb->b, inc, kb->i32, ""), excl = kb_sub(kb, incl, sum);
-                    kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, incl, rem)));
-                    {
-                        V acc = excl, dsel = kb_i32(kb, -1), rnew = rem;
-                        for (int i = 0; i < 8; i++) {
-                            V before = acc;
-                            acc = kb_add(kb, acc, c[i]);
-                            V hit = kb_and(kb, kb_lt(kb, dsel, kb_i32(kb, 0)), kb_ge(kb, acc, rem));
-                            dsel = kb_select(kb, hit, kb_sub(kb, base, kb_i32(kb, i)), dsel);
-                            rnew = kb_select(kb, hit, kb_sub(kb, rem, before), rnew);
-                        }
-                        kb_store(kb, dsel, kb_gep(kb, kb->i32, found, kb_i32(kb, 0)));
-                        kb_store(kb, rnew, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
-                    }
-                    kb_endif(kb);
-                }
-                kb_endif(kb);
-                nvvm_bar_sync(kb);
-                prefix = kb_or(kb, prefix, kb_shl(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 0))), kb_i32(kb, shift)));
-                rem = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
             }
-            V T = prefix, need = rem;
-            /* compaction in index order: rows above T, then the first `need` rows
-             * equal to T. Warp w owns the contiguous segment [w·seg, (w+1)·seg) and
-             * walks it 32 rows at a time (ballots, no barriers); one exchange of the
-             * warps' counts gives each warp where its rows go. */
-            V lt = nvvm_lanemask_lt(kb);
-            V seg = kb_mul(kb, kb_div(kb, kb_add(kb, n, kb_i32(kb, 32 * warps - 1)), kb_i32(kb, 32 * warps)), kb_i32(kb, 32));
-            V lo = kb_mul(kb, warp, seg), hi = kb_min(kb, kb_add(kb, lo, seg), n);
-            KVar wgt = kb_var(kb, kb->i32, kb_i32(kb, 0)), weq = kb_var(kb, kb->i32, kb_i32(kb, 0));
-            KVar c1 = kb_for(kb, lo, hi, kb_i32(kb, 32));
-            {
-                V sv = kb_add(kb, kb_get(kb, c1), lane);
-                V inb = kb_lt(kb, sv, hi);
-                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
-                kb_set(kb, wgt, kb_add(kb, kb_get(kb, wgt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_ugt(kb, key, T))))));
-                kb_set(kb, weq, kb_add(kb, kb_get(kb, weq), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_eq(kb, key, T))))));
-            }
-            kb_endfor(kb);
-            kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 0)));
-            kb_store(kb, kb_get(kb, wgt), kb_gep(kb, kb->i32, cnt_gt, warp));
-            kb_store(kb, kb_get(kb, weq), kb_gep(kb, kb->i32, cnt_eq, warp));
-            kb_endif(kb);
-            nvvm_bar_sync(kb);
-            V gt_before = kb_i32(kb, 0), eq_before = kb_i32(kb, 0);
-            for (int w = 0; w < warps; w++) {
-                V before = kb_lt(kb, kb_i32(kb, w), warp);
-                gt_before = kb_add(kb, gt_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, cnt_gt, kb_i32(kb, w))), kb_i32(kb, 0)));
-                eq_before = kb_add(kb, eq_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, cnt_eq, kb_i32(kb, w))), kb_i32(kb, 0)));
-            }
-            KVar run_sel = kb_var(kb, kb->i32, kb_add(kb, gt_before, kb_min(kb, eq_before, need)));
-            KVar run_eq = kb_var(kb, kb->i32, eq_before);
-            KVar c0 = kb_for(kb, lo, hi, kb_i32(kb, 32));
-            {
-                V sv = kb_add(kb, kb_get(kb, c0), lane);
-                V inb = kb_lt(kb, sv, hi);
-                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
-                V isgt = kb_and(kb, inb, kb_ugt(kb, key, T)), iseq = kb_and(kb, inb, kb_eq(kb, key, T));
-                V eqm = nvvm_ballot(kb, iseq);
-                V eq_rank = kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, kb_and(kb, eqm, lt)));
-                V take = kb_or(kb, isgt, kb_and(kb, iseq, kb_lt(kb, eq_rank, need)));
-                V tm = nvvm_ballot(kb, take);
-                V at = kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, kb_and(kb, tm, lt)));
-                kb_if(kb, take);
-                kb_store(kb, sv, kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, at))));
-                kb_endif(kb);
-                kb_set(kb, run_sel, kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, tm)));
-                kb_set(kb, run_eq, kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, eqm)));
-            }
-            kb_endfor(kb);
+            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale, split ? hist : NULL);
         }
+        nvvm_bar_sync(kb);
+        select_topk(kb, &core);
         kb_endif(kb);
         if (adaptive || sl->W) {
             nvvm_bar_sync(kb); /* the top-k part of sel (global) and the counts in smem are read next */
@@ -518,34 +750,41 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     if (D % 8)
         return diag_fail(d, "index_topk: dim %lld must be a multiple of 8", (long long)D);
     SymExpr rows = node_rows_expr(n), seq_e = n->dim[1].sym ? sym_mono(MONO_S, 1) : sym_const(n->dim[1].n);
-    char name[96];
-    snprintf(name, sizeof name, "index_append_d%lld", (long long)D);
-    KLaunch *a = kout_add(out, name, 128, 0);
-    a->grid[0] = rows;
-    a->bytes = sym_scale(rows, 4 * D);
-    kl_arg_src(a, 1);
-    kl_arg_src(a, 2);
-    kl_arg_src(a, 3);
-    kl_arg_i32(a, rows);
-    kl_arg_i32(a, seq_e);
-    kl_arg_i32(a, sym_mono(MONO_C, 1));
-    if (!emit_cache_append(cg, "index_append", 1, &D, &a->ptx, d))
-        return false;
     /* decode with a scratch (lower.c): split over blocks per query, index_score
-     * (a thread per key, all SMs busy) then index_select on the stored keys */
+     * (all SMs stream the cache) then index_select on the stored keys; the
+     * coalesced index_score (score2_fits) also appends the step's key */
     bool step = !n->dim[1].sym && n->dim[1].n == 1;
     bool split = step && node_str(n, "scratch", NULL);
+    bool fold = split && score2_fits(H, D);
     const char *kind = lightning ? "lightning" : "dot";
     float scale = (float)node_float(n, "scale", 1.0);
+    char name[96];
+    if (!fold) {
+        snprintf(name, sizeof name, "index_append_d%lld", (long long)D);
+        KLaunch *a = kout_add(out, name, 128, 0);
+        a->grid[0] = rows;
+        a->bytes = sym_scale(rows, 4 * D);
+        kl_arg_src(a, 1);
+        kl_arg_src(a, 2);
+        kl_arg_src(a, 3);
+        kl_arg_i32(a, rows);
+        kl_arg_i32(a, seq_e);
+        kl_arg_i32(a, sym_mono(MONO_C, 1));
+        if (!emit_cache_append(cg, "index_append", 1, &D, &a->ptx, d))
+            return false;
+    }
     if (split) {
-        snprintf(name, sizeof name, "index_score_h%lld_d%lld_%s", (long long)H, (long long)D, kind);
-        KLaunch *sc = kout_add(out, name, IX_THREADS, (unsigned)(4 * H * D + 4 * H));
-        sc->grid[0] = sym_ceildiv(sym_mono(MONO_C, 1), IX_THREADS);
+        snprintf(name, sizeof name, "index_score%s_h%lld_d%lld_%s", fold ? "2" : "", (long long)H, (long long)D, kind);
+        KLaunch *sc = kout_add(out, name, IX_THREADS, fold ? 0 : (unsigned)(4 * H * D + 4 * H));
+        sc->grid[0] = sym_ceildiv(sym_mono(MONO_C, 1), fold ? IX_SCORE_ROWS : IX_THREADS);
         sc->grid[1] = rows;
-        /* cost: ctx keys per query scored (a dot per head, plus the weighting), bf16 key rows read, u32 keys written */
+        /* cost: ctx keys per query scored (a dot per head, plus the weighting), bf16 key rows read, u32 keys
+         * written; fold: the step's key row read and appended too */
         sc->flops = sym_mono(MONO_BC, 2 * H * D + 2 * H);
-        sc->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H), sym_mono(MONO_BC, 2 * D + 4));
+        sc->bytes = sym_add(sym_scale(rows, 2 * H * D + 4 * H + (fold ? 4 * D : 0)), sym_mono(MONO_BC, 2 * D + 4));
         kl_arg_src(sc, 0);
+        if (fold)
+            kl_arg_src(sc, 1);
         kl_arg_src(sc, 2);
         kl_arg_src(sc, 3);
         kl_arg_scratch(sc);
@@ -554,7 +793,7 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_i32(sc, rows);
         if (lightning)
             kl_arg_src(sc, 4);
-        if (!emit_score(cg, H, D, lightning, scale, &sc->ptx, d))
+        if (!(fold ? emit_score2(cg, H, D, lightning, scale, &sc->ptx, d) : emit_score(cg, H, D, lightning, scale, &sc->ptx, d)))
             return false;
     }
     char extra[48] = "";

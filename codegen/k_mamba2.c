@@ -424,11 +424,27 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     Mx m = mx_of(n);
     int T = (int)node_int(n, "kchunk", 64), threads = (int)node_int(n, "threads", 256);
+    int segs = (int)node_int(n, "segs", 1); /* segments per sequence (0: per call); 1 when not lowered with one */
     bool tc = node_int(n, "tc", 1) && scan_tc_supported(&m, cg->target->smem_max) && node_str(n, "scratch", NULL);
     if (tc)
-        T = 64, threads = 256; /* the tensor-core scan's fixed tiling */
+        T = SCAN_TC_CHUNK, threads = SCAN_TC_THREADS; /* the tensor-core scan's fixed tiling */
     if (T < 1 || T > 256 || threads % 32 || threads < T)
         return diag_fail(d, "mamba2_scan: invalid schedule kchunk=%d threads=%d", T, threads);
+    if (segs < 0 || segs > SEG_MAX || (!tc && segs > 1))
+        return diag_fail(d, "mamba2_scan: invalid schedule segs=%d (0..%d, and more than 1 only on the tensor-core scan)",
+                         segs, SEG_MAX);
+    bool segmented = tc && segs != 1; /* mamba2_seg_state and the segment area */
+    SymExpr rows = node_rows_expr(n);
+    SymExpr seg_off = sym_scale(rows, 4 * m.GN); /* the segment area follows the B, C activations */
+    if (segmented) { /* the scratch must hold the segment area (lower.c sizes it) */
+        SymExpr sc;
+        int64_t slot = seg_slot_floats(&m) * 4;
+        if (!sym_parse_expr(node_str(n, "scratch", ""), &sc) || sc.div != 1 || sc.c[MONO_BS] < 4 * m.GN ||
+            sc.c[MONO_B] < m.H * slot || sc.c[MONO_1] < SEG_SPARE * slot)
+            return diag_fail(d, "mamba2_scan: segs=%d needs a scratch of %lld*batch*seq+%lld*batch+%lld bytes, has '%s'",
+                             segs, (long long)(4 * m.GN), (long long)(m.H * slot), (long long)(SEG_SPARE * slot),
+                             node_str(n, "scratch", ""));
+    }
     unsigned smem = tc ? scan_tc_smem(&m) : (unsigned)(4 * (T * m.CP + 3 * T + m.P * (m.N + 1) + T * T));
     if (smem > (unsigned)cg->target->smem_max) {
         int fit = T; /* the largest chunk whose SIMT scan fits */
@@ -438,7 +454,6 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
                             "more than %s blocks have (%d); set chunk_size: %d (or less) for this layer",
                          (long long)m.P, (long long)m.N, T, smem, cg->target->name, cg->target->smem_max, fit);
     }
-    SymExpr rows = node_rows_expr(n);
     char name[96];
     if (tc) { /* B and C conv once per group, into the scratch */
         snprintf(name, sizeof name, "mamba2_conv_bc_gn%lld_w%lld", (long long)m.GN, (long long)m.W);
@@ -457,24 +472,60 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
         if (!emit_conv_bc(cg, &m, &c->ptx, d))
             return false;
     }
-    snprintf(name, sizeof name, "mamba2_scan%s_h%lld_p%lld_n%lld_g%lld_c%d", tc ? "_tc" : "", (long long)m.H,
-             (long long)m.P, (long long)m.N, (long long)m.G, T);
+    if (segmented) { /* the segments' local states (k_mamba2_seg.c) */
+        snprintf(name, sizeof name, "mamba2_seg_state_h%lld_p%lld_n%lld_g%lld_s%d", (long long)m.H, (long long)m.P,
+                 (long long)m.N, (long long)m.G, segs);
+        KLaunch *s = kout_add(out, name, SCAN_TC_THREADS, seg_state_smem(&m));
+        kl_param(s, "segs", segs);
+        s->grid[0] = seg_grid(&m, segs);
+        /* repeated work (the state update of all but the last segment, which the scan does
+         * again): not counted, so the layer's cost model stays its useful work */
+        s->flops = sym_const(0);
+        s->bytes = sym_const(0);
+        for (int a = 0; a <= 4; a++)
+            kl_arg_src(s, a);
+        kl_arg_src(s, 7);
+        kl_arg_src(s, 8);
+        kl_arg_src(s, 9);
+        kl_arg_scratch(s);
+        kl_arg_scratch_at(s, seg_off);
+        kl_arg_i32(s, sym_mono(MONO_B, 1));
+        kl_arg_i32(s, sym_mono(MONO_S, 1));
+        if (!emit_seg_state(cg, &m, segs, &s->ptx, d))
+            return false;
+    }
+    char sn[16] = "";
+    if (tc)
+        snprintf(sn, sizeof sn, "_s%d", segs);
+    snprintf(name, sizeof name, "mamba2_scan%s_h%lld_p%lld_n%lld_g%lld_c%d%s", tc ? "_tc" : "", (long long)m.H,
+             (long long)m.P, (long long)m.N, (long long)m.G, T, sn);
     KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
     kl_param(l, "kchunk", T);
     kl_param(l, "threads", threads);
     kl_param(l, "tc", tc);
-    l->grid[0] = sym_const(m.H);
-    l->grid[1] = sym_mono(MONO_B, 1);
+    kl_param(l, "segs", tc ? segs : 1);
+    if (tc) {
+        l->grid[0] = seg_grid(&m, segs);
+    } else {
+        l->grid[0] = sym_const(m.H);
+        l->grid[1] = sym_mono(MONO_B, 1);
+    }
     /* useful work of the chunked SSD per token and head: C·Bᵀ (T·N), its product
      * with x (T·P), C·S and the state update (2·2·N·P); the conv (2·W per channel) */
     int64_t conv_ch = tc ? m.P : m.CP;
     l->flops = sym_scale(rows, m.H * (T * m.N + T * m.P + 4 * m.N * m.P + 2 * m.W * conv_ch));
     l->bytes = sym_add(sym_scale(rows, m.Din * 2 + m.Di * 2), sym_mono(MONO_B, 2 * m.H * m.P * m.N * 4));
     state_args(l);
-    if (tc)
+    if (tc) {
         kl_arg_scratch(l);
+        if (segmented)
+            kl_arg_scratch_at(l, seg_off);
+        else
+            kl_arg_scratch(l); /* one segment: the segment area is never read */
+        kl_arg_i32(l, sym_mono(MONO_B, 1));
+    }
     kl_arg_i32(l, sym_mono(MONO_S, 1));
-    if (!(tc ? emit_scan_tc(cg, &m, &l->ptx, d) : emit_scan(cg, &m, T, threads, &l->ptx, d)))
+    if (!(tc ? emit_scan_tc(cg, &m, segs, &l->ptx, d) : emit_scan(cg, &m, T, threads, &l->ptx, d)))
         return false;
     return add_norm_launch(cg, n, &m, out, d);
 }

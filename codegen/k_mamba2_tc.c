@@ -1,10 +1,10 @@
 /* k_mamba2_tc.c — the Mamba2 prefill scan on tensor cores, in two launches
- * before the grouped norm (k_mamba2.c):
+ * (three with segments: k_mamba2_seg.c) before the grouped norm (k_mamba2.c):
  *
  *   mamba2_conv_bc   silu(conv1d(B, C)) for every token, once per group
  *                    (not once per head), into the node's scratch [rows, 2·G·N]
- *   mamba2_scan_tc   one block (8 warps) per (head, sequence), chunks of
- *                    TC = 64 tokens in order, every chunk product on mma.sync
+ *   mamba2_scan_tc   one block (8 warps) per (head, sequence, segment), chunks
+ *                    of TC = 64 tokens in order, every chunk product on mma.sync
  *                    (bf16 operands, fp32 accumulate), the state in registers:
  *
  *   prefetch      the next chunk's rows — raw x and z of the head (zxbcdt), B and
@@ -23,13 +23,18 @@
  * The state never leaves registers between chunks; a bf16 copy in shared
  * memory feeds C·Sᵀ. Shapes: TC = 64, P ∈ {64, 128}, N ∈ {64, 128, 256},
  * within the target's shared memory (k_mamba2.c falls back to the SIMT scan
- * otherwise). Warps are 2×4 over each product's output tile. */
+ * otherwise). Warps are 2×4 over each product's output tile.
+ *
+ * Segments (k_mamba2_seg.c): a block per (head, sequence, segment) of the
+ * call's segments (the grid of seg_grid); a block walks only its segment's chunks, starting from the
+ * state folded from mamba2_seg_state's segment states (or, with one segment,
+ * the state buffer), with the conv history of the rows before the segment. */
 #include "kernels.h"
 #include "mamba2_common.h"
 #include "mma.h"
 #include "nvvm.h"
 
-enum { TC = 64, THREADS = 256, CONV_ROWS = 32, CONV_THREADS = 128 }; /* chunk, block; conv_bc tile */
+enum { TC = SCAN_TC_CHUNK, THREADS = SCAN_TC_THREADS, CONV_ROWS = 32, CONV_THREADS = 128 }; /* chunk, block; conv_bc tile */
 
 /* Bytes per cp.async piece of a zxbcdt row: 16 when rows are 16-byte aligned, else 4. */
 static int piece_bytes(const Mx *m) { return m->Din % 8 == 0 ? 16 : m->Din % 2 == 0 ? 4 : 0; }
@@ -151,25 +156,27 @@ bool emit_conv_bc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
 
 /* ---------------------------------------------------------------------------
  * mamba2_scan_tc. Args: zxbcdt, conv_w, conv_b, dt_bias, A_log, D, conv_state,
- * ssm_state, pos, out, scratch (B, C activations), seq. */
+ * ssm_state, pos, out, scratch (B, C activations), segment area, batch, seq. */
 
-/* Issues the cp.async copies of chunk rows [t0, t0 + TC) into stage `st`:
- * x and z of head h from zxbcdt, B and C of its group from the scratch; rows
- * past seq are zero-filled. */
-static void prefetch_rows(KB *kb, const Mx *m, const Lay *L, V raw, V scr, V b, V h, V seq, V t0, V st, V tid)
+/* Issues the cp.async copies of chunk rows [t0, t0 + TC) into stage `st` of
+ * stages at byte `stage`, rows `ldr` bytes apart: x of head h from zxbcdt and
+ * B of its group from the scratch, and with `full` also C and z (row layout
+ * x P | B N | C N | z P); rows past seq are zero-filled. */
+void scan_prefetch_rows(KB *kb, const Mx *m, int stage, int ldr, bool full, V raw, V scr, V b, V h, V seq, V t0, V st,
+                        V tid)
 {
     int pz = piece_bytes(m) / 2; /* elements per zxbcdt piece */
     int P = (int)m->P, N = (int)m->N;
-    int nx = P / pz, nbc = 2 * N / 8, per_row = 2 * nx + nbc; /* pieces: x, B|C (16 B), z */
+    int nx = P / pz, nbc = (full ? 2 * N : N) / 8, per_row = (full ? 2 : 1) * nx + nbc; /* pieces: x, B|C (16 B), z */
     V g = kb_div(kb, h, kb_i32(kb, m->H / m->G));
-    V sbase = kb_add(kb, kb_i32(kb, L->stage), kb_mul(kb, st, kb_i32(kb, TC * L->ldr)));
+    V sbase = kb_add(kb, kb_i32(kb, stage), kb_mul(kb, st, kb_i32(kb, TC * ldr)));
     KVar e = kb_for(kb, tid, kb_i32(kb, TC * per_row), kb_i32(kb, THREADS));
     {
         V ev = kb_get(kb, e), t = kb_div(kb, ev, kb_i32(kb, per_row)), q = kb_rem(kb, ev, kb_i32(kb, per_row));
         V tt = kb_add(kb, t0, t);
         V ok = kb_lt(kb, tt, seq);
         V row = kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, seq), kb_select(kb, ok, tt, kb_i32(kb, 0))));
-        V srow = kb_add(kb, sbase, kb_mul(kb, t, kb_i32(kb, L->ldr)));
+        V srow = kb_add(kb, sbase, kb_mul(kb, t, kb_i32(kb, ldr)));
         V isx = kb_lt(kb, q, kb_i32(kb, nx)), isbc = kb_lt(kb, q, kb_i32(kb, nx + nbc));
         kb_if(kb, isbc);
         kb_if(kb, isx);
@@ -212,13 +219,135 @@ static void prefetch_rows(KB *kb, const Mx *m, const Lay *L, V raw, V scr, V b, 
 }
 
 /* Raw dt of head h at chunk row tid (threads < TC): the value, 0 past seq. */
-static V load_dt_raw(KB *kb, const Mx *m, V raw, V b, V h, V seq, V t0, V tid)
+V scan_load_dt_raw(KB *kb, const Mx *m, V raw, V b, V h, V seq, V t0, V tid)
 {
     V tt = kb_add(kb, t0, tid);
     V ok = kb_lt(kb, tt, seq);
     V row = kb_add(kb, kb_mul(kb, b, seq), kb_select(kb, ok, tt, kb_i32(kb, 0)));
     V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Din)), kb_to_i64(kb, kb_add(kb, h, kb_i32(kb, m->Di + m->CD))));
     return kb_select(kb, ok, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, off))), kb_f32(kb, 0));
+}
+
+/* The conv history of head h's x channels before row ts of this call — raw
+ * rows ts-(W-1) .. ts-1 of zxbcdt, or the conv ring for rows before 0 — as
+ * bf16 into the last W-1 rows of the stage at byte `stage` (rows ldr apart). */
+void scan_stage_history(KB *kb, const Mx *m, V stage, int ldr, V raw, V ring, V b, V h, V pos, V seq, V ts, V tid)
+{
+    int P = (int)m->P, W = (int)m->W;
+    KVar hq = kb_for(kb, tid, kb_i32(kb, (W - 1) * P), kb_i32(kb, THREADS));
+    {
+        V hv = kb_get(kb, hq), k = kb_div(kb, hv, kb_i32(kb, P)), c = kb_rem(kb, hv, kb_i32(kb, P));
+        V gch = kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), c);
+        V u = kb_add(kb, ts, kb_sub(kb, k, kb_i32(kb, W - 1))); /* row of this call; < 0: before it */
+        KVar v = kb_var(kb, kb->f32, kb_f32(kb, 0));
+        kb_if(kb, kb_ge(kb, u, kb_i32(kb, 0)));
+        {
+            V off = kb_add(kb, kb_mul(kb, kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, seq), u)), kb_i64(kb, m->Din)),
+                           kb_to_i64(kb, kb_add(kb, gch, kb_i32(kb, m->Di))));
+            kb_set(kb, v, kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, raw, off))));
+        }
+        kb_else(kb);
+        {
+            V slot = ring_slot(kb, m, kb_add(kb, pos, u));
+            V off = kb_add(kb, kb_mul(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), gch), kb_i32(kb, W)), slot);
+            kb_set(kb, v, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ring, off)));
+        }
+        kb_endif(kb);
+        V so = kb_add(kb, stage, kb_add(kb, kb_mul(kb, kb_add(kb, k, kb_i32(kb, TC - (W - 1))), kb_i32(kb, ldr)),
+                                        kb_mul(kb, c, kb_i32(kb, 2))));
+        kb_store(kb, kb_f32_to_bf16(kb, kb_get(kb, v)), kb_smem(kb, so));
+    }
+    kb_endfor(kb);
+}
+
+/* Conv weights and bias of this thread's x channel pair (2cq, 2cq+1) of head h. */
+void scan_conv_weights(KB *kb, const Mx *m, V cw, V cbias, V h, V cq, V wv[2][8], V bias[2])
+{
+    for (int e = 0; e < 2; e++) {
+        V gch = kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->P)), kb_add(kb, kb_mul(kb, cq, kb_i32(kb, 2)), kb_i32(kb, e)));
+        for (int k = 0; k < m->W; k++)
+            wv[e][k] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cw, kb_add(kb, kb_mul(kb, gch, kb_i32(kb, m->W)), kb_i32(kb, k))));
+        bias[e] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cbias, gch));
+    }
+}
+
+/* conv + SiLU of the staged x channels of one chunk: this thread's channel
+ * pair cq over rows [seg·rps, seg·rps + rps) (rps = TC·P/(2·THREADS)),
+ * history from the tail of the previous stage. Each result, rounded to bf16
+ * (as the reference), goes to the bf16 tile at byte `xo` (rows ldx apart),
+ * scaled by the f32 smem vector at byte `wo` when wo >= 0 (rounded again). */
+void scan_conv_x(KB *kb, const Mx *m, V rows, V prev, int ldr, V cq, V seg, V wv[2][8], V bias[2], int xo, int ldx,
+                 int wo)
+{
+    int P = (int)m->P, W = (int)m->W, rps = TC / (THREADS / (P / 2));
+    V r0 = kb_mul(kb, seg, kb_i32(kb, rps));
+    V colb = kb_mul(kb, cq, kb_i32(kb, 4)); /* byte column of the pair */
+    V win[8][2];
+    for (int k = 0; k < W - 1; k++) { /* rows r0 - (W-1) + k: this chunk, or the previous one's tail */
+        V t = kb_add(kb, r0, kb_i32(kb, k - (W - 1)));
+        V inprev = kb_lt(kb, t, kb_i32(kb, 0));
+        V off = kb_select(kb, inprev, kb_add(kb, prev, kb_mul(kb, kb_add(kb, t, kb_i32(kb, TC)), kb_i32(kb, ldr))),
+                          kb_add(kb, rows, kb_mul(kb, t, kb_i32(kb, ldr))));
+        V v = kb_load_vec(kb, kb->bf16, 2, kb_smem(kb, kb_add(kb, off, colb)), 4);
+        win[k][0] = kb_bf16_to_f32(kb, kb_extract(kb, v, 0));
+        win[k][1] = kb_bf16_to_f32(kb, kb_extract(kb, v, 1));
+    }
+    for (int u = 0; u < rps; u++) {
+        V t = kb_add(kb, r0, kb_i32(kb, u));
+        V v = kb_load_vec(kb, kb->bf16, 2, kb_smem(kb, kb_add(kb, kb_add(kb, rows, kb_mul(kb, t, kb_i32(kb, ldr))), colb)), 4);
+        V ws = wo >= 0 ? kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, wo)), t)) : NULL;
+        V y[2];
+        for (int e = 0; e < 2; e++) {
+            V xin = kb_bf16_to_f32(kb, kb_extract(kb, v, e));
+            V acc = bias[e];
+            for (int k = 0; k < W - 1; k++)
+                acc = kb_fma(kb, wv[e][k], win[k][e], acc);
+            y[e] = kb_silu(kb, kb_fma(kb, wv[e][W - 1], xin, acc));
+            if (ws)
+                y[e] = kb_mul(kb, kb_bf16_to_f32(kb, kb_f32_to_bf16(kb, y[e])), ws);
+            for (int k = 0; k + 1 < W - 1; k++)
+                win[k][e] = win[k + 1][e];
+            win[W - 2][e] = xin;
+        }
+        V o = kb_add(kb, kb_i32(kb, xo), kb_add(kb, kb_mul(kb, t, kb_i32(kb, ldx)), colb));
+        kb_store(kb, kb_pack_bf16x2(kb, y[0], y[1]), kb_smem(kb, o));
+    }
+}
+
+/* Warp 0: dt of the chunk's rows (from the raw dt at smem byte `dtraw` [TC], 0 at
+ * rows >= tc), cum = inclusive scan of dt·A, and w_s = exp(cum_T − cum_s)·dt_s
+ * into smem byte `wo`; dt and cum also stored when dto / cumo >= 0. Returns
+ * cum_T (in every lane). Call inside warp 0 only. */
+V scan_chunk_decay(KB *kb, const Mx *m, V lane, V dtraw, V dtbias, V A, V tc, int dto, int cumo, int wo)
+{
+    V zero = kb_f32(kb, 0);
+    V dt[2], cum[2];
+    for (int i = 0; i < 2; i++) {
+        V r = kb_add(kb, lane, kb_i32(kb, 32 * i));
+        V raw = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, kb_smem(kb, dtraw), r));
+        V v = kb_min(kb, kb_max(kb, kb_softplus(kb, kb_add(kb, raw, dtbias)), kb_f32(kb, m->dt_min)), kb_f32(kb, m->dt_max));
+        dt[i] = kb_select(kb, kb_lt(kb, r, tc), v, zero);
+        cum[i] = kb_mul(kb, dt[i], A);
+    }
+    for (int o = 1; o < 32; o *= 2) {
+        V has = kb_ge(kb, lane, kb_i32(kb, o));
+        for (int i = 0; i < 2; i++) {
+            V up = nvvm_call(kb, "llvm.nvvm.shfl.sync.up.f32", kb->f32, (V[]){kb_i32(kb, -1), cum[i], kb_i32(kb, o), kb_i32(kb, 0)}, 4);
+            cum[i] = kb_add(kb, cum[i], kb_select(kb, has, up, zero));
+        }
+    }
+    cum[1] = kb_add(kb, cum[1], nvvm_shfl_idx(kb, cum[0], kb_i32(kb, 31)));
+    V cumT = nvvm_shfl_idx(kb, cum[1], kb_i32(kb, 31));
+    for (int i = 0; i < 2; i++) {
+        V r = kb_add(kb, lane, kb_i32(kb, 32 * i));
+        if (dto >= 0)
+            kb_store(kb, dt[i], kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, dto)), r));
+        if (cumo >= 0)
+            kb_store(kb, cum[i], kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, cumo)), r));
+        kb_store(kb, kb_mul(kb, kb_exp(kb, kb_sub(kb, cumT, cum[i])), dt[i]),
+                 kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, wo)), r));
+    }
+    return cumT;
 }
 
 /* Writes the bf16 copy of the state tile of this warp into Sb. */
@@ -233,20 +362,27 @@ static void write_sb(KB *kb, const Lay *L, V sm0, V sn0, int smi, int sni, KVar 
             }
 }
 
-bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
+bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d)
 {
     Lay L = layout(m);
-    int P = (int)m->P, N = (int)m->N, W = (int)m->W;
-    int pairs = P / 2, segs = THREADS / pairs, rps = TC / segs; /* x conv: (pair, row segment) per thread */
+    int P = (int)m->P, N = (int)m->N;
+    int pairs = P / 2; /* x conv: (channel pair, row segment) per thread */
     KB *kb = kb_new(cg->ctx, "mamba2_scan_tc",
                     (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR,
-                                   KP_PTR, KP_I32},
-                    12, THREADS);
+                                   KP_PTR, KP_PTR, KP_I32, KP_I32},
+                    14, THREADS);
     V raw = kb_param(kb, 0), cw = kb_param(kb, 1), cbias = kb_param(kb, 2), dtb = kb_param(kb, 3);
     V alog = kb_param(kb, 4), Dp = kb_param(kb, 5), ring = kb_param(kb, 6), ssm = kb_param(kb, 7);
-    V posp = kb_param(kb, 8), out = kb_param(kb, 9), scr = kb_param(kb, 10), seq = kb_param(kb, 11);
+    V posp = kb_param(kb, 8), out = kb_param(kb, 9), scr = kb_param(kb, 10), sega = kb_param(kb, 11);
+    V batch = kb_param(kb, 12), seq = kb_param(kb, 13);
     V tid = nvvm_tid_x(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    V h = nvvm_ctaid_x(kb), b = nvvm_ctaid_y(kb);
+    V h, b, ks;
+    seg_block(kb, m, batch, &b, &h, &ks);
+    /* this block's segment: chunks [c0, c1) of the call's nseg */
+    V nseg = seg_count(kb, m, segs, batch, seq), nchunks = seg_nchunks(kb, seq);
+    kb_if(kb, kb_lt(kb, ks, nseg)); /* blocks past the call's segments have nothing to do */
+    V c0 = seg_first_chunk(kb, ks, nseg, nchunks), c1 = seg_first_chunk(kb, kb_add(kb, ks, kb_i32(kb, 1)), nseg, nchunks);
+    V ts = kb_mul(kb, c0, kb_i32(kb, TC));
     V wm = kb_div(kb, warp, kb_i32(kb, 4)), wn = kb_rem(kb, warp, kb_i32(kb, 4));
     V pos = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b));
     V A = kb_neg(kb, kb_exp(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, alog, h))));
@@ -254,25 +390,14 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
     V dtbias = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, dtb, h));
     V zero = kb_f32(kb, 0);
 
-    /* chunk 0 on its way before anything else */
-    prefetch_rows(kb, m, &L, raw, scr, b, h, seq, kb_i32(kb, 0), kb_i32(kb, 0), tid);
+    /* the segment's first chunk on its way before anything else */
+    scan_prefetch_rows(kb, m, L.stage, L.ldr, true, raw, scr, b, h, seq, ts, kb_i32(kb, 0), tid);
     nvvm_cp_async_commit(kb);
     kb_if(kb, kb_lt(kb, tid, kb_i32(kb, TC)));
-    kb_store(kb, load_dt_raw(kb, m, raw, b, h, seq, kb_i32(kb, 0), tid), sf(kb, L.dtraw, tid));
+    kb_store(kb, scan_load_dt_raw(kb, m, raw, b, h, seq, ts, tid), sf(kb, L.dtraw, tid));
     kb_endif(kb);
-    /* the conv history of the x channels (from the ring) as the last W-1 rows of stage 1 */
-    KVar hq = kb_for(kb, tid, kb_i32(kb, (W - 1) * P), kb_i32(kb, THREADS));
-    {
-        V hv = kb_get(kb, hq), k = kb_div(kb, hv, kb_i32(kb, P)), c = kb_rem(kb, hv, kb_i32(kb, P));
-        V gch = kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), c);
-        V slot = ring_slot(kb, m, kb_add(kb, pos, kb_sub(kb, k, kb_i32(kb, W - 1))));
-        V off = kb_add(kb, kb_mul(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), gch), kb_i32(kb, W)), slot);
-        V v = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ring, off));
-        V so = kb_add(kb, kb_i32(kb, L.stage + TC * L.ldr),
-                      kb_add(kb, kb_mul(kb, kb_add(kb, k, kb_i32(kb, TC - (W - 1))), kb_i32(kb, L.ldr)), kb_mul(kb, c, kb_i32(kb, 2))));
-        kb_store(kb, kb_f32_to_bf16(kb, v), kb_smem(kb, so));
-    }
-    kb_endfor(kb);
+    /* the conv history of the x channels (rows before the segment, or the ring) as the last W-1 rows of stage 1 */
+    scan_stage_history(kb, m, kb_i32(kb, L.stage + TC * L.ldr), L.ldr, raw, ring, b, h, pos, seq, ts, tid);
 
     /* State tile of this warp: rows p in [sm0, sm0 + P/2), cols n in [sn0, sn0 + N/4). */
     int smi = P / 32, sni = N / 32;
@@ -281,109 +406,50 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
     KVar S[MMA_MAX_MI][MMA_MAX_NI][4];
     for (int i = 0; i < smi; i++)
         for (int j = 0; j < sni; j++)
-            for (int e = 0; e < 4; e++) {
-                V p = kb_add(kb, sm0, mma_acc_row(kb, i, e)), n = kb_add(kb, sn0, mma_acc_col(kb, j, e));
-                V off = kb_add(kb, sbase, kb_to_i64(kb, kb_add(kb, kb_mul(kb, p, kb_i32(kb, N)), n)));
-                S[i][j][e] = kb_var(kb, kb->f32, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, ssm, off)));
-            }
+            for (int e = 0; e < 4; e++)
+                S[i][j][e] = kb_var(kb, kb->f32, zero);
+    /* the state before the segment: the call's initial state (one segment),
+     * or S_in(k) folded from the segment states of mamba2_seg_state */
+    kb_if(kb, kb_eq(kb, nseg, kb_i32(kb, 1)));
+    seg_state_load(kb, m, ssm, sbase, sm0, sn0, smi, sni, S, NULL);
+    kb_else(kb);
+    seg_state_fold(kb, m, sega, b, h, nseg, ks, sm0, sn0, smi, sni, S);
+    kb_endif(kb);
     write_sb(kb, &L, sm0, sn0, smi, sni, S);
 
     /* x conv of this thread: channel pair (2cq, 2cq+1), rows [seg·rps, seg·rps + rps) */
     V cq = kb_rem(kb, tid, kb_i32(kb, pairs)), seg = kb_div(kb, tid, kb_i32(kb, pairs));
     V cwv[2][8], cbv[2];
-    for (int e = 0; e < 2; e++) {
-        V gch = kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), kb_add(kb, kb_mul(kb, cq, kb_i32(kb, 2)), kb_i32(kb, e)));
-        for (int k = 0; k < W; k++)
-            cwv[e][k] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cw, kb_add(kb, kb_mul(kb, gch, kb_i32(kb, W)), kb_i32(kb, k))));
-        cbv[e] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, cbias, gch));
-    }
+    scan_conv_weights(kb, m, cw, cbias, h, cq, cwv, cbv);
 
-    V nchunks = kb_div(kb, kb_add(kb, seq, kb_i32(kb, TC - 1)), kb_i32(kb, TC));
-    KVar ci = kb_for(kb, kb_i32(kb, 0), nchunks, kb_i32(kb, 1));
+    KVar ci = kb_for(kb, c0, c1, kb_i32(kb, 1));
     {
         V c = kb_get(kb, ci);
         V t0 = kb_mul(kb, c, kb_i32(kb, TC));
-        V stg = kb_rem(kb, c, kb_i32(kb, 2)), other = kb_sub(kb, kb_i32(kb, 1), stg);
+        V stg = kb_rem(kb, kb_sub(kb, c, c0), kb_i32(kb, 2)), other = kb_sub(kb, kb_i32(kb, 1), stg);
         V tc = kb_min(kb, kb_i32(kb, TC), kb_sub(kb, seq, t0));
         V rows = kb_add(kb, kb_i32(kb, L.stage), kb_mul(kb, stg, kb_i32(kb, TC * L.ldr)));
         V prev = kb_add(kb, kb_i32(kb, L.stage), kb_mul(kb, other, kb_i32(kb, TC * L.ldr)));
         nvvm_cp_async_wait(kb, 0);
         nvvm_bar_sync(kb); /* this chunk's rows are in; the last chunk is done with smem */
         /* ---- conv + SiLU of the x channels ---- */
-        {
-            V r0 = kb_mul(kb, seg, kb_i32(kb, rps));
-            V colb = kb_mul(kb, cq, kb_i32(kb, 4)); /* byte column of the pair */
-            V win[8][2];
-            for (int k = 0; k < W - 1; k++) { /* rows r0 - (W-1) + k: this chunk, or the previous one's tail */
-                V t = kb_add(kb, r0, kb_i32(kb, k - (W - 1)));
-                V inprev = kb_lt(kb, t, kb_i32(kb, 0));
-                V off = kb_select(kb, inprev, kb_add(kb, prev, kb_mul(kb, kb_add(kb, t, kb_i32(kb, TC)), kb_i32(kb, L.ldr))),
-                                  kb_add(kb, rows, kb_mul(kb, t, kb_i32(kb, L.ldr))));
-                V v = kb_load_vec(kb, kb->bf16, 2, kb_smem(kb, kb_add(kb, off, colb)), 4);
-                win[k][0] = kb_bf16_to_f32(kb, kb_extract(kb, v, 0));
-                win[k][1] = kb_bf16_to_f32(kb, kb_extract(kb, v, 1));
-            }
-            for (int u = 0; u < rps; u++) {
-                V t = kb_add(kb, r0, kb_i32(kb, u));
-                V v = kb_load_vec(kb, kb->bf16, 2, kb_smem(kb, kb_add(kb, kb_add(kb, rows, kb_mul(kb, t, kb_i32(kb, L.ldr))), colb)), 4);
-                V y[2];
-                for (int e = 0; e < 2; e++) {
-                    V xin = kb_bf16_to_f32(kb, kb_extract(kb, v, e));
-                    V acc = cbv[e];
-                    for (int k = 0; k < W - 1; k++)
-                        acc = kb_fma(kb, cwv[e][k], win[k][e], acc);
-                    y[e] = kb_silu(kb, kb_fma(kb, cwv[e][W - 1], xin, acc));
-                    for (int k = 0; k + 1 < W - 1; k++)
-                        win[k][e] = win[k + 1][e];
-                    win[W - 2][e] = xin;
-                }
-                V xo = kb_add(kb, kb_i32(kb, L.x), kb_add(kb, kb_mul(kb, t, kb_i32(kb, L.ldx)), colb));
-                kb_store(kb, kb_pack_bf16x2(kb, y[0], y[1]), kb_smem(kb, xo));
-            }
-        }
-        /* ---- dt and dt·A (0 past the end of the sequence) ---- */
-        kb_if(kb, kb_lt(kb, tid, kb_i32(kb, TC)));
-        {
-            V r = kb_load(kb, kb->f32, sf(kb, L.dtraw, kb_add(kb, kb_mul(kb, stg, kb_i32(kb, TC)), tid)));
-            V v = kb_min(kb, kb_max(kb, kb_softplus(kb, kb_add(kb, r, dtbias)), kb_f32(kb, m->dt_min)), kb_f32(kb, m->dt_max));
-            v = kb_select(kb, kb_lt(kb, tid, tc), v, zero);
-            kb_store(kb, v, sf(kb, L.dt, tid));
-            kb_store(kb, kb_mul(kb, v, A), sf(kb, L.cum, tid));
-        }
-        kb_endif(kb);
+        scan_conv_x(kb, m, rows, prev, L.ldr, cq, seg, cwv, cbv, L.x, L.ldx, -1);
         nvvm_bar_sync(kb);
         /* ---- the next chunk's rows on their way (the other stage is free now) ---- */
-        V more = kb_lt(kb, kb_add(kb, c, kb_i32(kb, 1)), nchunks);
+        V more = kb_lt(kb, kb_add(kb, c, kb_i32(kb, 1)), c1);
         V t1 = kb_add(kb, t0, kb_i32(kb, TC));
         kb_if(kb, more);
-        prefetch_rows(kb, m, &L, raw, scr, b, h, seq, t1, other, tid);
+        scan_prefetch_rows(kb, m, L.stage, L.ldr, true, raw, scr, b, h, seq, t1, other, tid);
         kb_endif(kb);
         nvvm_cp_async_commit(kb);
         KVar dtn = kb_var(kb, kb->f32, zero);
         kb_if(kb, kb_and(kb, more, kb_lt(kb, tid, kb_i32(kb, TC))));
-        kb_set(kb, dtn, load_dt_raw(kb, m, raw, b, h, seq, t1, tid));
+        kb_set(kb, dtn, scan_load_dt_raw(kb, m, raw, b, h, seq, t1, tid));
         kb_endif(kb);
-        /* ---- warp 0: inclusive scan of dt·A, then w_s = exp(cum_T - cum_s)·dt_s ---- */
+        /* ---- warp 0: dt, cum = inclusive scan of dt·A, w_s = exp(cum_T - cum_s)·dt_s ---- */
         kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
-        {
-            V v0 = kb_load(kb, kb->f32, sf(kb, L.cum, lane));
-            V v1 = kb_load(kb, kb->f32, sf(kb, L.cum, kb_add(kb, lane, kb_i32(kb, 32))));
-            for (int o = 1; o < 32; o *= 2) {
-                V up0 = nvvm_call(kb, "llvm.nvvm.shfl.sync.up.f32", kb->f32, (V[]){kb_i32(kb, -1), v0, kb_i32(kb, o), kb_i32(kb, 0)}, 4);
-                V up1 = nvvm_call(kb, "llvm.nvvm.shfl.sync.up.f32", kb->f32, (V[]){kb_i32(kb, -1), v1, kb_i32(kb, o), kb_i32(kb, 0)}, 4);
-                V has = kb_ge(kb, lane, kb_i32(kb, o));
-                v0 = kb_add(kb, v0, kb_select(kb, has, up0, zero));
-                v1 = kb_add(kb, v1, kb_select(kb, has, up1, zero));
-            }
-            v1 = kb_add(kb, v1, nvvm_shfl_idx(kb, v0, kb_i32(kb, 31)));
-            V cumT = nvvm_shfl_idx(kb, v1, kb_i32(kb, 31));
-            kb_store(kb, v0, sf(kb, L.cum, lane));
-            kb_store(kb, v1, sf(kb, L.cum, kb_add(kb, lane, kb_i32(kb, 32))));
-            V d0 = kb_load(kb, kb->f32, sf(kb, L.dt, lane));
-            V d1 = kb_load(kb, kb->f32, sf(kb, L.dt, kb_add(kb, lane, kb_i32(kb, 32))));
-            kb_store(kb, kb_mul(kb, kb_exp(kb, kb_sub(kb, cumT, v0)), d0), sf(kb, L.w, lane));
-            kb_store(kb, kb_mul(kb, kb_exp(kb, kb_sub(kb, cumT, v1)), d1), sf(kb, L.w, kb_add(kb, lane, kb_i32(kb, 32))));
-        }
+        scan_chunk_decay(kb, m, lane, kb_add(kb, kb_i32(kb, L.dtraw), kb_mul(kb, stg, kb_i32(kb, 4 * TC))), dtbias, A, tc,
+                         L.dt, L.cum, L.w);
         kb_endif(kb);
         nvvm_bar_sync(kb);
         /* ---- Xw = w∘X (A operand of the state update) ---- */
@@ -487,12 +553,9 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
         write_sb(kb, &L, sm0, sn0, smi, sni, S);
     }
     kb_endfor(kb);
-    for (int i = 0; i < smi; i++) /* final state */
-        for (int j = 0; j < sni; j++)
-            for (int e = 0; e < 4; e++) {
-                V p = kb_add(kb, sm0, mma_acc_row(kb, i, e)), n = kb_add(kb, sn0, mma_acc_col(kb, j, e));
-                V off = kb_add(kb, sbase, kb_to_i64(kb, kb_add(kb, kb_mul(kb, p, kb_i32(kb, N)), n)));
-                kb_store(kb, kb_get(kb, S[i][j][e]), kb_gep(kb, kb->f32, ssm, off));
-            }
+    kb_if(kb, kb_eq(kb, ks, kb_sub(kb, nseg, kb_i32(kb, 1)))); /* the last segment leaves the final state */
+    seg_state_store(kb, m, ssm, sbase, sm0, sn0, smi, sni, S);
+    kb_endif(kb);
+    kb_endif(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
 }

@@ -42,7 +42,9 @@ enum {
     MD_GROUPS = 4,                        /* key groups of S, channel groups of P·V; two halves each */
     MD_KEYS = 64,                         /* keys per tile: 16 per group */
     MD_MAX_SPLITS = MLA_DECODE_MAX_SPLITS,
-    MD_AUTO_BLOCKS = 256, /* splits 0 (auto): about this many blocks per call, 1..MD_MAX_SPLITS per sequence */
+    /* splits 0 (auto): about this many blocks per call, 1..MD_MAX_SPLITS per sequence. The block's shared
+     * memory (~183 KiB at R 512) allows one per SM: 128 is one wave on the H100's 132 SMs (256 made two) */
+    MD_AUTO_BLOCKS = 128,
     MD_MAX_CALLS = 8,                     /* P·V calls of 8 n-tiles per warp: R ≤ 4·8·64 = 2048 */
     MD_XCH = 8,                           /* S fragment values per thread exchanged between halves */
 };
@@ -102,7 +104,7 @@ static V i64(KB *kb, V x) { return kb_to_i64(kb, x); }
 
 /* The key splits of this call: the schedule's, or for splits 0 about
  * MD_AUTO_BLOCKS blocks over the call's `rows` sequences (batch 1: 16
- * splits; 64: 4), so that one plan suits every batch. mla_decode and
+ * splits; 64: 2), so that one plan suits every batch. mla_decode and
  * mla_combine compute the same value; blocks beyond it return at once. */
 static V splits_in_use(KB *kb, const Dec *m, V rows)
 {

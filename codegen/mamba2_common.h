@@ -3,6 +3,8 @@
 #pragma once
 #include "ir.h"
 #include "kb.h"
+#include "mma.h"
+#include "passes.h"
 
 typedef struct Mx {
     int64_t H, P, N, G, W;       /* heads, headdim, d_state, groups, conv width */
@@ -25,9 +27,54 @@ void store_y(KB *kb, const Mx *m, V raw, V out, V row, V h, V p, V y);
 /* &((float *)smem)[base_floats + idx]. */
 V smem_f32(KB *kb, int base_floats, V idx);
 
-/* The tensor-core scan (k_mamba2_tc.c): supported shapes, shared memory, emitter. */
+/* The tensor-core scan (k_mamba2_tc.c): supported shapes, shared memory, emitters.
+ * emit_scan_tc's `segs` is the schedule's segment count (0: per call; k_mamba2_seg.c). */
+enum { SCAN_TC_CHUNK = 64, SCAN_TC_THREADS = 256 }; /* tokens per chunk, threads per block */
 bool scan_tc_supported(const Mx *m, int smem_max);
 unsigned scan_tc_smem(const Mx *m);
 typedef struct Codegen Codegen;
-bool emit_scan_tc(Codegen *cg, const Mx *m, char **ptx, Diag *d);
+bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d);
 bool emit_conv_bc(Codegen *cg, const Mx *m, char **ptx, Diag *d);
+
+/* Pieces of the tensor-core scan that mamba2_seg_state shares (k_mamba2_tc.c).
+ * Stage rows: x P | B N (| C N | z P with full), bf16, ldr bytes apart. */
+void scan_prefetch_rows(KB *kb, const Mx *m, int stage, int ldr, bool full, V raw, V scr, V b, V h, V seq, V t0, V st,
+                        V tid);
+/* Raw dt of head h at row t0 + tid of sequence b (0 past seq). */
+V scan_load_dt_raw(KB *kb, const Mx *m, V raw, V b, V h, V seq, V t0, V tid);
+/* The x channels' conv inputs of rows ts-(W-1) .. ts-1 (zxbcdt, or the ring before row 0)
+ * into the last W-1 rows of the stage at smem byte `stage`. */
+void scan_stage_history(KB *kb, const Mx *m, V stage, int ldr, V raw, V ring, V b, V h, V pos, V seq, V ts, V tid);
+/* Conv weights [2][W] and biases [2] of x channels 2cq, 2cq+1 of head h. */
+void scan_conv_weights(KB *kb, const Mx *m, V cw, V cbias, V h, V cq, V wv[2][8], V bias[2]);
+/* silu(conv(x)) of the staged chunk for channel pair cq, row segment seg, into the
+ * bf16 tile at smem byte xo (× the f32 vector at byte wo when wo >= 0). */
+void scan_conv_x(KB *kb, const Mx *m, V rows, V prev, int ldr, V cq, V seg, V wv[2][8], V bias[2], int xo, int ldx,
+                 int wo);
+/* Warp 0 only: dt (raw at smem byte dtraw), cum = cumsum(dt·A), w_s = exp(cum_T - cum_s)·dt_s
+ * into smem bytes dto, cumo (skipped when < 0) and wo; returns cum_T. */
+V scan_chunk_decay(KB *kb, const Mx *m, V lane, V dtraw, V dtbias, V A, V tc, int dto, int cumo, int wo);
+
+/* The sequence-parallel scan (k_mamba2_seg.c): segments per call, the segment area
+ * of the scratch ((batch·H + SEG_SPARE) slots of seg_slot_floats), and the state
+ * helpers both launches use (KVar S[MMA_MAX_MI][MMA_MAX_NI][4] in mma.h's layout). */
+enum { SEG_MAX = 16, SEG_SPARE = MAMBA2_SEG_SPARE };
+int64_t seg_slot_floats(const Mx *m);
+unsigned seg_state_smem(const Mx *m);
+/* Chunks of a call; segments of a call (schedule segs, 0: auto); first chunk of segment k. */
+V seg_nchunks(KB *kb, V seq);
+V seg_count(KB *kb, const Mx *m, int segs, V batch, V seq);
+/* This block's (sequence b, head h, segment k) on the 1-D grid of seg_grid blocks. */
+void seg_block(KB *kb, const Mx *m, V batch, V *b, V *h, V *k);
+/* Blocks of both launches: batch·H·segs, or batch·H + SEG_SPARE for segs 0 (enough for any count). */
+SymExpr seg_grid(const Mx *m, int segs);
+V seg_first_chunk(KB *kb, V k, V nseg, V nchunks);
+/* S = ptr[base + tile] (decay NULL) or S = decay·S + ptr[base + tile]; ptr[base + tile] = S. */
+void seg_state_load(KB *kb, const Mx *m, V ptr, V base, V sm0, V sn0, int smi, int sni,
+                    KVar S[MMA_MAX_MI][MMA_MAX_NI][4], V decay);
+void seg_state_store(KB *kb, const Mx *m, V ptr, V base, V sm0, V sn0, int smi, int sni,
+                     KVar S[MMA_MAX_MI][MMA_MAX_NI][4]);
+/* S_in(k) of segment k of sequence b, head h, folded from the segment area. */
+void seg_state_fold(KB *kb, const Mx *m, V sega, V b, V h, V nseg, V k, V sm0, V sn0, int smi, int sni,
+                    KVar S[MMA_MAX_MI][MMA_MAX_NI][4]);
+bool emit_seg_state(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d);

@@ -20,6 +20,7 @@ V nvvm_ctaid_x(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.ctaid.x"); }
 V nvvm_ctaid_y(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.ctaid.y"); }
 V nvvm_ctaid_z(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.ctaid.z"); }
 V nvvm_nctaid_x(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.nctaid.x"); }
+V nvvm_nsmid(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.nsmid"); }
 V nvvm_lane(KB *kb) { return kb_and(kb, nvvm_tid_x(kb), kb_i32(kb, 31)); }
 V nvvm_warp(KB *kb) { return kb_shr(kb, nvvm_tid_x(kb), kb_i32(kb, 5)); }
 

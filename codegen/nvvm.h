@@ -15,6 +15,7 @@ V nvvm_ctaid_x(KB *kb);
 V nvvm_ctaid_y(KB *kb);
 V nvvm_ctaid_z(KB *kb);
 V nvvm_nctaid_x(KB *kb);
+V nvvm_nsmid(KB *kb);       /* %nsmid: SM identifiers (the SM count, or a little more) */
 V nvvm_lane(KB *kb);       /* tid.x % 32 */
 V nvvm_warp(KB *kb);       /* tid.x / 32 */
 void nvvm_bar_sync(KB *kb); /* bar.sync 0 (__syncthreads) */

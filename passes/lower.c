@@ -19,7 +19,7 @@
  *              tile over its keys (all j <= pos+t, or the selection), output written directly;
  *              warps 4 for the SIMT kernel used where that does not fit (a block per (query, head));
  *              decode: tc 1, splits 0 = auto (tensor cores, keys split over blocks, then combined;
- *              the split count chosen per call from the batch: 16 at batch 1, 4 at 64)
+ *              the split count chosen per call from the batch: 16 at batch 1, 2 at 64: about 128 blocks)
  *   attn       prefill: a block per (64 queries, head), 4 warps of 16 query rows, key tiles of 32 (bn; the
  *              fastest tested schedule at b1 s4096 h16 d128 on an H100: 378 µs vs 494 at bn 64; docs/kernels.md);
  *              decode: keys split over blocks, splits 0 = auto (about 256 blocks per call), then combined
@@ -29,7 +29,12 @@
  *            (swiglu prologue, routing weight in the epilogue) → combine; tiles 64x128 (2x2 warps),
  *            decode 16x64 (1x4); scratch for the routing, the permutation, H and Y
  *   mamba2   prefill: B, C conv once per group into scratch, then the chunked scan
- *            (chunk = min(YAML chunk, 64), 256 threads), then the grouped norm
+ *            (chunk = min(YAML chunk, 64), 256 threads), then the grouped norm;
+ *            segs 0: the tensor-core scan splits each sequence into segments per call
+ *            so that batch·heads·segments blocks fill the SMs (1 when batch·heads already
+ *            does; codegen/k_mamba2_seg.c), the scratch holding batch·heads + 256 states;
+ *            segs 1 (no segment launch at all) when 2·heads > 132, where segs 0 would give 1
+ *            at every batch on an H100 (b8 s4096 h80: 2.54 ms either way, docs/kernels.md)
  *            decode:  single-step state update, 4 warps per 16 state rows (psplit = headdim/16)
  *   mamba1_conv  32 tokens per thread in prefill (tchunk), 1 in decode; 128 channels per block
  *   mamba1   prefill: chunked scan, 16 warps per 16 channels (cw), two time chunks per warp
@@ -37,6 +42,8 @@
 #include <string.h>
 
 #include "passes.h"
+
+enum { LOWER_SMS = 132 }; /* the H100 SXM's SMs: the GPU the defaults are measured on */
 
 bool pass_lower(Graph *g, Diag *d)
 {
@@ -97,14 +104,21 @@ bool pass_lower(Graph *g, Diag *d)
                 node_set_str(g, n, "kernel", "mamba2_step");
                 node_set_int(g, n, "psplit", P % 16 == 0 ? P / 16 : 1);
             } else {
-                int64_t c = node_int(n, "chunk", 64);
+                int64_t c = node_int(n, "chunk", 64), H = node_int(n, "heads", 1);
                 int64_t bc = 2 * node_int(n, "groups", 1) * node_int(n, "dstate", 0) * 2; /* B, C bf16 per token */
-                char sc[64];
-                snprintf(sc, sizeof sc, "%lld*batch*seq", (long long)bc);
+                /* a segment state slot: headdim × dstate f32 and its log decay (codegen/k_mamba2_seg.c) */
+                int64_t slot = (node_int(n, "headdim", 0) * node_int(n, "dstate", 0) + 4) * 4;
+                char sc[96];
+                snprintf(sc, sizeof sc, "%lld*batch*seq+%lld*batch+%lld", (long long)bc, (long long)(H * slot),
+                         (long long)(MAMBA2_SEG_SPARE * slot));
                 node_set_str(g, n, "kernel", "mamba2_scan");
                 node_set_int(g, n, "kchunk", c < 64 ? c : 64);
                 node_set_int(g, n, "threads", 256);
-                node_set_str(g, n, "scratch", sc); /* silu(conv(B, C)), computed once per group */
+                /* segments per sequence chosen per call from batch·heads (0), except where the heads
+                 * alone fill half the SMs of an H100 (132): that choice would always be one segment */
+                node_set_int(g, n, "segs", 2 * H > LOWER_SMS ? 1 : 0);
+                /* silu(conv(B, C)), computed once per group; then the segment states */
+                node_set_str(g, n, "scratch", sc);
             }
             break;
         case OP_mhc_pre:
@@ -134,7 +148,7 @@ bool pass_lower(Graph *g, Diag *d)
             break;
         case OP_mla_attn:
             node_set_int(g, n, "warps", 4);
-            if (dec) { /* tensor cores, keys split per call: splits 0 = about 256 blocks over the batch (k_mla_decode.c) */
+            if (dec) { /* tensor cores, keys split per call: splits 0 = about 128 blocks over the batch (k_mla_decode.c) */
                 char sc[64];
                 snprintf(sc, sizeof sc, "%lld*batch",
                          (long long)(MLA_DECODE_MAX_SPLITS * node_int(n, "heads", 1) * (node_int(n, "rank", 0) + 2) * 4));

@@ -27,6 +27,10 @@ bool pass_lower(Graph *g, Diag *d);         /* pick a kernel template and schedu
 /* The same for a decode attn ([batch][splits][heads][head_dim + 2] f32;
  * codegen/k_attn.c). */
 #define ATTN_DECODE_MAX_SPLITS 16
+/* The segment states a prefill mamba2_scan's scratch holds beyond one per
+ * (sequence, head): lower sizes it for batch·heads + this many; the
+ * sequence-parallel scan (codegen/k_mamba2_seg.c) uses no more. */
+#define MAMBA2_SEG_SPARE 256
 bool pass_plan_buffers(Graph *g, Diag *d);  /* workspace offsets by liveness */
 
 typedef struct PassInfo {

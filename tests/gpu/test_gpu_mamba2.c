@@ -9,7 +9,13 @@
  * Error bounds (normalised: ||gpu - ref|| / ||ref||): the GPU and the
  * reference store bf16 at the same points, so the difference comes from
  * fp32 summation order and the rounding flips it causes downstream:
- *   embed: exact (a copy);  bf16 values: 1e-2;  mixer output, logits: 2e-2. */
+ *   embed: exact (a copy);  bf16 values: 1e-2;  mixer output, logits: 2e-2.
+ *
+ * The tensor-core scan splits sequences into segments (k_mamba2_seg.c): the
+ * default (segs 0) picks the count per call from batch·heads, so the small
+ * shapes here already run several segments; the seg_* tests fix the count
+ * with a schedule override (1 = the single-walk scan, 2..16) and check
+ * prefill, prefill in pieces, ragged prefill and decode after each. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +25,8 @@
 
 #include "compile.h"
 #include "gpu_common.h"
+#include "kernel_memo.h"
+#include "schedule.h"
 #include "tune_cache.h"
 #include "tune_space.h"
 
@@ -162,6 +170,193 @@ static void tc_scan_shapes(void **state)
                        NULL, 3, 77, 2);
 }
 
+/* Tensor-core scan shapes for the segment tests: headdim 64 with d_state 128
+ * (the benchmark's head), and headdim 128 with d_state 64 in two groups. */
+static const char *const seg_yaml[2] = {
+    "name: seg64\nvocab_size: 512\nd_model: 128\ntie_embeddings: false\n"
+    "mamba2: {d_state: 128, headdim: 64, expand: 2, ngroups: 1, chunk_size: 256}\n"
+    "layers:\n  - kind: mamba2\n    repeat: 2\n",
+    "name: seg128\nvocab_size: 512\nd_model: 128\n"
+    "mamba2: {d_state: 64, headdim: 128, expand: 2, ngroups: 2, chunk_size: 64}\n"
+    "layers:\n  - kind: mamba2\n    repeat: 2\n",
+};
+
+/* Compile options fixing the scan's segments per sequence (kept alive until
+ * use_segs(-1)); the kernels are memoised across these compiles. */
+static void use_segs(int segs)
+{
+    static CompileOptions o;
+    static ScheduleSet s;
+    static KernelMemo *memo;
+    if (segs < 0) {
+        gpu_set_compile_options(NULL);
+        kernel_memo_free(memo);
+        memo = NULL;
+        return;
+    }
+    if (!memo)
+        memo = kernel_memo_new();
+    compile_options_init(&o);
+    o.memo = memo;
+    memset(&s, 0, sizeof s);
+    char spec[64];
+    snprintf(spec, sizeof spec, "mamba2_scan:segs=%d", segs);
+    Diag d = {0};
+    if (!schedule_parse(&s, spec, &d))
+        fail_msg("%s", d.msg);
+    o.schedule = &s;
+    gpu_set_compile_options(&o);
+}
+
+/* Whether the plan has the segment-state launch (segs != 1) and its scans carry "_s<segs>". */
+static void expect_seg_kernels(const GpuModel *m, int segs)
+{
+    msac_plan_info pi;
+    msac_plan_get_info(m->plan, &pi);
+    char want[16];
+    snprintf(want, sizeof want, "_s%d", segs);
+    int seg_state = 0, scans = 0;
+    for (int i = 0; i < pi.num_kernels; i++) {
+        msac_kernel_info k;
+        assert_int_equal(msac_plan_kernel_info(m->plan, i, &k), 0);
+        seg_state += !strncmp(k.name, "mamba2_seg_state", 16);
+        if (!strncmp(k.name, "mamba2_scan_tc", 14)) {
+            scans++;
+            assert_non_null(strstr(k.name, want));
+        }
+    }
+    assert_true(scans > 0);
+    assert_int_equal(seg_state > 0, segs != 1);
+}
+
+/* Prefill then decode against the CPU with a fixed segment count: 300
+ * tokens are 5 chunks (the last of 44), split 1+1+1+2 by 4 segments, one
+ * chunk each by 16 (clamped to 5); 64 tokens are one chunk (one segment). */
+static void seg_prefill_decode(void **state)
+{
+    (void)state;
+    static const int segs[] = {1, 2, 4, 16};
+    for (int y = 0; y < 2; y++)
+        for (size_t i = 0; i < sizeof segs / sizeof segs[0]; i++) {
+            fprintf(stderr, "%s segs=%d\n", y ? "seg128" : "seg64", segs[i]);
+            use_segs(segs[i]);
+            GpuModel m;
+            gpu_model_open(&m, seg_yaml[y], NULL, 1, 8, 8, NULL);
+            expect_seg_kernels(&m, segs[i]);
+            gpu_model_close(&m);
+            run_prefill_decode(seg_yaml[y], NULL, 3, 300, 2);
+            if (i == 2)
+                run_prefill_decode(seg_yaml[y], NULL, 2, 64, 1);
+        }
+    use_segs(-1);
+}
+
+/* A prefill in three calls (130, 257 and 64 tokens: each call's segments start
+ * from the state and conv ring the previous call left), then decode steps,
+ * every call against the CPU, which continues from its own positions. */
+static void seg_chunked_prefill(void **state)
+{
+    (void)state;
+    enum { B = 2, STEPS = 2 };
+    static const int calls[] = {130, 257, 64};
+    use_segs(4);
+    GpuModel m;
+    gpu_model_open(&m, seg_yaml[0], values, B, 257, 130 + 257 + 64 + STEPS + 1, NULL);
+    int32_t tok[B * 257];
+    float *ref[16];
+    char what[64];
+    for (int c = 0; c < 3; c++) {
+        fill_tokens(tok, B * calls[c], m.vocab, 50 + (uint64_t)c);
+        check_ok(msac_session_prefill(m.sess, B, calls[c], tok, NULL));
+        cpu_run(&m, B, calls[c], tok, values, ref);
+        snprintf(what, sizeof what, "segs 4: prefill call %d (%d tokens)", c, calls[c]);
+        compare_values(&m, what, B * calls[c], values, bounds, ref);
+        for (int i = 0; values[i]; i++)
+            free(ref[i]);
+    }
+    for (int s = 0; s < STEPS; s++) {
+        fill_tokens(tok, B, m.vocab, 2000 + (uint64_t)s);
+        check_ok(msac_session_decode(m.sess, B, tok, NULL));
+        cpu_run(&m, B, 1, tok, values, ref);
+        snprintf(what, sizeof what, "segs 4: decode step %d", s);
+        compare_values(&m, what, B, values, bounds, ref);
+        for (int i = 0; values[i]; i++)
+            free(ref[i]);
+    }
+    gpu_model_close(&m);
+    use_segs(-1);
+}
+
+/* Ragged prefills (rows of different lengths, one of length 0, calls split
+ * by max_seq 200) with 4 segments, then decode steps with every row at its
+ * own position: each row's last logits and decode logits against the CPU
+ * run on that row alone. */
+static void seg_ragged(void **state)
+{
+    (void)state;
+    enum { B = 3, CALLS = 2, STEPS = 2, MAXSEQ = 200 };
+    static const int lens[CALLS][B] = {{300, 77, 0}, {65, 190, 129}};
+    use_segs(4);
+    GpuModel m;
+    gpu_model_open(&m, seg_yaml[0], NULL, B, MAXSEQ, 512, NULL);
+    const int64_t V = m.vocab;
+    int32_t *tok[CALLS][B];
+    float *last[CALLS];
+    for (int c = 0; c < CALLS; c++) {
+        int total = 0;
+        for (int r = 0; r < B; r++) {
+            tok[c][r] = malloc(sizeof(int32_t) * (size_t)(lens[c][r] + 1));
+            fill_tokens(tok[c][r], lens[c][r], V, 300 + 10 * (uint64_t)c + (uint64_t)r);
+            total += lens[c][r];
+        }
+        int32_t *packed = malloc(sizeof(int32_t) * (size_t)total), *p = packed;
+        for (int r = 0; r < B; r++) {
+            memcpy(p, tok[c][r], sizeof(int32_t) * (size_t)lens[c][r]);
+            p += lens[c][r];
+        }
+        last[c] = malloc(sizeof(float) * (size_t)(B * V));
+        check_ok(msac_session_prefill_ragged(m.sess, B, lens[c], packed, last[c]));
+        free(packed);
+    }
+    int32_t dtok[STEPS][B];
+    float *dec[STEPS];
+    for (int k = 0; k < STEPS; k++) {
+        fill_tokens(dtok[k], B, V, 700 + (uint64_t)k);
+        dec[k] = malloc(sizeof(float) * (size_t)(B * V));
+        check_ok(msac_session_decode(m.sess, B, dtok[k], dec[k]));
+    }
+    const char *const logits[] = {"logits", NULL};
+    for (int r = 0; r < B; r++) { /* the CPU on row r alone, as batch 1 */
+        eval_store_reset_states(m.store);
+        m.cpu_pos[0] = 0;
+        char label[96];
+        float *ref;
+        for (int c = 0; c < CALLS; c++) {
+            if (!lens[c][r])
+                continue;
+            cpu_run(&m, 1, lens[c][r], tok[c][r], logits, &ref);
+            snprintf(label, sizeof label, "segs 4 ragged: row %d call %d (%d tokens) last logits", r, c, lens[c][r]);
+            expect_close(label, last[c] + r * V, ref + (int64_t)(lens[c][r] - 1) * V, V, 2e-2);
+            free(ref);
+        }
+        for (int k = 0; k < STEPS; k++) {
+            cpu_run(&m, 1, 1, &dtok[k][r], logits, &ref);
+            snprintf(label, sizeof label, "segs 4 ragged: row %d decode step %d", r, k);
+            expect_close(label, dec[k] + r * V, ref, V, 2e-2);
+            free(ref);
+        }
+    }
+    for (int c = 0; c < CALLS; c++) {
+        free(last[c]);
+        for (int r = 0; r < B; r++)
+            free(tok[c][r]);
+    }
+    for (int k = 0; k < STEPS; k++)
+        free(dec[k]);
+    gpu_model_close(&m);
+    use_segs(-1);
+}
+
 /* Decode of step t equals prefill at position t (GPU against itself), and a
  * second prefill continues where the first stopped. */
 static void decode_equals_prefill(void **state)
@@ -207,7 +402,8 @@ int main(void)
         cmocka_unit_test(norm_before_gate_one_group),
         cmocka_unit_test(odd_sizes),            cmocka_unit_test(tc_scan_shapes),
         cmocka_unit_test(decode_equals_prefill),
-        cmocka_unit_test(mamba2_130m),
+        cmocka_unit_test(seg_prefill_decode),   cmocka_unit_test(seg_chunked_prefill),
+        cmocka_unit_test(seg_ragged),           cmocka_unit_test(mamba2_130m),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * CPU reference: rope, absorption, dense and sparse latent attention, the
  * streaming top-k (lightning and mamba2 indexers), on ragged sizes; decode
  * steps against the reference and against prefill; no selected index is
- * ever a future position. Bounds as in test_gpu_mamba2.c: bf16 values 1e-2,
+ * ever a future position. Decode scores with index_score2 (coalesced, the
+ * step's key appended there) and selects with index_select. Bounds as in test_gpu_mamba2.c: bf16 values 1e-2,
  * attention outputs and logits 2e-2. Exits 77 without a GPU. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -187,6 +188,43 @@ static void sparse_decode_equals_prefill(void **state)
                                        2, 30, 5, 9, "sparse decode");
 }
 
+/* Ties everywhere: 6 tokens, so layer 0's index keys (k = W·x_s, x_s the
+ * token's embedding) repeat bit for bit on the GPU and in the reference, and
+ * every query's top k cuts through a group of equal scores. Layer 0's
+ * selection must equal the reference's exactly (bound 0: the lower index
+ * wins each tie), in prefill (index_topk) and decode (index_score2, then
+ * index_select), for k 5 and 12 of about 41 candidates, with a window, and
+ * with a mamba2 indexer of dim 64 (8 lanes per key row in index_score2). */
+static void sparse_ties(void **state)
+{
+    (void)state;
+    const char *const v[] = {"l0.idx.sel", "l0.o_lat", "logits", NULL};
+    const double bnd[] = {0, 2e-2, 2e-2};
+    const char *idx[] = {"{kind: lightning, dim: 32, heads: 3, top_k: 5}", "{kind: lightning, dim: 32, heads: 3, top_k: 12}",
+                         "{kind: lightning, dim: 32, heads: 3, top_k: 5, window: 4}",
+                         "{kind: mamba2, dim: 64, top_k: 5, d_state: 16, headdim: 16, expand: 1, chunk_size: 16}"};
+    for (int i = 0; i < 4; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, "name: ties%d\nvocab_size: 6\nd_model: 64\nsparse_mla:\n  " MLA "  indexer: %s\nlayers:\n"
+                 "  - kind: sparse_mla\n", i, idx[i]);
+        fprintf(stderr, "  indexer %s\n", idx[i]);
+        run_case(yaml, v, bnd, NULL, NULL, 2, 40, 3);
+    }
+}
+
+/* The production indexer's shape (mamba2, dim 64: 8 lanes per key row in
+ * index_score2) after a mamba2 layer, k 9 of up to 56 candidates. */
+static void sparse_mamba2_d64(void **state)
+{
+    (void)state;
+    const char *const v[] = {"l1.idx.sel", "l1.o_lat", "logits", NULL};
+    const double bnd[] = {0, 2e-2, 2e-2};
+    run_case("name: sparse_m64\nvocab_size: 300\nd_model: 64\nmamba2: {d_state: 16, headdim: 16, chunk_size: 16}\n"
+             "sparse_mla:\n  " MLA "  indexer: {kind: mamba2, dim: 64, top_k: 9, d_state: 16, headdim: 16, expand: 1,"
+             " chunk_size: 16}\nlayers:\n  - kind: mamba2\n  - kind: sparse_mla\n",
+             v, bnd, "l1.idx.sel", "l1.idx.scores", 2, 53, 3);
+}
+
 int main(void)
 {
     gpu_device();
@@ -195,6 +233,8 @@ int main(void)
         cmocka_unit_test(sparse_lightning),
         cmocka_unit_test(sparse_mamba2),
         cmocka_unit_test(sparse_decode_equals_prefill),
+        cmocka_unit_test(sparse_ties),
+        cmocka_unit_test(sparse_mamba2_d64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
