@@ -6,12 +6,14 @@ kernel durations with the step time `msac bench` measures for the whole
 program (CUDA graph).
 
 On the GPU machine (ncu on PATH; serialises kernels, so nothing overlaps):
-    ncu --csv --metrics gpu__time_duration.sum --launch-count N \
+    ncu --csv --metrics gpu__time_duration.sum --launch-skip P --launch-count N \
         msac bench PLAN --program decode --batch 1 --seq 1 --warmup 0 --iters 1 > ncu.csv
     python3 tools/bench/kernel_time.py ncu.csv --step-us 400
 
-N is the program's launch count (`msac info PLAN`); the first N kernels the
-bench issues are one whole run of the program."""
+N is the program's launch count and P the prefill program's (`msac info
+PLAN` lists both): `msac bench` runs one prefill call before it times a
+program, so the kernels after the first P are one whole run of the program
+timed. (Without --launch-skip the table is the prefill's first N kernels.)"""
 import argparse
 import collections
 import csv
