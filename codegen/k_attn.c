@@ -145,17 +145,6 @@ typedef struct WarpSoftmax {
     KVar o[2][MMA_MAX_MI][MMA_MAX_NI][4];      /* O [16][D]: call c covers channels 64c..64c+63 */
 } WarpSoftmax;
 
-static V quad_max(KB *kb, V x)
-{
-    x = kb_max(kb, x, nvvm_shfl_xor(kb, x, 1));
-    return kb_max(kb, x, nvvm_shfl_xor(kb, x, 2));
-}
-static V quad_sum(KB *kb, V x)
-{
-    x = kb_add(kb, x, nvvm_shfl_xor(kb, x, 1));
-    return kb_add(kb, x, nvvm_shfl_xor(kb, x, 2));
-}
-
 static void ws_init(KB *kb, const Att *a, WarpSoftmax *w)
 {
     for (int hf = 0; hf < 2; hf++)
@@ -199,7 +188,7 @@ static void ws_step(KB *kb, const Att *a, WarpSoftmax *w, V qa[][4], V kbuf, V v
     }
     V base[2], alpha[2], psum[2] = {zero, zero};
     for (int hf = 0; hf < 2; hf++) {
-        V mx = kb_max(kb, kb_get(kb, w->m[hf]), quad_max(kb, tmax[hf]));
+        V mx = kb_max(kb, kb_get(kb, w->m[hf]), mma_quad_max(kb, tmax[hf]));
         base[hf] = kb_select(kb, kb_eq(kb, mx, ninf), zero, mx); /* no visible key yet: 2^(-inf - 0) = 0 */
         alpha[hf] = nvvm_ex2(kb, kb_sub(kb, kb_get(kb, w->m[hf]), base[hf]));
         kb_set(kb, w->m[hf], mx);
@@ -217,7 +206,7 @@ static void ws_step(KB *kb, const Att *a, WarpSoftmax *w, V qa[][4], V kbuf, V v
             }
         }
     for (int hf = 0; hf < 2; hf++)
-        kb_set(kb, w->l[hf], kb_fma(kb, kb_get(kb, w->l[hf]), alpha[hf], quad_sum(kb, psum[hf])));
+        kb_set(kb, w->l[hf], kb_fma(kb, kb_get(kb, w->l[hf]), alpha[hf], mma_quad_sum(kb, psum[hf])));
     Tile vt = {kb_add(kb, vbuf, kb_mul(kb, krow, kb_i32(kb, a->ldd))), a->ldd, true};
     for (int c = 0; c < (int)(a->D / 64); c++) {
         for (int j = 0; j < 8; j++)

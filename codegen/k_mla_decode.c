@@ -113,18 +113,6 @@ static V splits_in_use(KB *kb, const Dec *m, V rows)
 /* &f32[idx] of the shared-memory area at byte offset `off` */
 static V area_f32(KB *kb, int off, V idx) { return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, off)), idx); }
 
-/* The quad (4 lanes sharing an accumulator row) reduction. */
-static V quad_max(KB *kb, V x)
-{
-    x = kb_max(kb, x, nvvm_shfl_xor(kb, x, 1));
-    return kb_max(kb, x, nvvm_shfl_xor(kb, x, 2));
-}
-static V quad_sum(KB *kb, V x)
-{
-    x = kb_add(kb, x, nvvm_shfl_xor(kb, x, 1));
-    return kb_add(kb, x, nvvm_shfl_xor(kb, x, 2));
-}
-
 /* Cache position of key slot i (k0 <= i < k1) of this block: dense, i
  * itself; sparse, the selection staged in shared memory by stage_sel
  * (*valid false and position 0 where there is no key). */
@@ -301,7 +289,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
                 }
             V q4 = kb_rem(kb, lane, kb_i32(kb, 4)), lrow4 = kb_div(kb, lane, kb_i32(kb, 4));
             for (int hf = 0; hf < 2; hf++) {
-                tmax[hf] = quad_max(kb, tmax[hf]);
+                tmax[hf] = mma_quad_max(kb, tmax[hf]);
                 kb_if(kb, kb_and(kb, lead, kb_eq(kb, q4, kb_i32(kb, 0))));
                 kb_store(kb, tmax[hf], area_f32(kb, m->off_red, kb_add(kb, kb_mul(kb, grp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf)))));
                 kb_endif(kb);
@@ -329,7 +317,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
                     kb_endif(kb);
                 }
             for (int hf = 0; hf < 2; hf++) {
-                psum[hf] = quad_sum(kb, psum[hf]);
+                psum[hf] = mma_quad_sum(kb, psum[hf]);
                 kb_if(kb, kb_and(kb, lead, kb_eq(kb, q4, kb_i32(kb, 0))));
                 kb_store(kb, psum[hf], area_f32(kb, m->off_red, kb_add(kb, kb_i32(kb, 16 * MD_GROUPS), kb_add(kb, kb_mul(kb, grp, kb_i32(kb, 16)), kb_add(kb, lrow4, kb_i32(kb, 8 * hf))))));
                 kb_endif(kb);

@@ -93,3 +93,15 @@ V mma_acc_col(KB *kb, int j, int e)
 {
     return kb_add(kb, kb_mul(kb, kb_rem(kb, nvvm_lane(kb), kb_i32(kb, 4)), kb_i32(kb, 2)), kb_i32(kb, 8 * j + e % 2));
 }
+
+V mma_quad_max(KB *kb, V x)
+{
+    x = kb_max(kb, x, nvvm_shfl_xor(kb, x, 1));
+    return kb_max(kb, x, nvvm_shfl_xor(kb, x, 2));
+}
+
+V mma_quad_sum(KB *kb, V x)
+{
+    x = kb_add(kb, x, nvvm_shfl_xor(kb, x, 1));
+    return kb_add(kb, x, nvvm_shfl_xor(kb, x, 2));
+}

@@ -38,3 +38,6 @@ void mma_warp_tile_ra(KB *kb, V a[][4], int ksteps, Tile b, V n0, V k0, int ni, 
 /* Row and column (within the warp tile) of accumulator element e of fragment (i, j). */
 V mma_acc_row(KB *kb, int i, int e);
 V mma_acc_col(KB *kb, int j, int e);
+/* Max / sum of f32 x over the quad (the 4 lanes that hold one accumulator row), in every lane of it. */
+V mma_quad_max(KB *kb, V x);
+V mma_quad_sum(KB *kb, V x);
