@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "k_gemm.h"
+#include "mhc_epi.h"
 #include "nvvm.h"
 
 enum { MAX_MI = 8, MAX_NI = 16 };
@@ -141,10 +142,8 @@ static void mhc_rows(KB *kb, const GemmShape *s, KVar acc[][MAX_NI][4], int i, i
     int ns = s->mhc, ni_n = s->bn / s->wn / 8;
     int64_t W = ns * s->N;
     kb_if(kb, rok);
-    V crow = kb_gep(kb, kb->f32, coef, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, ns + ns * ns)));
-    V hc[72]; /* H_post [n], H_res [n, n] */
-    for (int k = 0; k < ns + ns * ns; k++)
-        hc[k] = kb_load(kb, kb->f32, kb_gep(kb, kb->f32, crow, kb_i32(kb, k)));
+    V hc[MHC_EPI_MAX_COEF]; /* H_post [n], H_res [n, n] */
+    mhc_epi_coef(kb, ns, coef, row, hc);
     V rbase = kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, W));
     for (int j = 0; j < ni_n; j++) {
         V col = kb_add(kb, kb_add(kb, n0, wn0), kb_add(kb, lc, kb_i32(kb, j * 8)));
@@ -376,6 +375,16 @@ bool gemm_emit(Codegen *cg, const GemmShape *s, const char *entry, char **ptx, D
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
+void gemm_launch_params(KLaunch *l, const GemmShape *s)
+{
+    kl_param(l, "bm", s->bm);
+    kl_param(l, "bn", s->bn);
+    kl_param(l, "bk", s->bk);
+    kl_param(l, "wm", s->wm);
+    kl_param(l, "wn", s->wn);
+    kl_param(l, "stages", s->stages);
+}
+
 bool k_gemm(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     const Node *w = n->src[1];
@@ -385,36 +394,29 @@ bool k_gemm(Codegen *cg, const Node *n, KOut *out, Diag *d)
         .wm = (int)node_int(n, "wm", 2), .wn = (int)node_int(n, "wn", 4), .stages = (int)node_int(n, "stages", 3),
         .N = w->dim[0].n, .K = w->dim[1].n, .out = n->dtype, .residual = matmul_nres(n) == 1,
         .swiglu = pro && !strcmp(pro, "swiglu"), .mode = GEMM_PLAIN,
-        .mhc = matmul_mhc(n) ? (int)node_int(n, "streams", 1) : 0,
+        .mhc = mhc_epi_streams(n),
     };
     if (pro && !s.swiglu)
         return diag_fail(d, "gemm: prologue '%s' is a decode (gemv) prologue", pro);
     if (!gemm_check(&s, d))
         return false;
     char name[96];
-    char epi[16] = "";
-    if (s.mhc)
-        snprintf(epi, sizeof epi, "_mhc%d", s.mhc);
+    char epi[MHC_EPI_TAG];
     snprintf(name, sizeof name, "gemm_n%lld_k%lld_%s%s%s%s_%dx%dx%d_w%dx%d_s%d", (long long)s.N, (long long)s.K,
-             dtype_name(s.out), s.residual ? "_res" : "", epi, s.swiglu ? "_swiglu" : "", s.bm, s.bn, s.bk, s.wm, s.wn,
+             dtype_name(s.out), s.residual ? "_res" : "", mhc_epi_tag(s.mhc, epi), s.swiglu ? "_swiglu" : "", s.bm, s.bn, s.bk, s.wm, s.wn,
              s.stages);
     KLaunch *l = kout_add(out, name, (unsigned)(32 * s.wm * s.wn), gemm_smem(&s));
-    kl_param(l, "bm", s.bm);
-    kl_param(l, "bn", s.bn);
-    kl_param(l, "bk", s.bk);
-    kl_param(l, "wm", s.wm);
-    kl_param(l, "wn", s.wn);
-    kl_param(l, "stages", s.stages);
+    gemm_launch_params(l, &s);
     SymExpr M = node_rows_expr(n);
     l->grid[0] = sym_const((s.N + s.bn - 1) / s.bn);
     l->grid[1] = sym_ceildiv(M, s.bm);
     int64_t osz = (int64_t)dtype_size(s.out);
     l->flops = sym_scale(M, 2 * s.N * s.K);
     /* out (and a residual) [M, N]; mhc: the n streams in and out, the coefficients */
-    int64_t out_bytes = s.mhc ? 2 * s.mhc * s.N * 4 + (s.mhc + s.mhc * s.mhc) * 4 : s.N * osz * (s.residual ? 2 : 1);
+    int64_t out_bytes = s.mhc ? mhc_epi_bytes(s.mhc, s.N) : s.N * osz * (s.residual ? 2 : 1);
     l->bytes = sym_add(sym_scale(M, s.K * 2 * (s.swiglu ? 2 : 1) + out_bytes), sym_const(s.N * s.K * 2));
     if (s.mhc)
-        l->flops = sym_add(l->flops, sym_scale(M, 2 * s.N * s.mhc * (s.mhc + 1)));
+        l->flops = sym_add(l->flops, sym_scale(M, mhc_epi_flops(s.mhc, s.N)));
     kl_arg_src(l, 0);
     kl_arg_src(l, 1);
     kl_arg_out(l);

@@ -25,6 +25,8 @@ typedef struct GemmShape {
 bool gemm_check(const GemmShape *s, Diag *d);
 /* Dynamic shared memory of a GemmShape's kernel, bytes. */
 unsigned gemm_smem(const GemmShape *s);
+/* Records a GemmShape's schedule (bm, bn, bk, wm, wn, stages) among l's plan parameters. */
+void gemm_launch_params(KLaunch *l, const GemmShape *s);
 /* Emits the kernel. Parameters: plain: A, W, out, [residual | xs, coef (mhc)], M (i32);
  * grouped: A, W, out, offsets (i32 [E+1]), perm (i32 [rows]), [selw (f32
  * [rows]), GEMM_MOE_DOWN]. Grid: (ceil(N/bn), row tiles): plain

@@ -314,7 +314,7 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
                    .pro = !pro ? 0 : !strcmp(pro, "rmsnorm") ? 1 : !strcmp(pro, "swiglu") ? 3 : 2, .group = node_int(n, "group", w->dim[1].n),
                    .eps = (float)node_float(n, "eps", 1e-5), .in = n->src[0]->dtype, .out = n->dtype};
     s.residual = matmul_nres(n) == 1;
-    s.mhc = matmul_mhc(n) ? (int)node_int(n, "streams", 1) : 0;
+    s.mhc = mhc_epi_streams(n);
     s.pdl = kl_use_pdl(cg, n);
     s.Kp = (s.K + 15) / 16 * 16;
     s.warps = s.wn * s.wk;
@@ -324,11 +324,9 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
     unsigned smem = (unsigned)(GV_ROWS * (s.Kp + 8) * 2 + (s.wk > 1 ? s.warps * 32 * 4 * 4 : 0));
     char name[96];
     static const char *const pn[] = {"", "_rms", "_gnorm", "_swiglu"};
-    char epi[16] = "";
-    if (s.mhc)
-        snprintf(epi, sizeof epi, "_mhc%d", s.mhc);
+    char epi[MHC_EPI_TAG];
     snprintf(name, sizeof name, "gemv_n%lld_k%lld_%s%s%s%s_w%dx%d", (long long)s.N, (long long)s.K, dtype_name(s.out),
-             s.residual ? "_res" : "", epi, pn[s.pro], s.wn, s.wk);
+             s.residual ? "_res" : "", mhc_epi_tag(s.mhc, epi), pn[s.pro], s.wn, s.wk);
     KLaunch *l = kout_add(out, name, (unsigned)(32 * s.warps), smem);
     kl_param(l, "wn", s.wn);
     kl_param(l, "wk", s.wk);
@@ -338,11 +336,11 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
     l->grid[1] = sym_ceildiv(M, GV_ROWS);
     int64_t osz = (int64_t)dtype_size(s.out);
     l->flops = sym_scale(M, 2 * s.N * s.K);
-    int64_t out_bytes = s.mhc ? 2 * s.mhc * s.N * 4 + (s.mhc + s.mhc * s.mhc) * 4 : s.N * osz * (s.residual ? 2 : 1);
+    int64_t out_bytes = s.mhc ? mhc_epi_bytes(s.mhc, s.N) : s.N * osz * (s.residual ? 2 : 1);
     l->bytes = sym_add(sym_scale(M, s.K * (s.pro == 3 ? 2 : 1) * (int64_t)dtype_size(s.in) + out_bytes),
                        sym_const(s.N * s.K * 2));
     if (s.mhc)
-        l->flops = sym_add(l->flops, sym_scale(M, 2 * s.N * s.mhc * (s.mhc + 1)));
+        l->flops = sym_add(l->flops, sym_scale(M, mhc_epi_flops(s.mhc, s.N)));
     kl_arg_src(l, 0); /* x, W, out, [residual | xs, coef], [norm_w], M: the kernel's parameter order */
     kl_arg_src(l, 1);
     kl_arg_out(l);

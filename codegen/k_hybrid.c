@@ -13,8 +13,6 @@
  * besides this one, which also takes the block's residual add or the mHC
  * stream update.
  * Args: h, w_g, b_g, a, c, [residual,] [xs, coef (mhc),] out, rows. Grid: rows. */
-#include <string.h>
-
 #include "kernels.h"
 #include "mhc_epi.h"
 #include "nvvm.h"
@@ -80,10 +78,8 @@ bool k_hybrid_mix(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kb_endfor(kb);
     }
     kb_endif(kb);
-    char name[64];
-    snprintf(name, sizeof name, "hybrid_mix_d%lld%s", (long long)D, res ? "_res" : "");
-    if (ns)
-        snprintf(name + strlen(name), sizeof name - strlen(name), "_mhc%d", ns);
+    char name[64], epi[MHC_EPI_TAG];
+    snprintf(name, sizeof name, "hybrid_mix_d%lld%s%s", (long long)D, res ? "_res" : "", mhc_epi_tag(ns, epi));
     KLaunch *l = kout_add(out, name, HM_THREADS, 4 * HM_WARPS);
     SymExpr rows_e = node_rows_expr(n);
     l->grid[0] = rows_e;

@@ -265,12 +265,7 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
         snprintf(name, sizeof name, "moe_gemm_%s_e%lld_n%lld_k%lld_%dx%dx%d_w%dx%d_s%d", part ? "down" : "gu",
                  (long long)s.E, (long long)gs.N, (long long)gs.K, gs.bm, gs.bn, gs.bk, gs.wm, gs.wn, gs.stages);
         l = kout_add(out, name, (unsigned)(32 * gs.wm * gs.wn), gemm_smem(&gs));
-        kl_param(l, "bm", gs.bm);
-        kl_param(l, "bn", gs.bn);
-        kl_param(l, "bk", gs.bk);
-        kl_param(l, "wm", gs.wm);
-        kl_param(l, "wn", gs.wn);
-        kl_param(l, "stages", gs.stages);
+        gemm_launch_params(l, &gs);
         l->grid[0] = sym_const((gs.N + gs.bn - 1) / gs.bn);
         /* ceil(A/bm) + E: every expert's last tile may be partial */
         l->grid[1] = sym_ceildiv(sym_add(A, sym_const(s.E * gs.bm)), gs.bm);
@@ -297,11 +292,9 @@ bool k_moe(Codegen *cg, const Node *n, KOut *out, Diag *d)
             return false;
     }
 
-    char epi[16] = "";
-    if (s.mhc)
-        snprintf(epi, sizeof epi, "_mhc%d", s.mhc);
+    char epi[MHC_EPI_TAG];
     snprintf(name, sizeof name, "moe_combine_d%lld_k%lld%s%s", (long long)s.D, (long long)s.k,
-             s.residual ? "" : "_nores", epi);
+             s.residual ? "" : "_nores", mhc_epi_tag(s.mhc, epi));
     l = kout_add(out, name, COMBINE_THREADS, 0);
     l->grid[0] = rows;
     /* the slots (and the residual) in; out [D], or with mhc the n streams in and out and the coefficients */

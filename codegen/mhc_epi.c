@@ -1,7 +1,10 @@
 /* mhc_epi.c — the mHC stream update of one element, shared by the kernels
  * that end a block (k_gemv.c, k_moe.c's moe_combine, k_hybrid.c); see
- * mhc_epi.h. k_gemm.c has its own two-column form on mma fragments. */
+ * mhc_epi.h. k_gemm.c loads the coefficients with mhc_epi_coef and updates
+ * its column pairs itself (8-byte accesses on the mma fragments). */
 #include "mhc_epi.h"
+
+#include <stdio.h>
 
 int mhc_epi_streams(const Node *n) { return node_mhc_epilogue(n) ? (int)node_int(n, "streams", 1) : 0; }
 
@@ -28,3 +31,11 @@ void mhc_epi_update(KB *kb, int ns, int64_t N, const V hc[MHC_EPI_MAX_COEF], V v
 int64_t mhc_epi_bytes(int ns, int64_t N) { return 2 * (int64_t)ns * N * 4 + (int64_t)(ns + ns * ns) * 4; }
 
 int64_t mhc_epi_flops(int ns, int64_t N) { return 2 * N * ns * (ns + 1); }
+
+const char *mhc_epi_tag(int ns, char buf[MHC_EPI_TAG])
+{
+    buf[0] = 0;
+    if (ns)
+        snprintf(buf, MHC_EPI_TAG, "_mhc%d", ns);
+    return buf;
+}

@@ -14,6 +14,7 @@
 #include "ir.h"
 
 enum { MHC_EPI_MAX_STREAMS = 8, MHC_EPI_MAX_COEF = MHC_EPI_MAX_STREAMS + MHC_EPI_MAX_STREAMS * MHC_EPI_MAX_STREAMS };
+enum { MHC_EPI_TAG = 8 }; /* bytes of a kernel-name tag: "_mhcN" and its NUL */
 
 /* n's streams when it has the mhc epilogue (attr streams), else 0. */
 int mhc_epi_streams(const Node *n);
@@ -25,3 +26,5 @@ void mhc_epi_update(KB *kb, int ns, int64_t N, const V hc[MHC_EPI_MAX_COEF], V v
 /* Cost per row of o (width N): bytes of the n streams in and out and the coefficients; flops of the update. */
 int64_t mhc_epi_bytes(int ns, int64_t N);
 int64_t mhc_epi_flops(int ns, int64_t N);
+/* The kernel-name tag of the epilogue: "_mhcN" for n streams, "" for 0; written into buf, returned. */
+const char *mhc_epi_tag(int ns, char buf[MHC_EPI_TAG]);
