@@ -152,8 +152,6 @@ bool node_mhc_epilogue(const Node *n)
     return epi && !strcmp(epi, "mhc");
 }
 
-bool matmul_mhc(const Node *n) { return node_mhc_epilogue(n); }
-
 /* The mHC epilogue of n (attr streams n): its output o, of shape dim [.., N] (static N), becomes the n
  * updated streams f32 [.., n*N]; xs f32 [.., n*N] and coef f32 [.., n+n^2] at srcs at, at + 1. */
 static bool want_mhc_epilogue(const Node *n, int at, int ndim, Dim *dim, Diag *d)
@@ -181,7 +179,7 @@ bool infer_matmul(const Node *n, int *ndim, Dim *dim, Diag *d)
     bool swiglu = pro && !strcmp(pro, "swiglu");
     CHECK(!pro || swiglu || matmul_has_norm_w(n), "matmul: unknown prologue '%s'", pro);
     const char *epi = node_str(n, "epilogue", NULL);
-    bool mhc = matmul_mhc(n);
+    bool mhc = node_mhc_epilogue(n);
     CHECK(!epi || mhc, "matmul: unknown epilogue '%s'", epi);
     int nres = matmul_nres(n); /* residual operands: 0 or 1; the mhc epilogue: 2 (streams, coefficients) */
     CHECK(mhc ? nres == 2 : nres == 0 || nres == 1, "matmul: %d operands do not fit prologue %s, epilogue %s",

@@ -164,10 +164,9 @@ bool matmul_has_norm_w(const Node *n);
 int matmul_nres(const Node *n);
 /* Whether a node (matmul, moe, hybrid_mix) has the mHC stream update as its
  * epilogue (attr epilogue="mhc", fuse-mhc): its last two srcs are then the
- * streams xs and the coefficients, and its output the updated streams. */
+ * streams xs and the coefficients (a matmul's sit before its optional norm
+ * weight), and its output the updated streams. */
 bool node_mhc_epilogue(const Node *n);
-/* The same for a matmul (its xs, coef sit before an optional norm weight). */
-bool matmul_mhc(const Node *n);
 /* Where a moe op's optional operands sit: its residual is src 4 unless attr
  * residual=0; the selection bias (if any) follows; xs, coef of the mhc
  * epilogue come last. -1 when absent. */

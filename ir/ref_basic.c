@@ -102,7 +102,7 @@ static float *matmul_prologue(EvalCtx *c, const Node *n, const char *pro, int64_
 void ref_matmul(EvalCtx *c, const Node *n)
 {
     const char *pro = node_str(n, "prologue", NULL);
-    bool mhc = matmul_mhc(n);
+    bool mhc = node_mhc_epilogue(n);
     int nres = matmul_nres(n);
     const float *w = ev_src(c, n, 1);                        /* (N, K) */
     const float *res = nres && !mhc ? ev_src(c, n, 2) : NULL; /* (M, N) or none */

@@ -282,7 +282,7 @@ static void expect_fusion_changes_nothing(const char *body, int mm, int moe, int
     int epi[3] = {0}, posts = 0, coefs = 0;
     for (int i = 0; i < f->nnodes; i++) {
         const Node *n = f->nodes[i];
-        epi[0] += n->op == OP_matmul && matmul_mhc(n);
+        epi[0] += n->op == OP_matmul && node_mhc_epilogue(n);
         epi[1] += n->op == OP_moe && node_mhc_epilogue(n);
         epi[2] += n->op == OP_hybrid_mix && node_mhc_epilogue(n);
         posts += n->op == OP_mhc_post;
