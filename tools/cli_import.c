@@ -90,6 +90,16 @@ static bool bool_field(const JsonValue *cfg, const char *key, bool def, bool *ou
 
 /* The YAML of a MambaForCausalLM config (HF MambaConfig's defaults where a field is absent;
  * tie_word_embeddings defaults to true, as PretrainedConfig's). */
+/* The lines every imported model starts with: where it came from, and the model-level keys. */
+static void write_head(FILE *f, const char *name, const char *path, const char *arch, long long vocab,
+                       long long d_model, double eps, bool tie)
+{
+    fprintf(f, "# %s — imported by `msac import hf` from %s (%s).\n", name, path, arch);
+    fprintf(f, "# Weight names are Hugging Face's (docs/models.md): the map is the identity.\n");
+    fprintf(f, "name: %s\nvocab_size: %lld\nd_model: %lld\nnorm_eps: %.9g\ntie_embeddings: %s\n\n", name, vocab,
+            d_model, eps, tie ? "true" : "false");
+}
+
 static bool write_mamba1_yaml(FILE *f, const JsonValue *cfg, const char *path, const char *name)
 {
     long long vocab, d_model, layers, d_state, expand, d_conv, rank, inter;
@@ -120,10 +130,7 @@ static bool write_mamba1_yaml(FILE *f, const JsonValue *cfg, const char *path, c
                 expand * d_model);
         return false;
     }
-    fprintf(f, "# %s — imported by `msac import hf` from %s (MambaForCausalLM).\n", name, path);
-    fprintf(f, "# Weight names are Hugging Face's (docs/models.md): the map is the identity.\n");
-    fprintf(f, "name: %s\nvocab_size: %lld\nd_model: %lld\nnorm_eps: %.9g\ntie_embeddings: %s\n\n", name, vocab,
-            d_model, eps, tie ? "true" : "false");
+    write_head(f, name, path, "MambaForCausalLM", vocab, d_model, eps, tie);
     fprintf(f, "mamba1:\n  d_state: %lld\n  expand: %lld\n  d_conv: %lld\n  dt_rank: %lld\n  conv_bias: %s\n"
                "  dt_init_range: [%.9g, %.9g]\n",
             d_state, expand, d_conv, rank, conv_bias ? "true" : "false", tmin, tmax);
@@ -186,10 +193,7 @@ static bool write_yaml(FILE *f, const JsonValue *cfg, const char *path, const ch
         lim[0] = tl->items[0].num;
         lim[1] = tl->items[1].type == JSON_NUMBER ? tl->items[1].num : INFINITY;
     }
-    fprintf(f, "# %s — imported by `msac import hf` from %s (Mamba2ForCausalLM).\n", name, path);
-    fprintf(f, "# Weight names are Hugging Face's (docs/models.md): the map is the identity.\n");
-    fprintf(f, "name: %s\nvocab_size: %lld\nd_model: %lld\nnorm_eps: %.9g\ntie_embeddings: %s\n\n", name, vocab,
-            d_model, eps, tie ? "true" : "false");
+    write_head(f, name, path, "Mamba2ForCausalLM", vocab, d_model, eps, tie);
     fprintf(f, "mamba2:\n  d_state: %lld\n  headdim: %lld\n  expand: %lld\n  ngroups: %lld\n  d_conv: %lld\n"
                "  chunk_size: %lld\n  conv_bias: %s\n  dt_init_range: [%.9g, %.9g]\n",
             d_state, headdim, expand, groups, d_conv, chunk, conv_bias ? "true" : "false", tmin, tmax);
