@@ -136,8 +136,11 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     /* the first batch of weights is in flight before anything waits on the previous kernel */
     V b0[GV_UNROLL][2];
     load_batch(kb, &gw, kb_i32(kb, 0), b0);
-    if (s->pdl)
+    if (s->pdl) {
+        if (norm) /* the norm weight, read right after the wait: into L1 meanwhile */
+            nvvm_prefetch_span_l1(kb, nw, kb_i32(kb, 0), s->K, nvvm_tid_x(kb), 32 * s->warps);
         nvvm_pdl_sync(kb);
+    }
 
     /* ---- prologue: rows m0..m0+15 → bf16 A tile in smem, a warp per row. A live
      * row is read with 16-byte loads and held in registers (two passes over

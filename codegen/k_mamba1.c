@@ -344,11 +344,13 @@ static bool emit_step(Codegen *cg, const M1 *m, bool pdl, char **ptx, Diag *d)
     kb_if(kb, kb_lt(kb, ch, kb_i32(kb, m->Di)));
     {
         Chan c = load_chan(kb, m, ch, dtw, dtb, alog, Dp);
-        if (pdl)
-            nvvm_pdl_sync(kb);
+        /* the channel's state (last written by this layer's step a whole decode step ago)
+         * is in flight before the wait too */
         V sbase = kb_mul(kb, i64(kb, kb_add(kb, kb_mul(kb, b, kb_i32(kb, m->Di)), ch)), kb_i64(kb, m->N));
         V init[MAX_N];
         load_vals(kb, kb->f32, st, sbase, m->N, m->N % 4 == 0, init);
+        if (pdl)
+            nvvm_pdl_sync(kb);
         KVar h[MAX_N];
         for (int k = 0; k < m->N; k++)
             h[k] = kb_var(kb, kb->f32, init[k]);

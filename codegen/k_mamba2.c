@@ -189,7 +189,7 @@ static bool emit_scan(Codegen *cg, const Mx *m, int T, int threads, char **ptx, 
  * PB/4 rows; lane l holds the float4 columns 4l, 4l+128, ... of each row, so
  * a warp reads and writes whole 512-byte row segments, and every row's loads
  * are issued before any is used. */
-enum { STEP_THREADS = 128, STEP_WARPS = 4 };
+enum { STEP_THREADS = 128, STEP_WARPS = 4, STEP_PREFETCH_MAX_BATCH = 8 };
 
 static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, bool pdl, char **ptx, Diag *d)
 {
@@ -218,8 +218,34 @@ static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, boo
             sp[r][j] = kb_gep(kb, kb->f32, ssm, off);
             s4[r][j] = kb_load_vec(kb, kb->f32, 4, sp[r][j], 16);
         }
-    if (pdl)
+    if (pdl) {
+        /* the weights and conv history the step reads after the wait, into L1 meanwhile:
+         * conv weights, bias and ring rows of the block's x channels and its group's B, C
+         * channels, and the head's dt bias, A_log, D (nothing here is written by the
+         * predecessor; the ring slot this step writes is not among those read). Only at
+         * small batch: with many sequences the state traffic hides the latency, and the
+         * repeated prefetches of the same weights cost more than they save (b64: +4 %) */
+        kb_if(kb, kb_le(kb, nvvm_nctaid_y(kb), kb_i32(kb, STEP_PREFETCH_MAX_BATCH)));
+        V g = kb_div(kb, h, kb_i32(kb, m->H / m->G));
+        V xch = kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->P)), p0);
+        V bch = kb_add(kb, kb_i32(kb, m->Di), kb_mul(kb, g, kb_i32(kb, m->N)));
+        V cch = kb_add(kb, bch, kb_i32(kb, m->GN));
+        V rb = kb_mul(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), kb_i32(kb, m->W)); /* ring row 0 of sequence b */
+        for (int s = 0; s < 3; s++) {
+            V ch = s == 0 ? xch : s == 1 ? bch : cch;
+            int64_t n = s == 0 ? PB : m->N;
+            V cw0 = kb_mul(kb, ch, kb_i32(kb, m->W));
+            nvvm_prefetch_span_l1(kb, cw, cw0, n * m->W, tid, STEP_THREADS);
+            nvvm_prefetch_span_l1(kb, ring, kb_add(kb, rb, cw0), n * m->W, tid, STEP_THREADS);
+            nvvm_prefetch_span_l1(kb, cbias, ch, n, tid, STEP_THREADS);
+        }
+        kb_if(kb, kb_eq(kb, tid, zero));
+        for (int s = 0; s < 3; s++)
+            nvvm_prefetch_l1(kb, kb_gep(kb, kb->f32, s == 0 ? dtb : s == 1 ? alog : Dp, kb_to_i64(kb, h)));
+        kb_endif(kb);
+        kb_endif(kb);
         nvvm_pdl_sync(kb);
+    }
     /* conv of this block's x channels and its group's B, C channels → smem [x | B | C] */
     KVar e = kb_for(kb, tid, kb_i32(kb, PB + 2 * m->N), kb_i32(kb, STEP_THREADS));
     {

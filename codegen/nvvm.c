@@ -1,4 +1,6 @@
 /* nvvm.c — NVVM intrinsics (see nvvm.h). */
+#include <assert.h>
+
 #include "nvvm.h"
 
 V nvvm_call(KB *kb, const char *name, T ret, V *args, int nargs)
@@ -20,6 +22,7 @@ V nvvm_ctaid_x(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.ctaid.x"); }
 V nvvm_ctaid_y(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.ctaid.y"); }
 V nvvm_ctaid_z(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.ctaid.z"); }
 V nvvm_nctaid_x(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.nctaid.x"); }
+V nvvm_nctaid_y(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.nctaid.y"); }
 V nvvm_nsmid(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.nsmid"); }
 V nvvm_lane(KB *kb) { return kb_and(kb, nvvm_tid_x(kb), kb_i32(kb, 31)); }
 V nvvm_warp(KB *kb) { return kb_shr(kb, nvvm_tid_x(kb), kb_i32(kb, 5)); }
@@ -86,6 +89,20 @@ void nvvm_pdl_sync(KB *kb)
 {
     nvvm_griddep_wait(kb);
     nvvm_griddep_launch(kb);
+}
+
+void nvvm_prefetch_l1(KB *kb, V gptr) { nvvm_call(kb, "llvm.nvvm.prefetch.global.L1", kb->t_void, &gptr, 1); }
+
+void nvvm_prefetch_span_l1(KB *kb, V base, V first, int64_t count, V tid, int nthreads)
+{
+    assert(count > 0);
+    int64_t lines = (count * 4 + 127) / 128 + 1; /* + 1: `first` need not start a line */
+    KVar i = kb_for(kb, tid, kb_i32(kb, (int)lines), kb_i32(kb, nthreads));
+    {
+        V e = kb_min(kb, kb_mul(kb, kb_get(kb, i), kb_i32(kb, 32)), kb_i32(kb, (int)(count - 1))); /* 32 f32 a line */
+        nvvm_prefetch_l1(kb, kb_gep(kb, kb->f32, base, kb_to_i64(kb, kb_add(kb, first, e))));
+    }
+    kb_endfor(kb);
 }
 
 void nvvm_ldmatrix_x4(KB *kb, V sptr, bool trans, V out[4])

@@ -15,6 +15,7 @@ V nvvm_ctaid_x(KB *kb);
 V nvvm_ctaid_y(KB *kb);
 V nvvm_ctaid_z(KB *kb);
 V nvvm_nctaid_x(KB *kb);
+V nvvm_nctaid_y(KB *kb);
 V nvvm_nsmid(KB *kb);       /* %nsmid: SM identifiers (the SM count, or a little more) */
 V nvvm_lane(KB *kb);       /* tid.x % 32 */
 V nvvm_warp(KB *kb);       /* tid.x / 32 */
@@ -43,6 +44,15 @@ void nvvm_griddep_launch(KB *kb);
  * kernel before its predecessor wrote, and write nothing: the predecessor may
  * still be reading buffers the workspace plan shares. */
 void nvvm_pdl_sync(KB *kb);
+/* prefetch.global.L1: bring the 128-byte line of gptr (a global pointer) into
+ * this SM's L1 (and L2). For what a kernel reads right after nvvm_pdl_sync:
+ * issued before it, the line's DRAM latency overlaps the wait. */
+void nvvm_prefetch_l1(KB *kb, V gptr);
+/* Prefetch to L1 the lines of the f32 span base[first .. first + count),
+ * spread over the block's threads (thread tid of nthreads issues every
+ * nthreads-th line). Only for data that nothing writes during this kernel
+ * nor its predecessor (weights, state of an earlier step). */
+void nvvm_prefetch_span_l1(KB *kb, V base, V first, int64_t count, V tid, int nthreads);
 
 /* ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16: four 8x8 b16 matrices;
  * lane l supplies the address of row l%8 of matrix l/8. out[4] = i32 regs. */
