@@ -91,9 +91,9 @@ bool k_mhc(Codegen *cg, const Node *n, KOut *out, Diag *d)
                          (long long)(M + 1), MHC_MAX_ACC);
     int fsrc = post ? 2 : 1; /* fn, base, scale follow */
     DType fdt = coll ? DT_F32 : n->src[fsrc]->dtype;
-    /* shared memory: red [warps][T][M+1] partials, tot [T][M+1] sums (+ [T][8] Sinkhorn maxima), coef
+    /* shared memory: red [warps][T][M+1] partials, tot [T][M+1] sums, coef
      * [T][C], mat [T][64] the H_res matrices, nred [T][warps], h [D] */
-    int64_t off_red = 0, off_tot = 4 * (int64_t)warps * T * (M + 1), off_coef = off_tot + 4 * T * (M + 1 + 8),
+    int64_t off_red = 0, off_tot = 4 * (int64_t)warps * T * (M + 1), off_coef = off_tot + 4 * T * (M + 1),
             off_mat = off_coef + 4 * T * C, off_nred = off_mat + 4 * T * 64, off_h = off_nred + 4 * (int64_t)T * warps,
             smem = off_h + (norm ? 4 * D : 0);
     if (smem > MHC_MAX_SMEM)
@@ -222,18 +222,19 @@ bool k_mhc(Codegen *cg, const Node *n, KOut *out, Diag *d)
             V own = kb_and(kb, kb_lt(kb, tid, kb_i32(kb, 8 * T)), kb_lt(kb, l, kb_i32(kb, (int)ns)));
             V mb = kb_mul(kb, kb_min(kb, t, kb_i32(kb, T - 1)), kb_i32(kb, 64));
 #define MAT(i, j) sm_f32(kb, off_mat, kb_add(kb, mb, kb_add(kb, kb_mul(kb, (i), kb_i32(kb, (int)ns)), (j))))
+            KVar mxv = kb_var(kb, kb->f32, kb_f32(kb, 0)); /* the matrix max, each owner's own copy */
             kb_if(kb, own);
             {
                 V mx = kb_load(kb, kb->f32, sm_f32(kb, off_mat, mb));
                 for (int64_t i = 1; i < nn; i++)
                     mx = kb_max(kb, mx, kb_load(kb, kb->f32, sm_f32(kb, off_mat, kb_add(kb, mb, kb_i32(kb, (int)i)))));
-                kb_store(kb, mx, sm_f32(kb, off_tot, kb_add(kb, kb_i32(kb, (int)(T * (M + 1))), kb_add(kb, kb_mul(kb, t, kb_i32(kb, 8)), l))));
+                kb_set(kb, mxv, mx);
             }
             kb_endif(kb);
-            nvvm_bar_sync(kb); /* every max read before a column is rewritten */
+            nvvm_bar_sync(kb); /* every owner has read the whole matrix before any column is rewritten */
             kb_if(kb, own);
             {
-                V mx = kb_load(kb, kb->f32, sm_f32(kb, off_tot, kb_add(kb, kb_i32(kb, (int)(T * (M + 1))), kb_add(kb, kb_mul(kb, t, kb_i32(kb, 8)), l))));
+                V mx = kb_get(kb, mxv);
                 for (int64_t i = 0; i < ns; i++) {
                     V p = MAT(kb_i32(kb, (int)i), l);
                     kb_store(kb, kb_exp(kb, kb_sub(kb, kb_load(kb, kb->f32, p), mx)), p);
