@@ -37,13 +37,14 @@ typedef struct BenchArgs {
     bool graphs;         /* decode as CUDA graphs */
     ScheduleSet sched;   /* --schedule overrides for a YAML input */
     int position;        /* every sequence's position during the timed runs */
+    bool zero_caches;    /* leave the per-token caches zero at a position > 0 (else: pseudo-random rows) */
 } BenchArgs;
 
 static const char synopsis[] =
     "usage: msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
     "                  [--program prefill|decode|all] [--warmup N] [--iters N]\n"
     "                  [--target sm_90a|sm_80] [--schedule KERNEL:key=val,...] [--position P]\n"
-    "                  [--peak-tflops T]\n"
+    "                  [--zero-caches] [--peak-tflops T]\n"
     "                  [--peak-gbs G] [--json FILE] [--no-graphs]\n";
 
 static void usage(FILE *f)
@@ -55,7 +56,10 @@ static void usage(FILE *f)
             "median is the program's total; decode replays its CUDA graph unless --no-graphs)\n"
             "and --iters runs with CUDA events around every launch (the medians per launch).\n"
             "Inputs are a deterministic pseudo-random prompt, every sequence at position 0\n"
-            "(--position P: at P, so a decode step attends over P+1 cached rows).\n"
+            "(--position P: at P, so a decode step attends over P+1 cached rows; those rows\n"
+            "are pseudo-random values, msac_session_fill_caches, so that a sparse layer's\n"
+            "top-k selects scattered rows as in a real context; --zero-caches leaves them\n"
+            "zero: every indexer score then ties and top-k takes the first rows).\n"
             "Defaults: batch 1, seq 2048, decode batch = batch, program all, warmup 10, iters 50.\n"
             "\n"
             "Per launch it prints the median µs, the share of the sum of launch medians, the\n"
@@ -94,6 +98,10 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             return -1;
         if (!strcmp(o, "--no-graphs")) {
             a->graphs = false;
+            continue;
+        }
+        if (!strcmp(o, "--zero-caches")) {
+            a->zero_caches = true;
             continue;
         }
         if (o[0] != '-') {
@@ -252,6 +260,7 @@ static bool time_program(msac_device *dev, const msac_plan *plan, const BenchArg
     cli_fill_tokens(prompt, ntok, pi.vocab_size);
     if (!report(msac_session_create(dev, plan, &so, &s)) ||
         !report(msac_session_prefill(s, batch, seq, prompt, NULL)) ||
+        (a->position > 0 && !a->zero_caches && !report(msac_session_fill_caches(s, 1))) ||
         !report(msac_session_bench_at(s, name, batch, seq, a->position, a->warmup, a->iters, ms, &out->total_ms)))
         goto done;
     /* a plan with per-batch decode variants runs "decode@N" at this batch */

@@ -590,6 +590,61 @@ static void test_decode_variants(void **state)
     msac_device_close(dev);
 }
 
+/* msac_session_fill_caches: the per-token cache (kv_cache, bf16 [batch, ctx,
+ * 32]) gets values in [-1, 1) that differ from row to row, the same for the
+ * same seed and not for another; the recurrent state (conv_state) is left
+ * as the prefill wrote it; a reset zeroes the cache again. */
+static void test_fill_caches(void **state)
+{
+    (void)state;
+    enum { NKV = 2 * 16 * 32, NST = 2 * ST_FLOATS };
+    msac_device *dev = open_device();
+    msac_plan *plan = fixture_load(fixture_plan());
+    msac_session_options o;
+    msac_session_options_init(&o);
+    o.max_batch = 2;
+    o.max_ctx = 16;
+    msac_session *s = NULL;
+    check(msac_session_create(dev, plan, &o, &s));
+    expect_status(msac_session_fill_caches(NULL, 1), MSAC_ERR_INVALID_ARGUMENT, "session is NULL");
+    played = (Played){0};
+    set_launch_hook(play, &played);
+    int32_t tok[2] = {3, 5};
+    check(msac_session_prefill(s, 2, 1, tok, NULL));
+    set_launch_hook(NULL, NULL);
+    static float st0[NST], st1[NST], kv[NKV], kv2[NKV];
+    check(msac_session_read_output(s, "conv_state", st0, NST));
+    assert_true(st0[0] != 0); /* the prefill wrote it */
+
+    check(msac_session_fill_caches(s, 7));
+    check(msac_session_read_output(s, "kv_cache", kv, NKV));
+    int distinct = 0;
+    for (int i = 0; i < NKV; i++) {
+        assert_true(kv[i] >= -1.0f && kv[i] < 1.0f);
+        distinct += i == 0 || kv[i] != kv[i - 1];
+    }
+    assert_true(distinct > NKV * 9 / 10);
+    for (int r = 1; r < 2 * 16; r++) /* no two token rows alike */
+        assert_true(memcmp(&kv[r * 32], &kv[(r - 1) * 32], 32 * sizeof *kv) != 0);
+    check(msac_session_read_output(s, "conv_state", st1, NST));
+    assert_memory_equal(st0, st1, sizeof st0);
+
+    check(msac_session_fill_caches(s, 7));
+    check(msac_session_read_output(s, "kv_cache", kv2, NKV));
+    assert_memory_equal(kv, kv2, sizeof kv);
+    check(msac_session_fill_caches(s, 8));
+    check(msac_session_read_output(s, "kv_cache", kv2, NKV));
+    assert_true(memcmp(kv, kv2, sizeof kv) != 0);
+
+    check(msac_session_reset(s));
+    check(msac_session_read_output(s, "kv_cache", kv2, NKV));
+    for (int i = 0; i < NKV; i++)
+        assert_true(kv2[i] == 0);
+    msac_session_destroy(s);
+    msac_plan_free(plan);
+    msac_device_close(dev);
+}
+
 /* Sampling parameters of sequence r in the tests below: a mix of greedy,
  * temperatures, top-k and top-p. */
 static msac_sampling fx_params(int r)
@@ -795,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_weights_from),
         cmocka_unit_test(test_tuned_for),
         cmocka_unit_test(test_decode_variants),
+        cmocka_unit_test(test_fill_caches),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_generate),
     };

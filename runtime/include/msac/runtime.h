@@ -440,6 +440,17 @@ msac_status msac_session_bench(msac_session *s, const char *program, int batch, 
 msac_status msac_session_bench_at(msac_session *s, const char *program, int batch, int seq, int position, int warmup,
                                   int iters, float *out_launch_ms, float *out_total_ms);
 
+/* Fills the session's per-token caches (every state whose size grows with
+ * the context: attention k/v and latent caches, indexer key caches) with
+ * pseudo-random values uniform in [-1, 1), the same for the same seed;
+ * recurrent states (SSM and conv states) are left as they are. For timing
+ * a decode step at a long context on rows that differ: in a zeroed cache
+ * every indexer score ties, so top-k selects the first rows. The contents
+ * are not a valid context for any prompt: msac_session_reset before real
+ * use. MSAC_ERR_INVALID_ARGUMENT for a NULL session; MSAC_ERR_OUT_OF_MEMORY
+ * when the 16 MB host or device staging block cannot be allocated. */
+msac_status msac_session_fill_caches(msac_session *s, uint64_t seed);
+
 /* ---- sampling and generation ----
  *
  * The sampler (docs/sampling.md defines it exactly): per sequence, logits
