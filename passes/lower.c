@@ -117,6 +117,9 @@ bool pass_lower(Graph *g, Diag *d)
                 /* segments per sequence chosen per call from batch·heads (0), except where the heads
                  * alone fill half the SMs of an H100 (132): that choice would always be one segment */
                 node_set_int(g, n, "segs", 2 * H > LOWER_SMS ? 1 : 0);
+                /* there too the blocks (batch·heads) fill the SMs: one stage of staged rows, two
+                 * blocks an SM covering each other's waits (k_mamba2_tc.c); else two stages */
+                node_set_int(g, n, "stages", 2 * H > LOWER_SMS ? 1 : 2);
                 /* silu(conv(B, C)), computed once per group; then the segment states */
                 node_set_str(g, n, "scratch", sc);
             }
