@@ -93,6 +93,12 @@ static V sf(KB *kb, int off, V idx) /* &f32 smem[off + 4*idx] */
     return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, off)), idx);
 }
 
+/* e^x and silu(x) with ex2.approx.ftz: one MUFU op for the exponential where kb_exp's
+ * ex2.approx.f32 takes a compare and two multiplies more to keep subnormals (the
+ * decays and gates here lose nothing below 2^-126). */
+static V fexp(KB *kb, V x) { return nvvm_ex2_ftz(kb, kb_mul(kb, x, kb_f32(kb, 1.4426950408889634))); }
+static V fsilu(KB *kb, V x) { return kb_mul(kb, x, kb_rcp(kb, kb_add(kb, kb_f32(kb, 1.0), fexp(kb, kb_neg(kb, x))))); }
+
 /* ---------------------------------------------------------------------------
  * mamba2_conv_bc: grid (ceil(seq/CONV_ROWS), batch); a thread per B/C channel
  * pair slides the conv window down CONV_ROWS rows.
@@ -169,75 +175,53 @@ bool emit_conv_bc(Codegen *cg, const Mx *m, char **ptx, Diag *d)
  * mamba2_scan_tc. Args: zxbcdt, conv_w, conv_b, dt_bias, A_log, D, conv_state,
  * ssm_state, pos, out, scratch (B, C activations), segment area, batch, seq. */
 
-/* One row piece of a part: its source (element column `col` of row `row`
- * of a matrix `width` elements wide at `src`) and its place in the stage row
- * (element `scol` of the row at smem byte `srow`); `pe` elements, none past seq. */
-static void copy_piece(KB *kb, V src, int64_t width, V row, V col, V srow, V scol, int pe, V ok)
-{
-    V gp = kb_gep(kb, kb->bf16, src, kb_add(kb, kb_mul(kb, row, kb_i64(kb, width)), kb_to_i64(kb, col)));
-    V sp = kb_smem(kb, kb_add(kb, srow, kb_mul(kb, scol, kb_i32(kb, 2))));
-    V bytes = kb_select(kb, ok, kb_i32(kb, 2 * pe), kb_i32(kb, 0));
-    if (pe == 8)
-        nvvm_cp_async16(kb, sp, gp, bytes);
-    else
-        nvvm_cp_async4(kb, sp, gp, bytes);
-}
-
 /* Issues the cp.async copies of chunk rows [t0, t0 + TC) into stage `st` of
  * stages at byte `stage`, rows `ldr` bytes apart, the parts of `parts`
  * (SCAN_ROW_*): x of head h from zxbcdt, B and C of its group from the
  * scratch, z of head h from zxbcdt (row layout x P | B N | C N | z P, parts
- * left out keep their place); rows past seq are zero-filled. */
+ * left out keep their place); rows past seq are zero-filled. Each part has a
+ * power-of-two count of pieces a row, so a thread keeps one piece column and
+ * steps down the rows THREADS / pieces at a time: its addresses are a base
+ * and constant offsets, nothing divided per piece. */
 void scan_prefetch_rows(KB *kb, const Mx *m, int stage, int ldr, unsigned parts, V raw, V scr, V b, V h, V seq, V t0,
                         V st, V tid)
 {
     int pz = piece_bytes(m) / 2; /* elements per zxbcdt piece */
     int P = (int)m->P, N = (int)m->N;
-    /* the parts in row order: which bit, pieces per row, elements per piece */
-    static const unsigned bit[4] = {SCAN_ROW_X, SCAN_ROW_B, SCAN_ROW_C, SCAN_ROW_Z};
-    int npc[4] = {P / pz, N / 8, N / 8, P / pz}, pe[4] = {pz, 8, 8, pz};
-    int end[4], per_row = 0; /* pieces of the parts up to each, in the row */
-    for (int i = 0; i < 4; i++) {
-        per_row += parts & bit[i] ? npc[i] : 0;
-        end[i] = per_row;
-    }
-    assert(per_row > 0);
     V g = kb_div(kb, h, kb_i32(kb, m->H / m->G));
     V sbase = kb_add(kb, kb_i32(kb, stage), kb_mul(kb, st, kb_i32(kb, TC * ldr)));
-    KVar e = kb_for(kb, tid, kb_i32(kb, TC * per_row), kb_i32(kb, THREADS));
-    {
-        V ev = kb_get(kb, e), t = kb_div(kb, ev, kb_i32(kb, per_row)), q = kb_rem(kb, ev, kb_i32(kb, per_row));
-        V tt = kb_add(kb, t0, t);
-        V ok = kb_lt(kb, tt, seq);
-        V row = kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, seq), kb_select(kb, ok, tt, kb_i32(kb, 0))));
-        V srow = kb_add(kb, sbase, kb_mul(kb, t, kb_i32(kb, ldr)));
-        int opened = 0, start = 0; /* kb_ifs open; first piece of the part */
-        for (int i = 0; i < 4; i++) {
-            if (!(parts & bit[i]))
-                continue;
-            bool last = end[i] == per_row;
-            if (!last) {
-                kb_if(kb, kb_lt(kb, q, kb_i32(kb, end[i])));
-                opened++;
-            }
-            V c = kb_mul(kb, kb_sub(kb, q, kb_i32(kb, start)), kb_i32(kb, pe[i])); /* element within the part */
-            if (i == 0) /* x: zxbcdt columns Di + h·P + c */
-                copy_piece(kb, raw, m->Din, row, kb_add(kb, kb_add(kb, kb_i32(kb, m->Di), kb_mul(kb, h, kb_i32(kb, P))), c),
-                           srow, c, pe[i], ok);
-            else if (i == 3) /* z: zxbcdt columns h·P + c */
-                copy_piece(kb, raw, m->Din, row, kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), c), srow,
-                           kb_add(kb, c, kb_i32(kb, P + 2 * N)), pe[i], ok);
-            else /* B, C of group g: scratch columns g·N + c and G·N + g·N + c */
-                copy_piece(kb, scr, 2 * m->GN, row, kb_add(kb, kb_mul(kb, g, kb_i32(kb, N)), kb_add(kb, c, kb_i32(kb, i == 2 ? m->GN : 0))),
-                           srow, kb_add(kb, c, kb_i32(kb, P + (i == 2 ? N : 0))), pe[i], ok);
-            if (!last)
-                kb_else(kb);
-            start = end[i];
+    V lim = kb_sub(kb, seq, t0);                                              /* rows t < lim exist */
+    V grow = kb_to_i64(kb, kb_add(kb, kb_mul(kb, b, seq), t0));               /* global row of chunk row 0 */
+    for (int i = 0; i < 4; i++) {
+        static const unsigned bit[4] = {SCAN_ROW_X, SCAN_ROW_B, SCAN_ROW_C, SCAN_ROW_Z};
+        if (!(parts & bit[i]))
+            continue;
+        bool zx = i == 0 || i == 3;                       /* from zxbcdt (else the B, C scratch) */
+        int pe = zx ? pz : 8, npc = (zx ? P : N) / pe;    /* elements a piece, pieces a row */
+        int rpp = THREADS / npc;                          /* rows a pass of the block */
+        assert(npc > 0 && (npc & (npc - 1)) == 0 && npc <= THREADS && TC % rpp == 0);
+        int64_t width = zx ? m->Din : 2 * m->GN;          /* row length of the source */
+        int scol = i == 0 ? 0 : i == 1 ? P : i == 2 ? P + N : P + 2 * N; /* first element in the stage row */
+        V q = kb_rem(kb, tid, kb_i32(kb, npc)), r0 = kb_div(kb, tid, kb_i32(kb, npc));
+        V c = kb_mul(kb, q, kb_i32(kb, pe)); /* element within the part */
+        V col = i == 0 ? kb_add(kb, kb_i32(kb, m->Di), kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), c))   /* x: Di + h·P + c */
+              : i == 3 ? kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), c)                                 /* z: h·P + c */
+                       : kb_add(kb, kb_mul(kb, g, kb_i32(kb, N)), kb_add(kb, c, kb_i32(kb, i == 2 ? m->GN : 0)));
+        V src = zx ? raw : scr;
+        V gp0 = kb_gep(kb, kb->bf16, src, kb_add(kb, kb_mul(kb, kb_add(kb, grow, kb_to_i64(kb, r0)), kb_i64(kb, width)),
+                                                 kb_to_i64(kb, col)));
+        V sp0 = kb_add(kb, sbase, kb_add(kb, kb_mul(kb, r0, kb_i32(kb, ldr)), kb_mul(kb, kb_add(kb, c, kb_i32(kb, scol)), kb_i32(kb, 2))));
+        for (int k = 0; k < TC / rpp; k++) {
+            V ok = kb_lt(kb, kb_add(kb, r0, kb_i32(kb, k * rpp)), lim);
+            V gp = kb_select(kb, ok, kb_gep(kb, kb->bf16, gp0, kb_i64(kb, (int64_t)k * rpp * width)), src);
+            V sp = kb_smem(kb, kb_add(kb, sp0, kb_i32(kb, k * rpp * ldr)));
+            V bytes = kb_select(kb, ok, kb_i32(kb, 2 * pe), kb_i32(kb, 0));
+            if (pe == 8)
+                nvvm_cp_async16(kb, sp, gp, bytes);
+            else
+                nvvm_cp_async4(kb, sp, gp, bytes);
         }
-        while (opened--)
-            kb_endif(kb);
     }
-    kb_endfor(kb);
 }
 
 /* Raw dt of head h at chunk row tid (threads < TC): the value, 0 past seq. */
@@ -325,7 +309,7 @@ void scan_conv_x(KB *kb, const Mx *m, V rows, int ldr, V prev, int ldp, V cq, V 
             V acc = bias[e];
             for (int k = 0; k < W - 1; k++)
                 acc = kb_fma(kb, wv[e][k], win[k][e], acc);
-            y[e] = kb_silu(kb, kb_fma(kb, wv[e][W - 1], xin, acc));
+            y[e] = fsilu(kb, kb_fma(kb, wv[e][W - 1], xin, acc));
             if (ws)
                 y[e] = kb_mul(kb, kb_bf16_to_f32(kb, kb_f32_to_bf16(kb, y[e])), ws);
             for (int k = 0; k + 1 < W - 1; k++)
@@ -367,7 +351,7 @@ V scan_chunk_decay(KB *kb, const Mx *m, V lane, V dtraw, V dtbias, V A, V tc, in
             kb_store(kb, dt[i], kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, dto)), r));
         if (cumo >= 0)
             kb_store(kb, cum[i], kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, cumo)), r));
-        kb_store(kb, kb_mul(kb, kb_exp(kb, kb_sub(kb, cumT, cum[i])), dt[i]),
+        kb_store(kb, kb_mul(kb, fexp(kb, kb_sub(kb, cumT, cum[i])), dt[i]),
                  kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, wo)), r));
     }
     return cumT;
@@ -542,7 +526,7 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Di
                         V v[2];
                         for (int e2 = 0; e2 < 2; e2++) {
                             V s = kb_add(kb, gn0, mma_acc_col(kb, j, e + e2));
-                            V dec = kb_exp(kb, kb_sub(kb, ct, kb_load(kb, kb->f32, sf(kb, L.cum, s))));
+                            V dec = fexp(kb, kb_sub(kb, ct, kb_load(kb, kb->f32, sf(kb, L.cum, s))));
                             V x = kb_mul(kb, kb_mul(kb, kb_get(kb, acc[i][j][e + e2]), dec), kb_load(kb, kb->f32, sf(kb, L.dt, s)));
                             v[e2] = kb_select(kb, kb_le(kb, s, t), x, zero);
                         }
@@ -566,7 +550,7 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Di
             mma_warp_tile(kb, tC, ts, ym0, yn0, kb_i32(kb, 0), 2, yni, N, ay);
             for (int i = 0; i < 2; i++)
                 for (int e = 0; e < 4; e += 2) { /* rows of elements e, e+1 */
-                    V et = kb_exp(kb, kb_load(kb, kb->f32, sf(kb, L.cum, kb_add(kb, ym0, mma_acc_row(kb, i, e)))));
+                    V et = fexp(kb, kb_load(kb, kb->f32, sf(kb, L.cum, kb_add(kb, ym0, mma_acc_row(kb, i, e)))));
                     for (int j = 0; j < yni; j++)
                         for (int e2 = 0; e2 < 2; e2++)
                             kb_set(kb, ay[i][j][e + e2], kb_mul(kb, kb_get(kb, ay[i][j][e + e2]), et));
@@ -589,7 +573,7 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Di
                             V xt = kb_bf16_to_f32(kb, kb_extract(kb, x2, e2));
                             y[e2] = kb_fma(kb, Dh, xt, kb_get(kb, ay[i][j][e + e2]));
                             if (!m->nbg) /* gate by silu(z), z from the staged row */
-                                y[e2] = kb_mul(kb, y[e2], kb_silu(kb, kb_bf16_to_f32(kb, kb_extract(kb, z2, e2))));
+                                y[e2] = kb_mul(kb, y[e2], fsilu(kb, kb_bf16_to_f32(kb, kb_extract(kb, z2, e2))));
                         }
                         V ooff = kb_add(kb, kb_mul(kb, kb_to_i64(kb, row), kb_i64(kb, m->Di)),
                                         kb_to_i64(kb, kb_add(kb, kb_mul(kb, h, kb_i32(kb, P)), p)));
@@ -600,7 +584,7 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Di
         }
         /* ---- S = exp(cum_T)·S + Xwᵀ·B ---- */
         {
-            V decT = kb_exp(kb, kb_load(kb, kb->f32, sf(kb, L.cum, kb_i32(kb, TC - 1))));
+            V decT = fexp(kb, kb_load(kb, kb->f32, sf(kb, L.cum, kb_i32(kb, TC - 1))));
             for (int i = 0; i < smi; i++)
                 for (int j = 0; j < sni; j++)
                     for (int e = 0; e < 4; e++)
