@@ -8,17 +8,27 @@
  *                    (bf16 operands, fp32 accumulate), the state in registers:
  *
  *   prefetch      the next chunk's rows — raw x and z of the head (zxbcdt), B and
- *                 C of its group (scratch) — by cp.async into the other half of a
- *                 double buffer, and its dt (a plain load stored late), so no
- *                 global latency sits on the chunk-to-chunk path
+ *                 C of its group (scratch) — by cp.async, and its dt (a plain
+ *                 load stored late); `stages` (schedule) says where:
+ *                   2: all of them into the other half of a double buffer, issued
+ *                      after the conv (146.7 KB for P 64 N 128: one block an SM);
+ *                   1: into the one stage, x right after the conv and B, C, z
+ *                      after the chunk's last read of them; the x conv history
+ *                      kept apart (2 × (W-1) rows). 97.4 KB, minctasm 2 (128
+ *                      registers): two blocks share an SM and each covers the
+ *                      other's waits for its rows
  *   conv + SiLU   of the head's x channels: a thread per (channel pair, row
  *                 segment); history from the previous chunk's staged rows (the
- *                 conv ring, staged once, before the first chunk)
+ *                 conv ring, staged once, before the first chunk); beside it
  *   cumsum        warp 0: cum = inclusive scan of dt·A; w_s = exp(cum_T − cum_s)·dt_s
  *   G = C·Bᵀ      (TC×TC, k = N) straight from the staged B, C; masked s ≤ t and
  *                 scaled by exp(cum_t − cum_s)·dt_s → bf16
- *   Y = G·X + exp(cum_t)·(C·Sᵀ) + D·x, gated by silu(z), stored
+ *   Y = exp(cum_t)·(C·Sᵀ) + G·X + D·x on one set of accumulators, gated by
+ *                 silu(z), stored
  *   S = exp(cum_T)·S + (w∘X)ᵀ·B          (P×N accumulators held across chunks)
+ *
+ * Four barriers a chunk: rows in | conv, cumsum | Xw, G | Y, S | (one stage: the
+ * rest of the next rows) and the bf16 state copy.
  *
  * The state never leaves registers between chunks; a bf16 copy in shared
  * memory feeds C·Sᵀ. Shapes: TC = 64, P ∈ {64, 128}, N ∈ {64, 128, 256},

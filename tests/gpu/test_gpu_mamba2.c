@@ -15,7 +15,9 @@
  * default (segs 0) picks the count per call from batch·heads, so the small
  * shapes here already run several segments; the seg_* tests fix the count
  * with a schedule override (1 = the single-walk scan, 2..16) and check
- * prefill, prefill in pieces, ragged prefill and decode after each. */
+ * prefill, prefill in pieces, ragged prefill and decode after each; stages1
+ * does the same with one stage of staged rows (stages=1), which the small
+ * shapes here never get by default (lower.c gives it to more than 66 heads). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
