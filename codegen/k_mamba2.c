@@ -459,6 +459,10 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     if (segs < 0 || segs > SEG_MAX || (!tc && segs > 1))
         return diag_fail(d, "mamba2_scan: invalid schedule segs=%d (0..%d, and more than 1 only on the tensor-core scan)",
                          segs, SEG_MAX);
+    int stages = (int)node_int(n, "stages", 2); /* the tensor-core scan's staged-row buffers */
+    if ((stages != 1 && stages != 2) || (stages == 1 && !node_int(n, "tc", 1)))
+        return diag_fail(d, "mamba2_scan: invalid schedule stages=%d (1 or 2, and 1 only on the tensor-core scan)",
+                         stages);
     bool segmented = tc && segs != 1; /* mamba2_seg_state and the segment area */
     SymExpr rows = node_rows_expr(n);
     SymExpr seg_off = sym_scale(rows, 4 * m.GN); /* the segment area follows the B, C activations */
@@ -471,7 +475,7 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
                              segs, (long long)(4 * m.GN), (long long)(m.H * slot), (long long)(SEG_SPARE * slot),
                              node_str(n, "scratch", ""));
     }
-    unsigned smem = tc ? scan_tc_smem(&m) : (unsigned)(4 * (T * m.CP + 3 * T + m.P * (m.N + 1) + T * T));
+    unsigned smem = tc ? scan_tc_smem(&m, stages) : (unsigned)(4 * (T * m.CP + 3 * T + m.P * (m.N + 1) + T * T));
     if (smem > (unsigned)cg->target->smem_max) {
         int fit = T; /* the largest chunk whose SIMT scan fits */
         while (fit > 1 && 4 * (fit * m.CP + 3 * fit + m.P * (m.N + 1) + fit * fit) > cg->target->smem_max)
@@ -522,7 +526,7 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     }
     char sn[16] = "";
     if (tc)
-        snprintf(sn, sizeof sn, "_s%d", segs);
+        snprintf(sn, sizeof sn, "_s%d%s", segs, stages == 1 ? "_st1" : "");
     snprintf(name, sizeof name, "mamba2_scan%s_h%lld_p%lld_n%lld_g%lld_c%d%s", tc ? "_tc" : "", (long long)m.H,
              (long long)m.P, (long long)m.N, (long long)m.G, T, sn);
     KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
@@ -530,6 +534,7 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_param(l, "threads", threads);
     kl_param(l, "tc", tc);
     kl_param(l, "segs", tc ? segs : 1);
+    kl_param(l, "stages", tc ? stages : 2);
     if (tc) {
         l->grid[0] = seg_grid(&m, segs);
     } else {
@@ -551,7 +556,7 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_i32(l, sym_mono(MONO_B, 1));
     }
     kl_arg_i32(l, sym_mono(MONO_S, 1));
-    if (!(tc ? emit_scan_tc(cg, &m, segs, &l->ptx, d) : emit_scan(cg, &m, T, threads, &l->ptx, d)))
+    if (!(tc ? emit_scan_tc(cg, &m, segs, stages, &l->ptx, d) : emit_scan(cg, &m, T, threads, &l->ptx, d)))
         return false;
     return add_norm_launch(cg, n, &m, out, d);
 }

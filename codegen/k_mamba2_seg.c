@@ -182,7 +182,7 @@ bool emit_seg_state(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d)
             V t0 = kb_add(kb, ts, kb_i32(kb, i * TC));
             V ok = kb_lt(kb, kb_add(kb, c0, kb_i32(kb, i)), c1);
             kb_if(kb, ok);
-            scan_prefetch_rows(kb, m, L.stage, L.ldr, false, raw, scr, b, h, seq, t0, kb_i32(kb, i), tid);
+            scan_prefetch_rows(kb, m, L.stage, L.ldr, SCAN_ROW_X | SCAN_ROW_B, raw, scr, b, h, seq, t0, kb_i32(kb, i), tid);
             kb_endif(kb);
             nvvm_cp_async_commit(kb);
             kb_if(kb, kb_and(kb, ok, kb_lt(kb, tid, kb_i32(kb, TC))));
@@ -225,13 +225,13 @@ bool emit_seg_state(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d)
             kb_endif(kb);
             nvvm_bar_sync(kb);
             /* ---- Xw = w∘silu(conv(x)) ---- */
-            scan_conv_x(kb, m, rows, prev, L.ldr, cq, seg, cwv, cbv, L.xw, L.ldx, L.w);
+            scan_conv_x(kb, m, rows, L.ldr, prev, L.ldr, cq, seg, cwv, cbv, L.xw, L.ldx, L.w);
             nvvm_bar_sync(kb);
             /* ---- chunk c + NS-1 on its way into the previous chunk's stage (read by now) ---- */
             V cn = kb_add(kb, c, kb_i32(kb, NS - 1)), tn = kb_mul(kb, cn, kb_i32(kb, TC));
             V more = kb_lt(kb, cn, c1);
             kb_if(kb, more);
-            scan_prefetch_rows(kb, m, L.stage, L.ldr, false, raw, scr, b, h, seq, tn, prv, tid);
+            scan_prefetch_rows(kb, m, L.stage, L.ldr, SCAN_ROW_X | SCAN_ROW_B, raw, scr, b, h, seq, tn, prv, tid);
             kb_endif(kb);
             nvvm_cp_async_commit(kb);
             KVar dtn = kb_var(kb, kb->f32, zero);

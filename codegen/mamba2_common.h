@@ -28,18 +28,25 @@ void store_y(KB *kb, const Mx *m, V raw, V out, V row, V h, V p, V y);
 V smem_f32(KB *kb, int base_floats, V idx);
 
 /* The tensor-core scan (k_mamba2_tc.c): supported shapes, shared memory, emitters.
- * emit_scan_tc's `segs` is the schedule's segment count (0: per call; k_mamba2_seg.c). */
+ * emit_scan_tc's `segs` is the schedule's segment count (0: per call; k_mamba2_seg.c),
+ * `stages` its staged-row buffers (2: the next chunk's rows land while this one
+ * is computed; 1: they are fetched after its last read, ~97 KB for P 64 N 128,
+ * so that two blocks share an SM and cover each other's waits). */
 enum { SCAN_TC_CHUNK = 64, SCAN_TC_THREADS = 256 }; /* tokens per chunk, threads per block */
 bool scan_tc_supported(const Mx *m, int smem_max);
-unsigned scan_tc_smem(const Mx *m);
+unsigned scan_tc_smem(const Mx *m, int stages);
+/* Whether two blocks of the scan with `stages` fit on one SM of a target with smem_max. */
+bool scan_tc_two_per_sm(const Mx *m, int stages, int smem_max);
 typedef struct Codegen Codegen;
-bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d);
+bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Diag *d);
 bool emit_conv_bc(Codegen *cg, const Mx *m, char **ptx, Diag *d);
 
 /* Pieces of the tensor-core scan that mamba2_seg_state shares (k_mamba2_tc.c).
- * Stage rows: x P | B N (| C N | z P with full), bf16, ldr bytes apart. */
-void scan_prefetch_rows(KB *kb, const Mx *m, int stage, int ldr, bool full, V raw, V scr, V b, V h, V seq, V t0, V st,
-                        V tid);
+ * Stage rows: x P | B N | C N | z P, bf16, ldr bytes apart; a prefetch copies
+ * the parts of its mask (mamba2_seg_state stages x and B only). */
+enum { SCAN_ROW_X = 1, SCAN_ROW_B = 2, SCAN_ROW_C = 4, SCAN_ROW_Z = 8, SCAN_ROW_ALL = 15 };
+void scan_prefetch_rows(KB *kb, const Mx *m, int stage, int ldr, unsigned parts, V raw, V scr, V b, V h, V seq, V t0,
+                        V st, V tid);
 /* Raw dt of head h at row t0 + tid of sequence b (0 past seq). */
 V scan_load_dt_raw(KB *kb, const Mx *m, V raw, V b, V h, V seq, V t0, V tid);
 /* The x channels' conv inputs of rows ts-(W-1) .. ts-1 (zxbcdt, or the ring before row 0)
@@ -47,10 +54,11 @@ V scan_load_dt_raw(KB *kb, const Mx *m, V raw, V b, V h, V seq, V t0, V tid);
 void scan_stage_history(KB *kb, const Mx *m, V stage, int ldr, V raw, V ring, V b, V h, V pos, V seq, V ts, V tid);
 /* Conv weights [2][W] and biases [2] of x channels 2cq, 2cq+1 of head h. */
 void scan_conv_weights(KB *kb, const Mx *m, V cw, V cbias, V h, V cq, V wv[2][8], V bias[2]);
-/* silu(conv(x)) of the staged chunk for channel pair cq, row segment seg, into the
- * bf16 tile at smem byte xo (× the f32 vector at byte wo when wo >= 0). */
-void scan_conv_x(KB *kb, const Mx *m, V rows, V prev, int ldr, V cq, V seg, V wv[2][8], V bias[2], int xo, int ldx,
-                 int wo);
+/* silu(conv(x)) of the staged chunk (rows ldr apart) for channel pair cq, row segment seg,
+ * into the bf16 tile at smem byte xo (× the f32 vector at byte wo when wo >= 0); the
+ * history row before chunk row t (t < 0) at prev + (t + TC)·ldp. */
+void scan_conv_x(KB *kb, const Mx *m, V rows, int ldr, V prev, int ldp, V cq, V seg, V wv[2][8], V bias[2], int xo,
+                 int ldx, int wo);
 /* Warp 0 only: dt (raw at smem byte dtraw), cum = cumsum(dt·A), w_s = exp(cum_T - cum_s)·dt_s
  * into smem bytes dto, cumo (skipped when < 0) and wo; returns cum_T. */
 V scan_chunk_decay(KB *kb, const Mx *m, V lane, V dtraw, V dtbias, V A, V tc, int dto, int cumo, int wo);

@@ -67,6 +67,7 @@ V nvvm_popc(KB *kb, V x) { return nvvm_call(kb, "llvm.ctpop.i32", kb->i32, &x, 1
 V nvvm_lanemask_lt(KB *kb) { return sreg(kb, "llvm.nvvm.read.ptx.sreg.lanemask.lt"); }
 
 V nvvm_ex2(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.ex2.approx.f32", kb->f32, &x, 1); }
+V nvvm_ex2_ftz(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.ex2.approx.ftz.f32", kb->f32, &x, 1); }
 V nvvm_lg2(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.lg2.approx.f", kb->f32, &x, 1); }
 V nvvm_rsqrt(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.rsqrt.approx.f", kb->f32, &x, 1); }
 V nvvm_rcp(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.rcp.approx.ftz.f", kb->f32, &x, 1); }

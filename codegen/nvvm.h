@@ -30,6 +30,7 @@ V nvvm_ballot(KB *kb, V pred); /* i32 mask of the lanes whose i1 pred is set (fu
 V nvvm_popc(KB *kb, V x);      /* set bits of an i32 */
 V nvvm_lanemask_lt(KB *kb);    /* i32 mask of the lanes below this one */
 V nvvm_ex2(KB *kb, V x);   /* 2^x, ex2.approx.f32 */
+V nvvm_ex2_ftz(KB *kb, V x); /* 2^x, ex2.approx.ftz.f32: one MUFU op (subnormal inputs and results flushed to 0) */
 V nvvm_lg2(KB *kb, V x);   /* log2 x, lg2.approx.f32 */
 V nvvm_rsqrt(KB *kb, V x); /* rsqrt.approx.f32 */
 V nvvm_rcp(KB *kb, V x);   /* 1/x, rcp.approx.ftz.f32 */

@@ -34,7 +34,8 @@
  *            so that batch·heads·segments blocks fill the SMs (1 when batch·heads already
  *            does; codegen/k_mamba2_seg.c), the scratch holding batch·heads + 256 states;
  *            segs 1 (no segment launch at all) when 2·heads > 132, where segs 0 would give 1
- *            at every batch on an H100 (b8 s4096 h80: 2.54 ms either way, docs/kernels.md)
+ *            at every batch on an H100 (b8 s4096 h80: 2.54 ms either way, docs/kernels.md),
+ *            and there stages 1 (the staged rows single-buffered, two blocks an SM), else 2
  *            decode:  single-step state update, 4 warps per 16 state rows (psplit = headdim/16)
  *   mamba1_conv  32 tokens per thread in prefill (tchunk), 1 in decode; 128 channels per block
  *   mamba1   prefill: chunked scan, 16 warps per 16 channels (cw), two time chunks per warp
@@ -117,6 +118,11 @@ bool pass_lower(Graph *g, Diag *d)
                 /* segments per sequence chosen per call from batch·heads (0), except where the heads
                  * alone fill half the SMs of an H100 (132): that choice would always be one segment */
                 node_set_int(g, n, "segs", 2 * H > LOWER_SMS ? 1 : 0);
+                /* there too the blocks (batch·heads) fill the SMs from batch 2 on: one stage of staged
+                 * rows, two blocks an SM covering each other's waits (k_mamba2_tc.c); else two stages.
+                 * H100, h80 s4096: b8 1.998–2.054 ms against 2.186–2.189 with two stages; b1 0.499
+                 * against 0.365 (80 blocks: nothing covers the waits), docs/kernels.md */
+                node_set_int(g, n, "stages", 2 * H > LOWER_SMS ? 1 : 2);
                 /* silu(conv(B, C)), computed once per group; then the segment states */
                 node_set_str(g, n, "scratch", sc);
             }

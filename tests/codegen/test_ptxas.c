@@ -25,19 +25,23 @@
 
 typedef struct Variant {
     int bm, bn, bk, wm, wn, stages; /* gemm tile */
-    int kchunk, threads;            /* mamba2 scan */
+    int kchunk, threads;            /* mamba2 scan (SIMT) */
+    int scan_stages;                /* mamba2 scan (tensor cores): staged-row buffers */
 } Variant;
 
 static const Variant variants[] = {
-    {128, 128, 32, 2, 4, 3, 64, 256}, /* the prefill default */
-    {64, 64, 32, 2, 2, 3, 32, 128},   /* the decode default */
-    {128, 64, 64, 4, 1, 4, 16, 64},
-    {32, 128, 32, 1, 4, 2, 64, 128},
+    {128, 128, 32, 2, 4, 3, 64, 256, 2}, /* the prefill default */
+    {64, 64, 32, 2, 2, 3, 32, 128, 2},   /* the decode default */
+    {128, 64, 64, 4, 1, 4, 16, 64, 1},
+    {32, 128, 32, 1, 4, 2, 64, 128, 1},
 };
 
 static const char *const models[][2] = {
     {"tiny", "name: tiny\nvocab_size: 256\nd_model: 64\ntie_embeddings: false\n"
              "mamba2: {d_state: 16, headdim: 16, ngroups: 2, chunk_size: 16}\nlayers:\n  - kind: mamba2\n"},
+    /* the tensor-core scan: headdim 64 with d_state 128 (the benchmark's head), 4 heads, 2 groups */
+    {"tc", "name: tc\nvocab_size: 256\nd_model: 128\ntie_embeddings: false\n"
+           "mamba2: {d_state: 128, headdim: 64, ngroups: 2, chunk_size: 256}\nlayers:\n  - kind: mamba2\n"},
     /* latent attention, both indexers, ragged latent and head sizes */
     {"mla", "name: mla\nvocab_size: 300\nd_model: 64\nmamba2: {d_state: 16, headdim: 16, chunk_size: 16}\n"
             "sparse_mla: {heads: 3, q_lora_rank: 24, kv_lora_rank: 40, qk_nope_head_dim: 16, qk_rope_head_dim: 8,"
@@ -109,6 +113,7 @@ static void tweak(void *user, const char *program, Graph *g)
         } else if (!strcmp(k, "mamba2_scan")) {
             node_set_int(g, n, "kchunk", v->kchunk);
             node_set_int(g, n, "threads", v->threads);
+            node_set_int(g, n, "stages", v->scan_stages);
         }
     }
 }
@@ -239,6 +244,7 @@ static const struct SpaceRun {
     const char *kernels[10];    /* templates, NULL-terminated */
 } space_runs[] = {
     {"tiny", {"embed", "rmsnorm", "gemm", "gemv", "mamba2_scan", "mamba2_step", NULL}},
+    {"tc", {"mamba2_scan", NULL}}, /* tiny's heads are too small for the tensor-core scan */
     {"mla", {"mla_attn", "mla_absorb", NULL}},
     {"mamba1", {"mamba1_conv", "mamba1_scan", NULL}},
     {"mhc", {"mhc", NULL}},

@@ -101,7 +101,7 @@ static void spaces_on_nodes(void **state)
     assert_string_equal(s.gemm_first, "bm=128,bn=128,wm=2,wn=4,bk=32,stages=3");
     assert_string_equal(s.gemm_last, "bm=64,bn=64,wm=2,wn=2,bk=64,stages=4");
     assert_true(s.key_blind_ok);
-    assert_int_equal(s.scan, 7); /* tc with segs 0, 1, 2, 4, 8; SIMT with kchunk 32, 64 */
+    assert_int_equal(s.scan, 7 * 2); /* (tc with segs 0, 1, 2, 4, 8; SIMT with kchunk 32, 64) × stages 2, 1 */
     assert_int_equal(s.step, 4);
     assert_int_equal(s.gemv, 7);
     assert_int_equal(s.mla_prefill, 3);     /* warps only: prefill has no splits */

@@ -15,7 +15,9 @@
  * default (segs 0) picks the count per call from batch·heads, so the small
  * shapes here already run several segments; the seg_* tests fix the count
  * with a schedule override (1 = the single-walk scan, 2..16) and check
- * prefill, prefill in pieces, ragged prefill and decode after each. */
+ * prefill, prefill in pieces, ragged prefill and decode after each; stages1
+ * does the same with one stage of staged rows (stages=1), which the small
+ * shapes here never get by default (lower.c gives it to more than 66 heads). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -181,14 +183,14 @@ static const char *const seg_yaml[2] = {
     "layers:\n  - kind: mamba2\n    repeat: 2\n",
 };
 
-/* Compile options fixing the scan's segments per sequence (kept alive until
- * use_segs(-1)); the kernels are memoised across these compiles. */
-static void use_segs(int segs)
+/* Compile options with a mamba2_scan schedule `spec` ("segs=4,stages=1"; kept
+ * alive until use_scan(NULL)); the kernels are memoised across these compiles. */
+static void use_scan(const char *spec)
 {
     static CompileOptions o;
     static ScheduleSet s;
     static KernelMemo *memo;
-    if (segs < 0) {
+    if (!spec) {
         gpu_set_compile_options(NULL);
         kernel_memo_free(memo);
         memo = NULL;
@@ -199,22 +201,31 @@ static void use_segs(int segs)
     compile_options_init(&o);
     o.memo = memo;
     memset(&s, 0, sizeof s);
-    char spec[64];
-    snprintf(spec, sizeof spec, "mamba2_scan:segs=%d", segs);
+    char full[96];
+    snprintf(full, sizeof full, "mamba2_scan:%s", spec);
     Diag d = {0};
-    if (!schedule_parse(&s, spec, &d))
+    if (!schedule_parse(&s, full, &d))
         fail_msg("%s", d.msg);
     o.schedule = &s;
     gpu_set_compile_options(&o);
 }
 
-/* Whether the plan has the segment-state launch (segs != 1) and its scans carry "_s<segs>". */
-static void expect_seg_kernels(const GpuModel *m, int segs)
+/* The segments per sequence fixed (use_segs(-1): back to the defaults). */
+static void use_segs(int segs)
+{
+    char spec[32];
+    snprintf(spec, sizeof spec, "segs=%d", segs);
+    use_scan(segs < 0 ? NULL : spec);
+}
+
+/* Whether the plan has the segment-state launch (segs != 1) and its scans carry
+ * "_s<segs>", and "_st1" exactly when they have one stage. */
+static void expect_seg_kernels(const GpuModel *m, int segs, int stages)
 {
     msac_plan_info pi;
     msac_plan_get_info(m->plan, &pi);
     char want[16];
-    snprintf(want, sizeof want, "_s%d", segs);
+    snprintf(want, sizeof want, "_s%d%s", segs, stages == 1 ? "_st1" : "");
     int seg_state = 0, scans = 0;
     for (int i = 0; i < pi.num_kernels; i++) {
         msac_kernel_info k;
@@ -223,6 +234,7 @@ static void expect_seg_kernels(const GpuModel *m, int segs)
         if (!strncmp(k.name, "mamba2_scan_tc", 14)) {
             scans++;
             assert_non_null(strstr(k.name, want));
+            assert_int_equal(strstr(k.name, "_st1") != NULL, stages == 1);
         }
     }
     assert_true(scans > 0);
@@ -242,7 +254,7 @@ static void seg_prefill_decode(void **state)
             use_segs(segs[i]);
             GpuModel m;
             gpu_model_open(&m, seg_yaml[y], NULL, 1, 8, 8, NULL);
-            expect_seg_kernels(&m, segs[i]);
+            expect_seg_kernels(&m, segs[i], 2);
             gpu_model_close(&m);
             run_prefill_decode(seg_yaml[y], NULL, 3, 300, 2);
             if (i == 2)
@@ -254,22 +266,21 @@ static void seg_prefill_decode(void **state)
 /* A prefill in three calls (130, 257 and 64 tokens: each call's segments start
  * from the state and conv ring the previous call left), then decode steps,
  * every call against the CPU, which continues from its own positions. */
-static void seg_chunked_prefill(void **state)
+static void chunked_prefill_with(const char *spec)
 {
-    (void)state;
     enum { B = 2, STEPS = 2 };
     static const int calls[] = {130, 257, 64};
-    use_segs(4);
+    use_scan(spec);
     GpuModel m;
     gpu_model_open(&m, seg_yaml[0], values, B, 257, 130 + 257 + 64 + STEPS + 1, NULL);
     int32_t tok[B * 257];
     float *ref[16];
-    char what[64];
+    char what[128];
     for (int c = 0; c < 3; c++) {
         fill_tokens(tok, B * calls[c], m.vocab, 50 + (uint64_t)c);
         check_ok(msac_session_prefill(m.sess, B, calls[c], tok, NULL));
         cpu_run(&m, B, calls[c], tok, values, ref);
-        snprintf(what, sizeof what, "segs 4: prefill call %d (%d tokens)", c, calls[c]);
+        snprintf(what, sizeof what, "%s: prefill call %d (%d tokens)", spec, c, calls[c]);
         compare_values(&m, what, B * calls[c], values, bounds, ref);
         for (int i = 0; values[i]; i++)
             free(ref[i]);
@@ -278,25 +289,30 @@ static void seg_chunked_prefill(void **state)
         fill_tokens(tok, B, m.vocab, 2000 + (uint64_t)s);
         check_ok(msac_session_decode(m.sess, B, tok, NULL));
         cpu_run(&m, B, 1, tok, values, ref);
-        snprintf(what, sizeof what, "segs 4: decode step %d", s);
+        snprintf(what, sizeof what, "%s: decode step %d", spec, s);
         compare_values(&m, what, B, values, bounds, ref);
         for (int i = 0; values[i]; i++)
             free(ref[i]);
     }
     gpu_model_close(&m);
-    use_segs(-1);
+    use_scan(NULL);
+}
+
+static void seg_chunked_prefill(void **state)
+{
+    (void)state;
+    chunked_prefill_with("segs=4");
 }
 
 /* Ragged prefills (rows of different lengths, one of length 0, calls split
  * by max_seq 200) with 4 segments, then decode steps with every row at its
  * own position: each row's last logits and decode logits against the CPU
  * run on that row alone. */
-static void seg_ragged(void **state)
+static void ragged_with(const char *spec)
 {
-    (void)state;
     enum { B = 3, CALLS = 2, STEPS = 2, MAXSEQ = 200 };
     static const int lens[CALLS][B] = {{300, 77, 0}, {65, 190, 129}};
-    use_segs(4);
+    use_scan(spec);
     GpuModel m;
     gpu_model_open(&m, seg_yaml[0], NULL, B, MAXSEQ, 512, NULL);
     const int64_t V = m.vocab;
@@ -329,19 +345,19 @@ static void seg_ragged(void **state)
     for (int r = 0; r < B; r++) { /* the CPU on row r alone, as batch 1 */
         eval_store_reset_states(m.store);
         m.cpu_pos[0] = 0;
-        char label[96];
+        char label[128];
         float *ref;
         for (int c = 0; c < CALLS; c++) {
             if (!lens[c][r])
                 continue;
             cpu_run(&m, 1, lens[c][r], tok[c][r], logits, &ref);
-            snprintf(label, sizeof label, "segs 4 ragged: row %d call %d (%d tokens) last logits", r, c, lens[c][r]);
+            snprintf(label, sizeof label, "%s ragged: row %d call %d (%d tokens) last logits", spec, r, c, lens[c][r]);
             expect_close(label, last[c] + r * V, ref + (int64_t)(lens[c][r] - 1) * V, V, 2e-2);
             free(ref);
         }
         for (int k = 0; k < STEPS; k++) {
             cpu_run(&m, 1, 1, &dtok[k][r], logits, &ref);
-            snprintf(label, sizeof label, "segs 4 ragged: row %d decode step %d", r, k);
+            snprintf(label, sizeof label, "%s ragged: row %d decode step %d", spec, r, k);
             expect_close(label, dec[k] + r * V, ref, V, 2e-2);
             free(ref);
         }
@@ -354,7 +370,41 @@ static void seg_ragged(void **state)
     for (int k = 0; k < STEPS; k++)
         free(dec[k]);
     gpu_model_close(&m);
-    use_segs(-1);
+    use_scan(NULL);
+}
+
+static void seg_ragged(void **state)
+{
+    (void)state;
+    ragged_with("segs=4");
+}
+
+/* The one-stage scan (stages=1: the next chunk's rows fetched into the one
+ * stage after their last read, two blocks an SM on sm_90a), on both segment
+ * shapes: the single walk and 4 segments (300 tokens: 5 chunks, the last of
+ * 44), prefill then decode; 64 tokens (one chunk, nothing to prefetch) and
+ * 129 (a chunk of one row); prefill in three calls; ragged rows. */
+static void stages1(void **state)
+{
+    (void)state;
+    static const char *const specs[] = {"segs=1,stages=1", "segs=4,stages=1"};
+    for (int y = 0; y < 2; y++)
+        for (int i = 0; i < 2; i++) {
+            fprintf(stderr, "%s %s\n", y ? "seg128" : "seg64", specs[i]);
+            use_scan(specs[i]);
+            GpuModel m;
+            gpu_model_open(&m, seg_yaml[y], NULL, 1, 8, 8, NULL);
+            expect_seg_kernels(&m, i ? 4 : 1, 1);
+            gpu_model_close(&m);
+            run_prefill_decode(seg_yaml[y], NULL, 3, 300, 2);
+            run_prefill_decode(seg_yaml[y], NULL, 2, 64, 1);
+            run_prefill_decode(seg_yaml[y], NULL, 2, 129, 1);
+            use_scan(NULL);
+        }
+    chunked_prefill_with("segs=1,stages=1");
+    chunked_prefill_with("segs=4,stages=1");
+    ragged_with("segs=1,stages=1");
+    ragged_with("segs=4,stages=1");
 }
 
 /* Decode of step t equals prefill at position t (GPU against itself), and a
@@ -403,7 +453,8 @@ int main(void)
         cmocka_unit_test(odd_sizes),            cmocka_unit_test(tc_scan_shapes),
         cmocka_unit_test(decode_equals_prefill),
         cmocka_unit_test(seg_prefill_decode),   cmocka_unit_test(seg_chunked_prefill),
-        cmocka_unit_test(seg_ragged),           cmocka_unit_test(mamba2_130m),
+        cmocka_unit_test(seg_ragged),           cmocka_unit_test(stages1),
+        cmocka_unit_test(mamba2_130m),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
