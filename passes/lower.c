@@ -190,8 +190,13 @@ bool pass_lower(Graph *g, Diag *d)
         }
         case OP_index_topk:
             node_set_int(g, n, "threads", 256);
-            if (dec) /* split: index_score keeps each query's keys here for index_select */
+            if (dec) { /* split: index_score keeps each query's keys here for index_select */
                 node_set_str(g, n, "scratch", "4*batch*ctx");
+                /* index_select in one pass over those keys, from the top-bit histogram index_score2
+                 * counts (codegen/k_index_sel.c; 0: the keys into smem and 4 radix passes) */
+                node_set_int(g, n, "select", 2);
+                node_set_int(g, n, "cands", 16384);
+            }
             break;
         default:
             return diag_fail(d, "%%%s: no lowering rule for op '%s' (kernel '%s')", n->name ? n->name : "?",

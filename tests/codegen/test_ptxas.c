@@ -239,7 +239,7 @@ static const struct SpaceRun {
     const char *kernels[10];    /* templates, NULL-terminated */
 } space_runs[] = {
     {"tiny", {"embed", "rmsnorm", "gemm", "gemv", "mamba2_scan", "mamba2_step", NULL}},
-    {"mla", {"mla_attn", "mla_absorb", NULL}},
+    {"mla", {"mla_attn", "mla_absorb", "index_topk", NULL}},
     {"mamba1", {"mamba1_conv", "mamba1_scan", NULL}},
     {"mhc", {"mhc", NULL}},
     {"attn", {"attn", NULL}},
