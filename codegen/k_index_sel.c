@@ -20,24 +20,27 @@
  *      `need` ties (lower index), a block scan of the picks gives where
  *      each thread writes its positions.
  * When T holds more keys than `cands` (the schedule; ties or a narrow score
- * distribution), the pass counts the next 11 bits of T's keys instead, then
- * the last 10, and at full 32 bits the ties need no ranking (G and E come
- * straight from ballots). Adaptive top-k and the window run after it as in
+ * distribution), the pass counts the next 11 bits of T's keys instead (and
+ * their smallest and largest key), then the last 10; once the group is one
+ * whole key (all 32 bits found, or its smallest key equals its largest: all
+ * ties, as in a cache of equal rows) the ties need no ranking: a last pass
+ * takes G and E straight from ballots. Adaptive top-k and the window run after it as in
  * index_topk, adaptive reading the keys from the scratch (global). */
 #include "k_index.h"
 
 enum { SEL_THREADS = 1024, SEL_WARPS = SEL_THREADS / 32, SEL_UNROLL = 8, SEL_WORDS = INDEX_MAX_CTX / 32 };
 
 /* Shared memory: hist i32 [IX_HIST_BINS] | G, E u32 [SEL_WORDS] | 4 scan
- * areas i32 [SEL_WARPS] | found i32 [8] | candidate keys u32 [cands] | their
- * positions i32 [cands]. */
+ * areas i32 [SEL_WARPS] | found i32 [16] (find_bin's 3, the radix's 2, the
+ * candidate count, the group's min and max key) | candidate keys u32
+ * [cands] | their positions i32 [cands]. */
 enum {
     O_HIST = 0,
     O_G = O_HIST + 4 * IX_HIST_BINS,
     O_E = O_G + 4 * SEL_WORDS,
     O_TMP = O_E + 4 * SEL_WORDS,
     O_FOUND = O_TMP + 4 * 4 * SEL_WARPS,
-    O_CAND = O_FOUND + 32,
+    O_CAND = O_FOUND + 64,
 };
 
 unsigned ix_select1_smem(int cands) { return (unsigned)(O_CAND + 8 * cands); }
@@ -48,6 +51,7 @@ typedef struct SelCtx {
     V G, E;     /* smem u32 [SEL_WORDS]: picks (above the threshold), ties at it */
     V ck, ci;   /* smem u32 [cands], i32 [cands]: candidate keys, positions */
     V cnt;      /* smem i32 [1]: candidates stored */
+    V mm;       /* smem u32 [2]: the smallest and largest key of the group a PASS_HIST saw */
     V hist;     /* smem i32 [IX_HIST_BINS] */
     V tid;      /* thread index */
     int cands;  /* candidate capacity */
@@ -60,6 +64,7 @@ typedef enum {
 } PassMode;
 
 static V ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
+static V ult(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntULT, a, b, ""); }
 static V shfl_i32(KB *kb, V x, V src) { return kb_bitcast(kb, nvvm_shfl_idx(kb, kb_bitcast(kb, x, kb->f32), src), kb->i32); }
 
 /* Exclusive prefix sum of x over the block's threads in order; *tot the
@@ -128,13 +133,15 @@ static void find_bin(KB *kb, const SelCtx *c, int nbins, V rem, V tmp, V found, 
  * (U = SEL_UNROLL chunks' loads in flight), then the next SEL_WARPS·U. The
  * group: keys whose bits from s up equal P (s = 32: every key). PASS_HIST:
  * digit (key >> s2) & (2^nb − 1) of the group counted into hist (zeroed,
- * synced); PASS_COLLECT: G's word of each chunk = the keys above the group,
+ * synced), and with `minmax` the group's smallest and largest key into mm
+ * (set to ~0 and 0, synced: zero_hist); PASS_COLLECT: G's word of each chunk = the keys above the group,
  * the group's keys and positions appended to the candidates; PASS_EQ (s 0):
  * G = keys above P, E = keys equal to P. */
-static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, int nb)
+static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, int nb, bool minmax)
 {
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb), lt = nvvm_lanemask_lt(kb), zero = kb_i32(kb, 0);
     V last = kb_sub(kb, c->n, kb_i32(kb, 1));
+    KVar kmin = kb_var(kb, kb->i32, kb_i32(kb, -1)), kmax = kb_var(kb, kb->i32, zero);
     KVar w = kb_for(kb, kb_mul(kb, warp, kb_i32(kb, SEL_UNROLL)), c->nw, kb_i32(kb, SEL_WARPS * SEL_UNROLL));
     {
         V c0 = kb_get(kb, w), key[SEL_UNROLL], j[SEL_UNROLL];
@@ -150,6 +157,10 @@ static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, in
             if (m == PASS_HIST) {
                 V dig = kb_and(kb, s2 ? LLVMBuildLShr(kb->b, key[u], kb_i32(kb, s2), "") : key[u], kb_i32(kb, (1 << nb) - 1));
                 ix_hist_add(kb, c->hist, dig, grp);
+                if (minmax) {
+                    kb_set(kb, kmin, kb_select(kb, kb_and(kb, grp, ult(kb, key[u], kb_get(kb, kmin))), key[u], kb_get(kb, kmin)));
+                    kb_set(kb, kmax, kb_select(kb, kb_and(kb, grp, ugt(kb, key[u], kb_get(kb, kmax))), key[u], kb_get(kb, kmax)));
+                }
                 continue;
             }
             V g = nvvm_ballot(kb, kb_and(kb, in, ugt(kb, hi, P)));
@@ -178,6 +189,19 @@ static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, in
         }
     }
     kb_endfor(kb);
+    if (minmax) { /* the warp's extremes, then one shared atomic each */
+        V lo = kb_get(kb, kmin), hi = kb_get(kb, kmax);
+        for (int o = 16; o >= 1; o /= 2) {
+            V lo2 = kb_bitcast(kb, nvvm_shfl_xor(kb, kb_bitcast(kb, lo, kb->f32), o), kb->i32);
+            V hi2 = kb_bitcast(kb, nvvm_shfl_xor(kb, kb_bitcast(kb, hi, kb->f32), o), kb->i32);
+            lo = kb_select(kb, ult(kb, lo2, lo), lo2, lo);
+            hi = kb_select(kb, ugt(kb, hi2, hi), hi2, hi);
+        }
+        kb_if(kb, kb_eq(kb, lane, zero));
+        LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpUMin, kb_gep(kb, kb->i32, c->mm, zero), lo, LLVMAtomicOrderingMonotonic, 0);
+        LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpUMax, kb_gep(kb, kb->i32, c->mm, kb_i32(kb, 1)), hi, LLVMAtomicOrderingMonotonic, 0);
+        kb_endif(kb);
+    }
 }
 
 /* x with only its lowest k set bits kept (0 <= k). */
@@ -258,12 +282,16 @@ static V rank_candidates(KB *kb, const SelCtx *c, int s, V P, V rem, V rfound)
     return need;
 }
 
-/* Zeroes hist[0 .. bins) and syncs. */
+/* Zeroes hist[0 .. bins), sets mm to (~0, 0), syncs. */
 static void zero_hist(KB *kb, const SelCtx *c, int bins)
 {
     KVar z = kb_for(kb, c->tid, kb_i32(kb, bins), kb_i32(kb, SEL_THREADS));
     kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, c->hist, kb_get(kb, z)));
     kb_endfor(kb);
+    kb_if(kb, kb_eq(kb, c->tid, kb_i32(kb, 0)));
+    kb_store(kb, kb_i32(kb, -1), kb_gep(kb, kb->i32, c->mm, kb_i32(kb, 0)));
+    kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, c->mm, kb_i32(kb, 1)));
+    kb_endif(kb);
     nvvm_bar_sync(kb);
 }
 
@@ -283,7 +311,7 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
     V found = kb_smem(kb, kb_i32(kb, O_FOUND)), rfound = kb_smem(kb, kb_i32(kb, O_FOUND + 16));
     SelCtx c = {.G = kb_smem(kb, kb_i32(kb, O_G)), .E = kb_smem(kb, kb_i32(kb, O_E)),
                 .ck = kb_smem(kb, kb_i32(kb, O_CAND)), .ci = kb_smem(kb, kb_i32(kb, O_CAND + 4 * cands)),
-                .cnt = kb_smem(kb, kb_i32(kb, O_FOUND + 24)), .hist = kb_smem(kb, kb_i32(kb, O_HIST)), .tid = tid,
+                .cnt = kb_smem(kb, kb_i32(kb, O_FOUND + 24)), .mm = kb_smem(kb, kb_i32(kb, O_FOUND + 32)), .hist = kb_smem(kb, kb_i32(kb, O_HIST)), .tid = tid,
                 .cands = cands};
     kb_if(kb, kb_lt(kb, r, rows));
     {
@@ -313,12 +341,13 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
             kb_endif(kb);
             if (!histp) { /* select 1: the top-bit histogram in a first pass */
                 zero_hist(kb, &c, IX_HIST_BINS);
-                sel_pass(kb, &c, PASS_HIST, 32, zero, 32 - IX_HIST_BITS, IX_HIST_BITS);
+                sel_pass(kb, &c, PASS_HIST, 32, zero, 32 - IX_HIST_BITS, IX_HIST_BITS, false);
             }
             nvvm_bar_sync(kb);
             V f[3];
             find_bin(kb, &c, IX_HIST_BINS, kb_i32(kb, (int)K), tmp[0], found, f);
             KVar P = kb_var(kb, kb->i32, f[0]), rem = kb_var(kb, kb->i32, f[1]), cT = kb_var(kb, kb->i32, f[2]);
+            /* done: 0 refining, 1 ranked as candidates, 2 P is a whole key (the group's keys all equal) */
             KVar need = kb_var(kb, kb->i32, zero), done = kb_var(kb, kb->i32, zero);
             /* levels: the group is the keys whose bits from s up equal P; refined by nb more bits while it is
              * too large to rank in smem (block-uniform: every value comes from smem after a barrier) */
@@ -327,7 +356,7 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
                 kb_if(kb, kb_eq(kb, kb_get(kb, done), zero));
                 kb_if(kb, kb_le(kb, kb_get(kb, cT), kb_i32(kb, cands)));
                 {
-                    sel_pass(kb, &c, PASS_COLLECT, lv_s[L], kb_get(kb, P), 0, 0);
+                    sel_pass(kb, &c, PASS_COLLECT, lv_s[L], kb_get(kb, P), 0, 0, false);
                     nvvm_bar_sync(kb);
                     kb_set(kb, need, rank_candidates(kb, &c, lv_s[L], kb_get(kb, P), kb_get(kb, rem), rfound));
                     kb_set(kb, done, kb_i32(kb, 1));
@@ -336,18 +365,25 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
                 {
                     int s2 = lv_s[L] - lv_nb[L];
                     zero_hist(kb, &c, 1 << lv_nb[L]);
-                    sel_pass(kb, &c, PASS_HIST, lv_s[L], kb_get(kb, P), s2, lv_nb[L]);
+                    sel_pass(kb, &c, PASS_HIST, lv_s[L], kb_get(kb, P), s2, lv_nb[L], true);
                     nvvm_bar_sync(kb);
+                    V lo = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c.mm, zero));
+                    V hi = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c.mm, kb_i32(kb, 1)));
+                    kb_if(kb, kb_eq(kb, lo, hi)); /* the group's keys all equal: ties, P the whole key */
+                    kb_set(kb, P, lo);
+                    kb_set(kb, done, kb_i32(kb, 2));
+                    kb_else(kb);
                     find_bin(kb, &c, 1 << lv_nb[L], kb_get(kb, rem), tmp[L + 1], found, f);
                     kb_set(kb, P, kb_or(kb, kb_shl(kb, kb_get(kb, P), kb_i32(kb, lv_nb[L])), f[0]));
                     kb_set(kb, rem, f[1]);
                     kb_set(kb, cT, f[2]);
+                    kb_endif(kb);
                 }
                 kb_endif(kb);
                 kb_endif(kb);
             }
-            kb_if(kb, kb_eq(kb, kb_get(kb, done), zero)); /* P is a whole key: its keys are ties */
-            sel_pass(kb, &c, PASS_EQ, 0, kb_get(kb, P), 0, 0);
+            kb_if(kb, kb_ne(kb, kb_get(kb, done), kb_i32(kb, 1))); /* P is a whole key: its keys are ties */
+            sel_pass(kb, &c, PASS_EQ, 0, kb_get(kb, P), 0, 0, false);
             kb_set(kb, need, kb_get(kb, rem));
             kb_endif(kb);
             nvvm_bar_sync(kb);
