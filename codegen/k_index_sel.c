@@ -28,7 +28,7 @@
  * index_topk, adaptive reading the keys from the scratch (global). */
 #include "k_index.h"
 
-enum { SEL_THREADS = 1024, SEL_WARPS = SEL_THREADS / 32, SEL_UNROLL = 8, SEL_WORDS = INDEX_MAX_CTX / 32 };
+enum { SEL_THREADS = 1024, SEL_WARPS = SEL_THREADS / 32, SEL_UNROLL = 16, SEL_WORDS = INDEX_MAX_CTX / 32 };
 
 /* Shared memory: hist i32 [IX_HIST_BINS] | G, E u32 [SEL_WORDS] | 4 scan
  * areas i32 [SEL_WARPS] | found i32 [16] (find_bin's 3, the radix's 2, the
@@ -133,10 +133,11 @@ static void find_bin(KB *kb, const SelCtx *c, int nbins, V rem, V tmp, V found, 
  * (U = SEL_UNROLL chunks' loads in flight), then the next SEL_WARPS·U. The
  * group: keys whose bits from s up equal P (s = 32: every key). PASS_HIST:
  * digit (key >> s2) & (2^nb − 1) of the group counted into hist (zeroed,
- * synced), and with `minmax` the group's smallest and largest key into mm
- * (set to ~0 and 0, synced: zero_hist); PASS_COLLECT: G's word of each chunk = the keys above the group,
- * the group's keys and positions appended to the candidates; PASS_EQ (s 0):
- * G = keys above P, E = keys equal to P. */
+ * synced), and with `minmax` also the group's smallest and largest key into
+ * mm (set to ~0 and 0, synced: zero_hist) and G, E as PASS_EQ's (final if
+ * those two are equal); PASS_COLLECT: G's word of each chunk = the keys
+ * above the group, E's 0, the group's keys and positions appended to the
+ * candidates; PASS_EQ: G = keys above the group, E = the group. */
 static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, int nb, bool minmax)
 {
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb), lt = nvvm_lanemask_lt(kb), zero = kb_i32(kb, 0);
@@ -161,14 +162,15 @@ static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, in
                     kb_set(kb, kmin, kb_select(kb, kb_and(kb, grp, ult(kb, key[u], kb_get(kb, kmin))), key[u], kb_get(kb, kmin)));
                     kb_set(kb, kmax, kb_select(kb, kb_and(kb, grp, ugt(kb, key[u], kb_get(kb, kmax))), key[u], kb_get(kb, kmax)));
                 }
-                continue;
+                if (!minmax)
+                    continue;
             }
+            /* G: the keys above the group; E: the group (final should its keys all be equal), or none */
             V g = nvvm_ballot(kb, kb_and(kb, in, ugt(kb, hi, P)));
             V gm = nvvm_ballot(kb, grp);
             kb_if(kb, store_word);
             kb_store(kb, g, kb_gep(kb, kb->i32, c->G, ch));
-            if (m == PASS_EQ)
-                kb_store(kb, gm, kb_gep(kb, kb->i32, c->E, ch));
+            kb_store(kb, m == PASS_COLLECT ? zero : gm, kb_gep(kb, kb->i32, c->E, ch));
             kb_endif(kb);
             if (m == PASS_COLLECT) {
                 kb_if(kb, kb_ne(kb, gm, zero)); /* warp-uniform */
@@ -321,6 +323,12 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
         c.nw = kb_div(kb, kb_add(kb, c.n, kb_i32(kb, 31)), kb_i32(kb, 32));
         c.keys = kb_gep(kb, kb->i32, keysp, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)));
         V out = kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, Kt)), dst = kb_gep(kb, kb->i32, selp, out);
+        { /* the keys' lines into L2 now (index_score2's later blocks pushed the first ones out to DRAM): the
+           * passes' loads then wait on L2, not DRAM, with no registers held meanwhile */
+            KVar i = kb_for(kb, tid, kb_div(kb, kb_add(kb, c.n, kb_i32(kb, 31)), kb_i32(kb, 32)), kb_i32(kb, SEL_THREADS));
+            nvvm_prefetch_l2(kb, kb_gep(kb, kb->i32, c.keys, kb_mul(kb, kb_get(kb, i), kb_i32(kb, 32))));
+            kb_endfor(kb);
+        }
         if (histp) { /* index_score2's counts into smem, the state's row zeroed for the next step */
             KVar i = kb_for(kb, tid, kb_i32(kb, IX_HIST_BINS), kb_i32(kb, SEL_THREADS));
             V at = kb_gep(kb, kb->i32, histp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, IX_HIST_BINS)), kb_to_i64(kb, kb_get(kb, i))));
@@ -347,7 +355,7 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
             V f[3];
             find_bin(kb, &c, IX_HIST_BINS, kb_i32(kb, (int)K), tmp[0], found, f);
             KVar P = kb_var(kb, kb->i32, f[0]), rem = kb_var(kb, kb->i32, f[1]), cT = kb_var(kb, kb->i32, f[2]);
-            /* done: 0 refining, 1 ranked as candidates, 2 P is a whole key (the group's keys all equal) */
+            /* done: 0 refining, 1 ranked as candidates, 2 the group's keys all equal (G, E final) */
             KVar need = kb_var(kb, kb->i32, zero), done = kb_var(kb, kb->i32, zero);
             /* levels: the group is the keys whose bits from s up equal P; refined by nb more bits while it is
              * too large to rank in smem (block-uniform: every value comes from smem after a barrier) */
@@ -369,8 +377,8 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
                     nvvm_bar_sync(kb);
                     V lo = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c.mm, zero));
                     V hi = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c.mm, kb_i32(kb, 1)));
-                    kb_if(kb, kb_eq(kb, lo, hi)); /* the group's keys all equal: ties, P the whole key */
-                    kb_set(kb, P, lo);
+                    kb_if(kb, kb_eq(kb, lo, hi)); /* the group's keys all equal: ties, G and E final */
+                    kb_set(kb, need, kb_get(kb, rem));
                     kb_set(kb, done, kb_i32(kb, 2));
                     kb_else(kb);
                     find_bin(kb, &c, 1 << lv_nb[L], kb_get(kb, rem), tmp[L + 1], found, f);
@@ -382,7 +390,7 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
                 kb_endif(kb);
                 kb_endif(kb);
             }
-            kb_if(kb, kb_ne(kb, kb_get(kb, done), kb_i32(kb, 1))); /* P is a whole key: its keys are ties */
+            kb_if(kb, kb_eq(kb, kb_get(kb, done), zero)); /* P is a whole key: its keys are ties */
             sel_pass(kb, &c, PASS_EQ, 0, kb_get(kb, P), 0, 0, false);
             kb_set(kb, need, kb_get(kb, rem));
             kb_endif(kb);
