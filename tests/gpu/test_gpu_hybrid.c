@@ -370,9 +370,9 @@ static float *decode_selections(const char *yaml, const char *spec, const int le
 }
 
 /* The decode selects at up to 1600 keys per query (lightning indexer, k 64)
- * agree exactly with select 0 (the keys in shared memory, 4 radix passes;
- * checked against the reference by the tests above) on the same keys: the
- * default (select 2: index_score2's top-bit histogram, the threshold bin's
+ * agree exactly with select 0 (the default: the keys in shared memory, 4
+ * radix passes; checked against the reference by the tests above) on the
+ * same keys: select 2 (index_score2's top-bit histogram, the threshold bin's
  * keys ranked in shared memory), cands 8 (the bin refined by the next 11
  * bits of its keys first), cands 1 (refined to whole keys), select 1 (the
  * select's own histogram pass). Rows at ragged positions 1600, 1100, 700
@@ -390,7 +390,8 @@ static void select_schedules_agree(void **state)
                            "name: sel_large_aw\nvocab_size: 300\nd_model: 64\nsparse_mla:\n  " MLA
                            "  indexer: {kind: lightning, dim: 32, heads: 3, top_k: 64, adaptive_p: 0.5, window: 16}\n"
                            "layers:\n  - kind: sparse_mla\n"};
-    const char *specs[] = {NULL, "index_topk:select=2,cands=8", "index_topk:select=2,cands=1", "index_topk:select=1"};
+    const char *specs[] = {"index_topk:select=2", "index_topk:select=2,cands=8", "index_topk:select=2,cands=1",
+                           "index_topk:select=1"};
     for (int y = 0; y < 2; y++) {
         int64_t w, w2;
         float *ref = decode_selections(yamls[y], "index_topk:select=0", lens, STEPS, "l0.idx.sel", &w);
@@ -420,9 +421,9 @@ static void select_schedules_agree(void **state)
                     }
                 }
             fprintf(stderr, "  %s, schedule %s: %d of %d decode rows differ from select 0 (bound 0)\n",
-                    y ? "adaptive + window" : "plain", specs[sp] ? specs[sp] : "(default)", bad, STEPS * AG_B);
+                    y ? "adaptive + window" : "plain", specs[sp], bad, STEPS * AG_B);
             if (bad)
-                fail_msg("schedule %s: %d decode selections differ from select 0", specs[sp] ? specs[sp] : "(default)", bad);
+                fail_msg("schedule %s: %d decode selections differ from select 0", specs[sp], bad);
             free(got);
         }
         free(ref);

@@ -229,12 +229,12 @@ static void sparse_mamba2_d64(void **state)
 
 /* The decode selects on ties (sparse_ties' models at 300 tokens: about 50
  * equal keys per score value, so every cut falls inside a group of equal
- * keys) under each schedule of index_topk: the default (select 2: the
- * top-bit histogram from index_score2, the threshold bin's keys ranked as
+ * keys) under each schedule of index_topk: select 2 (the top-bit
+ * histogram from index_score2, the threshold bin's keys ranked as
  * candidates in shared memory), cands 1 (the bin too large at 11 and 22
  * bits: refined to whole keys, the ties taken by index from the bitmaps),
  * select 1 (the select's own histogram pass) with cands 4, and select 0
- * (the keys in shared memory, 4 radix passes); k 12, and k 5 with a window
+ * (the default: the keys in shared memory, 4 radix passes); k 12, and k 5 with a window
  * of 4. Layer 0's selection must equal the reference's exactly. */
 static void ties_select_schedules(void **state)
 {
@@ -243,22 +243,21 @@ static void ties_select_schedules(void **state)
     const double bnd[] = {0, 2e-2, 2e-2};
     const char *idx[] = {"{kind: lightning, dim: 32, heads: 3, top_k: 12}",
                          "{kind: lightning, dim: 32, heads: 3, top_k: 5, window: 4}"};
-    const char *specs[] = {NULL, "index_topk:select=2,cands=1", "index_topk:select=1,cands=4", "index_topk:select=0"};
+    const char *specs[] = {"index_topk:select=2", "index_topk:select=2,cands=1", "index_topk:select=1,cands=4",
+                           "index_topk:select=0"};
     for (int sp = 0; sp < 4; sp++) {
         ScheduleSet set = {0};
         Diag d = {0};
         CompileOptions o;
         compile_options_init(&o);
-        if (specs[sp]) {
-            assert_true(schedule_parse(&set, specs[sp], &d));
-            o.schedule = &set;
-        }
+        assert_true(schedule_parse(&set, specs[sp], &d));
+        o.schedule = &set;
         gpu_set_compile_options(&o);
         for (int i = 0; i < 2; i++) {
             char yaml[1024];
             snprintf(yaml, sizeof yaml, "name: ties%d\nvocab_size: 6\nd_model: 64\nsparse_mla:\n  " MLA "  indexer: %s\nlayers:\n"
                      "  - kind: sparse_mla\n", i, idx[i]);
-            fprintf(stderr, "  schedule %s, indexer %s\n", specs[sp] ? specs[sp] : "(default)", idx[i]);
+            fprintf(stderr, "  schedule %s, indexer %s\n", specs[sp], idx[i]);
             run_case(yaml, v, bnd, NULL, NULL, 2, 300, 3);
         }
         gpu_set_compile_options(NULL);
