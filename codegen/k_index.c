@@ -16,7 +16,10 @@
  *   index_score   otherwise: grid (ceil(ctx/256), rows), a thread per row
  *   index_select  a block per query: those keys into shared memory (the
  *                 first radix histogram counted on the way), then the same
- *                 selection as index_topk
+ *                 selection as index_topk (schedule select 0, the default;
+ *                 select 1 and 2: one pass over the stored keys after a
+ *                 histogram of their top bits, k_index_sel.c; with 2,
+ *                 index_score2 counts that histogram into the node's state)
  * (one query's keys are O(ctx), the size of its cache row of scores).
  * Selection attributes (ops.def topk): adaptive p < 1 keeps the fewest picks
  * whose softmax mass reaches p (ix_adaptive); a window W joins the last W

@@ -25,7 +25,10 @@
  * whole key (all 32 bits found, or its smallest key equals its largest: all
  * ties, as in a cache of equal rows) the ties need no ranking: a last pass
  * takes G and E straight from ballots. Adaptive top-k and the window run after it as in
- * index_topk, adaptive reading the keys from the scratch (global). */
+ * index_topk, adaptive reading the keys from the scratch (global).
+ * Not the default: on the H100 bench (b64, ctx 32768, caches of zeros: every
+ * key ties) index_select2 took 32.3 µs and index_select1 27.8 against 27.0
+ * for select 0 in one device call (docs/kernels.md has the profile). */
 #include "k_index.h"
 
 enum { SEL_THREADS = 1024, SEL_WARPS = SEL_THREADS / 32, SEL_UNROLL = 16, SEL_WORDS = INDEX_MAX_CTX / 32 };

@@ -194,7 +194,7 @@ bool pass_lower(Graph *g, Diag *d)
                 node_set_str(g, n, "scratch", "4*batch*ctx");
                 /* index_select: the keys into smem and 4 radix passes (0); 1 and 2 pass over the stored keys
                  * after a top-bit histogram (codegen/k_index_sel.c), correct but slower on the H100 bench
-                 * (b64 ctx 32768, one device call: 27.2 µs, 27.8, 32.2; docs/kernels.md) */
+                 * (b64 ctx 32768, one device call: 27.0 µs, 27.8, 32.3; docs/kernels.md) */
                 node_set_int(g, n, "select", 0);
                 node_set_int(g, n, "cands", 16384);
             }
