@@ -282,6 +282,15 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
                     pa->kind = PARG_BUF;
                     pa->buf = (uint32_t)bi;
                     pa->expr = pexpr(a->val);
+                } else if (a->kind == KA_STATE) { /* shared by the programs that name it */
+                    char sname[160];
+                    snprintf(sname, sizeof sname, "%s.%s", n->name ? n->name : "?", a->name);
+                    int bi = find_buffer(p, PBUF_STATE, sname);
+                    if (bi < 0)
+                        bi = add_buffer(p, PBUF_STATE, sname, DT_I32, a->val, sym_const(0), 0);
+                    pa->kind = PARG_BUF;
+                    pa->buf = (uint32_t)bi;
+                    pa->expr = pexpr(sym_const(0));
                 } else if (a->kind == KA_SRC || a->kind == KA_OUT || a->kind == KA_AUX) {
                     const Node *v = a->kind == KA_SRC ? n->src[a->src] : a->kind == KA_OUT ? n : aux_of(g, n);
                     if (!v) {

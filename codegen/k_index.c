@@ -16,26 +16,27 @@
  *   index_score   otherwise: grid (ceil(ctx/256), rows), a thread per row
  *   index_select  a block per query: those keys into shared memory (the
  *                 first radix histogram counted on the way), then the same
- *                 selection as index_topk
+ *                 selection as index_topk (schedule select 0, the default;
+ *                 select 1 and 2: one pass over the stored keys after a
+ *                 histogram of their top bits, k_index_sel.c; with 2,
+ *                 index_score2 counts that histogram into the node's state)
  * (one query's keys are O(ctx), the size of its cache row of scores).
  * Selection attributes (ops.def topk): adaptive p < 1 keeps the fewest picks
- * whose softmax mass reaches p (emit_adaptive); a window W joins the last W
- * positions (emit_window); rows are then k + W wide.
+ * whose softmax mass reaches p (ix_adaptive); a window W joins the last W
+ * positions (ix_window); rows are then k + W wide.
  * Prefill memory is O(seq · k): the [seq, ctx] score matrix never leaves the chip. The
  * scores of one query must fit in shared memory: ctx <= INDEX_MAX_CTX (the plan
  * records it; sessions with a larger max_ctx are refused). */
 #include <math.h>
 #include <string.h>
 
-#include "kernels.h"
-#include "nvvm.h"
+#include "k_index.h"
 
 /* Threads of index_topk / index_score blocks, and of index_select's (one
  * block per query, latency-bound passes over its keys in shared memory: 32
  * warps hide the shared-memory latency that 8 could not; H100 b64 ctx 32768:
  * 120 µs with 256 threads). */
 enum { IX_THREADS = 256, IX_SELECT_THREADS = 1024, IX_MAX_WARPS = IX_SELECT_THREADS / 32 };
-#define INDEX_MAX_CTX 40960
 
 
 static V kb_ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
@@ -196,20 +197,30 @@ enum { IX_SCORE_ROWS = 1024 }; /* cache rows per block: 4 passes of 256 */
 
 static bool score2_fits(int64_t H, int64_t D) { return H >= 1 && H <= 4 && tree_order(D) && D <= 128; }
 
-static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, char **ptx, Diag *d)
+static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, bool hist, char **ptx, Diag *d)
 {
     int C = (int)(D / 8), RPI = 32 / C; /* lanes per row, rows per load instruction */
-    KParamKind pk[9] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
+    KParamKind pk[10] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
     int np = 8;
     if (lightning)
+        pk[np++] = KP_PTR;
+    if (hist)
         pk[np++] = KP_PTR;
     KB *kb = kb_new(cg->ctx, "index_score", pk, np, IX_THREADS);
     V qp = kb_param(kb, 0), knew = kb_param(kb, 1), kc = kb_param(kb, 2), posp = kb_param(kb, 3), keysp = kb_param(kb, 4);
     V seq = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7);
     V wp = lightning ? kb_param(kb, 8) : NULL;
+    V histp = hist ? kb_param(kb, np - 1) : NULL;
     V r = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb), zero = kb_f32(kb, 0);
+    V tid = nvvm_tid_x(kb), hs = hist ? kb_smem(kb, kb_i32(kb, 0)) : NULL; /* smem i32 [IX_HIST_BINS] */
     kb_if(kb, kb_lt(kb, r, rows));
     {
+        if (hist) {
+            KVar z = kb_for(kb, tid, kb_i32(kb, IX_HIST_BINS), kb_i32(kb, IX_THREADS));
+            kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hs, kb_get(kb, z)));
+            kb_endfor(kb);
+            nvvm_bar_sync(kb);
+        }
         V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
         V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
         V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), ctx);
@@ -275,14 +286,28 @@ static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float
                 V kv = kb_f32(kb, 0);
                 for (int u = 0; u < C; u++)
                     kv = kb_select(kb, kb_eq(kb, mine, kb_i32(kb, u)), nvvm_shfl_idx(kb, key[u], src), kv);
-                V s = kb_add(kb, base, lane);
+                V s = kb_add(kb, base, lane), ki = kb_bitcast(kb, kv, kb->i32);
                 kb_if(kb, kb_lt(kb, s, n));
-                kb_store(kb, kb_bitcast(kb, kv, kb->i32), kb_gep(kb, kb->i32, keysp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, s))));
+                kb_store(kb, ki, kb_gep(kb, kb->i32, keysp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, s))));
                 kb_endif(kb);
+                if (hist) /* the key's top bits, counted per block in smem */
+                    ix_hist_add(kb, hs, LLVMBuildLShr(kb->b, ki, kb_i32(kb, 32 - IX_HIST_BITS), ""), kb_lt(kb, s, n));
             }
             kb_endif(kb);
         }
         kb_endfor(kb);
+        if (hist) { /* the block's counts into the query's row of the state (non-zero bins only) */
+            nvvm_bar_sync(kb);
+            KVar i = kb_for(kb, tid, kb_i32(kb, IX_HIST_BINS), kb_i32(kb, IX_THREADS));
+            {
+                V iv = kb_get(kb, i), c = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, hs, iv));
+                kb_if(kb, kb_ne(kb, c, kb_i32(kb, 0)));
+                V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, IX_HIST_BINS)), kb_to_i64(kb, iv));
+                LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, histp, at), c, LLVMAtomicOrderingMonotonic, 0);
+                kb_endif(kb);
+            }
+            kb_endfor(kb);
+        }
     }
     kb_endif(kb);
     return kb_emit_ptx(cg, kb, ptx, d);
@@ -294,12 +319,6 @@ static unsigned topk_smem(int64_t H, int64_t D, int threads)
     return (unsigned)(4 * INDEX_MAX_CTX + 4 * H * D + 4 * H + 8 * (threads / 32) + 4 * 256 + 8);
 }
 
-/* The selection a template emits (attrs of index_topk, ops.def topk). */
-typedef struct Sel {
-    int64_t K;  /* top_k */
-    int64_t W;  /* window: the last W positions join the selection (0: none) */
-    float p;    /* adaptive mass (p < 1; 1: plain top-k) */
-} Sel;
 
 static unsigned f32_bits(float f)
 {
@@ -338,7 +357,7 @@ static V warp_umax(KB *kb, V x)
  * rows are compacted in place in index order and the rest of the K slots
  * set to -1. When the whole selection's mass is below p·Z, T stays 0 and
  * every pick is kept (no key is 0: that is a NaN's). */
-static void emit_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V tid, int threads, V cnt_a, V cnt_b)
+void ix_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V tid, int threads, V cnt_a, V cnt_b)
 {
     int warps = threads / 32;
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb), zero = kb_f32(kb, 0);
@@ -435,7 +454,7 @@ static void emit_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V t
  * (ascending, -1 at the tail): with lo = max(0, p − W + 1), the picks below lo
  * stay where they are (a prefix), then lo .. n−1 follow, then -1 up to K+W:
  * the union, deduplicated, ascending. */
-static void emit_window(KB *kb, const Sel *sl, V selp, V out, V p, V n)
+void ix_window(KB *kb, const Sel *sl, V selp, V out, V p, V n)
 {
     V lane = nvvm_lane(kb);
     kb_if(kb, kb_eq(kb, nvvm_warp(kb), kb_i32(kb, 0)));
@@ -475,12 +494,23 @@ enum { IX_LOAD_UNROLL = 8 }; /* index_select: key loads per thread in flight */
  * pass is counted on the way, one shared atomic per distinct byte per warp
  * (match.any: the lanes holding the same byte add their count through the
  * lowest of them). Fused, scored here. */
+void ix_hist_add(KB *kb, V hist, V dig, V in)
+{
+    V lane = nvvm_lane(kb);
+    V tag = kb_select(kb, in, dig, kb_or(kb, kb_i32(kb, (int64_t)0x80000000LL), lane)); /* lanes out: alone */
+    V same = nvvm_call(kb, "llvm.nvvm.match.any.sync.i32", kb->i32, (V[]){kb_i32(kb, -1), tag}, 2);
+    kb_if(kb, kb_and(kb, in, kb_eq(kb, kb_and(kb, same, nvvm_lanemask_lt(kb)), kb_i32(kb, 0))));
+    LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), nvvm_popc(kb, same),
+                       LLVMAtomicOrderingMonotonic, 0);
+    kb_endif(kb);
+}
+
 static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, V r, V b, V n, V ctx, V tid,
                       int threads, int64_t H, int64_t D, float scale, V hist0)
 {
     if (split) {
         V base = kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), lane = nvvm_lane(kb);
-        V lt = nvvm_lanemask_lt(kb), last = kb_sub(kb, n, kb_i32(kb, 1));
+        V last = kb_sub(kb, n, kb_i32(kb, 1));
         KVar s = kb_for(kb, kb_sub(kb, tid, lane), n, kb_i32(kb, threads * IX_LOAD_UNROLL)); /* warp-uniform */
         {
             V w0 = kb_get(kb, s);
@@ -494,15 +524,8 @@ static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, 
                 kb_if(kb, in);
                 kb_store(kb, v[u], kb_gep(kb, kb->i32, keys, idx[u]));
                 kb_endif(kb);
-                if (hist0) {
-                    V dig = LLVMBuildLShr(kb->b, v[u], kb_i32(kb, 24), "");
-                    V tag = kb_select(kb, in, dig, kb_add(kb, kb_i32(kb, 256), lane)); /* lanes past n: alone */
-                    V same = nvvm_call(kb, "llvm.nvvm.match.any.sync.i32", kb->i32, (V[]){kb_i32(kb, -1), tag}, 2);
-                    kb_if(kb, kb_and(kb, in, kb_eq(kb, kb_and(kb, same, lt), kb_i32(kb, 0))));
-                    LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist0, dig), nvvm_popc(kb, same),
-                                       LLVMAtomicOrderingMonotonic, 0);
-                    kb_endif(kb);
-                }
+                if (hist0)
+                    ix_hist_add(kb, hist0, LLVMBuildLShr(kb->b, v[u], kb_i32(kb, 24), ""), in);
             }
         }
         kb_endfor(kb);
@@ -541,6 +564,14 @@ static V sel_pos(KB *kb, const SelCore *c, V i)
     return c->idx ? kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->idx, i)) : kb_add(kb, c->base, i);
 }
 
+void ix_select_all(KB *kb, V dst, V n, int64_t width, V tid, int threads)
+{
+    KVar i = kb_for(kb, tid, kb_i32(kb, (int)width), kb_i32(kb, threads));
+    V iv = kb_get(kb, i);
+    kb_store(kb, kb_select(kb, kb_lt(kb, iv, n), iv, kb_i32(kb, -1)), kb_gep(kb, kb->i32, dst, kb_to_i64(kb, iv)));
+    kb_endfor(kb);
+}
+
 /* n <= K: every candidate (positions ascending), then -1 up to width. */
 static void select_all(KB *kb, const SelCore *c)
 {
@@ -564,25 +595,25 @@ static void select_all(KB *kb, const SelCore *c)
  * segment [w·seg, (w+1)·seg) and walks it 32 at a time (ballots, no
  * barriers); one exchange of the warps' counts gives each warp where its
  * picks go. */
-static void select_topk(KB *kb, const SelCore *c)
+void ix_radix_kth(KB *kb, const IxRadix *x, V *out_T, V *out_need)
 {
-    int warps = c->threads / 32;
-    V tid = c->tid, n = c->n, keys = c->keys, hist = c->hist, found = c->found;
+    int bins = 1 << x->bits, bpl = bins / 32; /* bins per lane of warp 0 */
+    V tid = x->tid, n = x->n, keys = x->keys, hist = x->hist, found = x->found;
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    V prefix = kb_i32(kb, 0), rem = kb_i32(kb, c->K);
-    for (int pass = 0; pass < 4; pass++) {
-        int shift = 24 - 8 * pass;
-        V hi_mask = kb_i32(kb, pass ? (int64_t)(int32_t)(0xffffffffu << (32 - 8 * pass)) : 0);
-        if (pass || !c->hist0) { /* pass 0 with hist0: load_keys counted it */
-            KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, c->threads));
+    V prefix = x->prefix, rem = x->K;
+    for (int shift = x->shift0, pass = 0; shift >= 0; shift -= x->bits, pass++) {
+        int top = shift + x->bits; /* bits at and above `top` are fixed by the prefix */
+        V hi_mask = kb_i32(kb, top >= 32 ? 0 : (int64_t)(int32_t)(0xffffffffu << top));
+        if (pass || !x->hist0) { /* pass 0 with hist0: counted already */
+            KVar z = kb_for(kb, tid, kb_i32(kb, bins), kb_i32(kb, x->threads));
             kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
             kb_endfor(kb);
             nvvm_bar_sync(kb);
-            KVar j = kb_for(kb, tid, n, kb_i32(kb, c->threads));
+            KVar j = kb_for(kb, tid, n, kb_i32(kb, x->threads));
             {
                 V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j)));
                 kb_if(kb, kb_eq(kb, kb_and(kb, key, hi_mask), prefix));
-                V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, 255));
+                V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, bins - 1));
                 LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
                                    LLVMAtomicOrderingMonotonic, 0);
                 kb_endif(kb);
@@ -591,10 +622,10 @@ static void select_topk(KB *kb, const SelCore *c)
             nvvm_bar_sync(kb);
         }
         kb_if(kb, kb_eq(kb, warp, kb_i32(kb, 0)));
-        { /* lane l holds bins 255-8l down to 248-8l */
-            V base = kb_sub(kb, kb_i32(kb, 255), kb_mul(kb, lane, kb_i32(kb, 8)));
+        { /* lane l holds bins bins-1-bpl·l down to bins-bpl·(l+1) */
+            V base = kb_sub(kb, kb_i32(kb, bins - 1), kb_mul(kb, lane, kb_i32(kb, bpl)));
             V cc[8], sum = kb_i32(kb, 0);
-            for (int i = 0; i < 8; i++) {
+            for (int i = 0; i < bpl; i++) {
                 cc[i] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, hist, kb_sub(kb, base, kb_i32(kb, i))));
                 sum = kb_add(kb, sum, cc[i]);
             }
@@ -608,7 +639,7 @@ static void select_topk(KB *kb, const SelCore *c)
             kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, incl, rem)));
             {
                 V acc = excl, dsel = kb_i32(kb, -1), rnew = rem;
-                for (int i = 0; i < 8; i++) {
+                for (int i = 0; i < bpl; i++) {
                     V before = acc;
                     acc = kb_add(kb, acc, cc[i]);
                     V hit = kb_and(kb, kb_lt(kb, dsel, kb_i32(kb, 0)), kb_ge(kb, acc, rem));
@@ -625,7 +656,19 @@ static void select_topk(KB *kb, const SelCore *c)
         prefix = kb_or(kb, prefix, kb_shl(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 0))), kb_i32(kb, shift)));
         rem = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
     }
-    V T = prefix, need = rem;
+    *out_T = prefix;
+    *out_need = rem;
+}
+
+static void select_topk(KB *kb, const SelCore *c)
+{
+    int warps = c->threads / 32;
+    V tid = c->tid, n = c->n, keys = c->keys;
+    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
+    IxRadix rx = {.keys = keys, .n = n, .K = kb_i32(kb, c->K), .tid = tid, .threads = c->threads, .hist = c->hist,
+                  .found = c->found, .bits = 8, .shift0 = 24, .prefix = kb_i32(kb, 0), .hist0 = c->hist0};
+    V T, need;
+    ix_radix_kth(kb, &rx, &T, &need);
     V lt = nvvm_lanemask_lt(kb);
     V seg = kb_mul(kb, kb_div(kb, kb_add(kb, n, kb_i32(kb, 32 * warps - 1)), kb_i32(kb, 32 * warps)), kb_i32(kb, 32));
     V lo = kb_mul(kb, warp, seg), hi = kb_min(kb, kb_add(kb, lo, seg), n);
@@ -675,7 +718,7 @@ static void select_topk(KB *kb, const SelCore *c)
 /* index_topk (fused: scores computed here) or index_select (split: the keys
  * index_score left in the scratch, args q → keys, no w). Rows of sel are
  * K + W wide: the top K (adaptive: the fewest of them reaching the mass),
- * then the window joins them (emit_adaptive, emit_window). */
+ * then the window joins them (ix_adaptive, ix_window). */
 static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, const Sel *sl, bool split,
                       char **ptx, Diag *d)
 {
@@ -730,9 +773,9 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
         if (adaptive || sl->W) {
             nvvm_bar_sync(kb); /* the top-k part of sel (global) and the counts in smem are read next */
             if (adaptive)
-                emit_adaptive(kb, sl, keys, selp, out, n, tid, threads, cnt_gt, cnt_eq);
+                ix_adaptive(kb, sl, keys, selp, out, n, tid, threads, cnt_gt, cnt_eq);
             if (sl->W)
-                emit_window(kb, sl, selp, out, p, n);
+                ix_window(kb, sl, selp, out, p, n);
         }
     }
     kb_endif(kb);
@@ -756,6 +799,13 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     bool step = !n->dim[1].sym && n->dim[1].n == 1;
     bool split = step && node_str(n, "scratch", NULL);
     bool fold = split && score2_fits(H, D);
+    /* the select (decode): 0 the keys into smem and 4 radix passes over them; 1 one pass over the stored
+     * keys after a top-bit histogram counted by the select, 2 by index_score2 (needs fold; else 1) */
+    int64_t smode = node_int(n, "select", 0), cands = node_int(n, "cands", IX_SELECT_CANDS);
+    if (smode < 0 || smode > 2 || cands < 1 || cands > IX_SELECT_CANDS)
+        return diag_fail(d, "index_topk: select %lld (0, 1 or 2) or cands %lld (1..%d) out of range", (long long)smode,
+                         (long long)cands, IX_SELECT_CANDS);
+    int mode = !split ? 0 : smode == 2 && !fold ? 1 : (int)smode;
     const char *kind = lightning ? "lightning" : "dot";
     float scale = (float)node_float(n, "scale", 1.0);
     char name[96];
@@ -775,7 +825,7 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     }
     if (split) {
         snprintf(name, sizeof name, "index_score%s_h%lld_d%lld_%s", fold ? "2" : "", (long long)H, (long long)D, kind);
-        KLaunch *sc = kout_add(out, name, IX_THREADS, fold ? 0 : (unsigned)(4 * H * D + 4 * H));
+        KLaunch *sc = kout_add(out, name, IX_THREADS, fold ? (mode == 2 ? 4 * IX_HIST_BINS : 0) : (unsigned)(4 * H * D + 4 * H));
         sc->grid[0] = sym_ceildiv(sym_mono(MONO_C, 1), fold ? IX_SCORE_ROWS : IX_THREADS);
         sc->grid[1] = rows;
         /* cost: ctx keys per query scored (a dot per head, plus the weighting), bf16 key rows read, u32 keys
@@ -793,16 +843,19 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_i32(sc, rows);
         if (lightning)
             kl_arg_src(sc, 4);
-        if (!(fold ? emit_score2(cg, H, D, lightning, scale, &sc->ptx, d) : emit_score(cg, H, D, lightning, scale, &sc->ptx, d)))
+        if (mode == 2) /* the keys' top-bit histogram, per query */
+            kl_arg_state(sc, "hist", 4 * IX_HIST_BINS);
+        if (!(fold ? emit_score2(cg, H, D, lightning, scale, mode == 2, &sc->ptx, d)
+                   : emit_score(cg, H, D, lightning, scale, &sc->ptx, d)))
             return false;
     }
     char extra[48] = "";
     if (sl.p < 1.0f || sl.W) /* adaptive mass as its f32 bits: names stay exact and short */
         snprintf(extra, sizeof extra, "_w%lld_p%08x", (long long)sl.W, sl.p < 1.0f ? f32_bits(sl.p) : 0u);
-    snprintf(name, sizeof name, "%s_h%lld_d%lld_k%lld%s_%s", split ? "index_select" : "index_topk", (long long)H,
+    snprintf(name, sizeof name, "%s_h%lld_d%lld_k%lld%s_%s", !split ? "index_topk" : mode == 2 ? "index_select2" : mode ? "index_select1" : "index_select", (long long)H,
              (long long)D, (long long)K, extra, kind);
     int threads = split ? IX_SELECT_THREADS : IX_THREADS;
-    unsigned smem = topk_smem(H, D, threads);
+    unsigned smem = mode ? ix_select1_smem((int)cands) : topk_smem(H, D, threads);
     KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
     kl_param(l, "max_ctx", INDEX_MAX_CTX);
     l->grid[0] = rows;
@@ -813,7 +866,7 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
      * the select reads the stored u32 keys instead. */
     if (split) {
         l->flops = sym_const(0);
-        l->bytes = sym_add(sym_scale(rows, 4 * Kt), sym_mono(MONO_BC, 4));
+        l->bytes = sym_add(sym_scale(rows, 4 * Kt + (mode == 2 ? 8 * IX_HIST_BINS : 0)), sym_mono(MONO_BC, 4));
         kl_arg_scratch(l);
     } else {
         l->flops = step ? sym_mono(MONO_BC, 2 * H * D + 2 * H) : sym_const(0);
@@ -828,5 +881,9 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     kl_arg_i32(l, rows);
     if (lightning && !split)
         kl_arg_src(l, 4);
+    if (mode == 2)
+        kl_arg_state(l, "hist", 4 * IX_HIST_BINS);
+    if (mode)
+        return ix_emit_select1(cg, H, D, &sl, mode, (int)cands, &l->ptx, d);
     return emit_topk(cg, H, D, lightning, scale, &sl, split, &l->ptx, d);
 }

@@ -70,6 +70,14 @@ void kl_arg_scratch(KLaunch *l) { next_arg(l)->kind = KA_SCRATCH; }
 
 void kl_arg_aux(KLaunch *l) { next_arg(l)->kind = KA_AUX; }
 
+void kl_arg_state(KLaunch *l, const char *name, int64_t bytes)
+{
+    KArg *a = next_arg(l);
+    a->kind = KA_STATE;
+    a->name = name;
+    a->val = sym_mono(MONO_B, bytes);
+}
+
 void kl_arg_scratch_at(KLaunch *l, SymExpr off)
 {
     KArg *a = next_arg(l);

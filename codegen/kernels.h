@@ -16,6 +16,8 @@ typedef enum {
     KA_F32, /* float `f` */
     KA_SCRATCH, /* pointer to the node's scratch (attr scratch_off) (+ off bytes) */
     KA_AUX, /* pointer to the value of the node's aux result: the OPF_AUX node whose src[0] it is */
+    KA_STATE, /* pointer to the node's own persistent state "<node>.<name>", `val` bytes per sequence (a
+               * plan state buffer: kept across calls, zeroed at session creation and by reset) */
 } KArgKind;
 
 typedef struct KArg {
@@ -23,6 +25,7 @@ typedef struct KArg {
     int src;       /* operand index (KA_SRC) */
     SymExpr val;   /* byte offset (KA_SRC/KA_OUT) or value (KA_I32) */
     float f;       /* KA_F32 */
+    const char *name; /* KA_STATE: the state's name after "<node>." (static string) */
 } KArg;
 
 typedef struct KParam {
@@ -72,6 +75,8 @@ void kl_arg_scratch_at(KLaunch *l, SymExpr off);
 void kl_arg_f32(KLaunch *l, float f);
 /* The node's aux result (an OPF_AUX node with src[0] = this node, e.g. mhc_coef). */
 void kl_arg_aux(KLaunch *l);
+/* The node's persistent state "<node>.<name>" of `bytes` per sequence (KA_STATE). */
+void kl_arg_state(KLaunch *l, const char *name, int64_t bytes);
 void kl_param(KLaunch *l, const char *key, int64_t v);
 /* Whether a kernel for n uses programmatic dependent launch: one-token
  * (decode) nodes on targets that have griddepcontrol (sm_90). */

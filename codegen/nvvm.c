@@ -80,6 +80,15 @@ V nvvm_tanh(KB *kb, V x)
     return LLVMBuildCall2(kb->b, fty, fn, &x, 1, "");
 }
 
+void nvvm_prefetch_l2(KB *kb, V gptr)
+{
+    T i64 = kb->i64, fty = LLVMFunctionType(kb->t_void, &i64, 1, 0);
+    const char asm_text[] = "prefetch.global.L2 [$0];", cons[] = "l";
+    V fn = LLVMGetInlineAsm(fty, asm_text, sizeof asm_text - 1, cons, sizeof cons - 1, 1, 0, LLVMInlineAsmDialectATT, 0);
+    V a = LLVMBuildPtrToInt(kb->b, gptr, i64, "");
+    LLVMBuildCall2(kb->b, fty, fn, &a, 1, "");
+}
+
 V nvvm_sin(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.sin.approx.f", kb->f32, &x, 1); }
 V nvvm_cos(KB *kb, V x) { return nvvm_call(kb, "llvm.nvvm.cos.approx.f", kb->f32, &x, 1); }
 

@@ -35,6 +35,8 @@ V nvvm_lg2(KB *kb, V x);   /* log2 x, lg2.approx.f32 */
 V nvvm_rsqrt(KB *kb, V x); /* rsqrt.approx.f32 */
 V nvvm_rcp(KB *kb, V x);   /* 1/x, rcp.approx.ftz.f32 */
 V nvvm_tanh(KB *kb, V x);  /* tanh.approx.f32 (inline PTX: LLVM has no intrinsic) */
+/* prefetch.global.L2: the line holding global address gptr into L2 (no register waits on it). */
+void nvvm_prefetch_l2(KB *kb, V gptr);
 V nvvm_sin(KB *kb, V x);   /* sin.approx.f32: |error| ~ 2^-21 on [-pi, pi] */
 V nvvm_cos(KB *kb, V x);   /* cos.approx.f32 */
 /* griddepcontrol (sm_90): wait for the grid this one depends on / let dependents launch. */

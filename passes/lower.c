@@ -196,8 +196,14 @@ bool pass_lower(Graph *g, Diag *d)
         }
         case OP_index_topk:
             node_set_int(g, n, "threads", 256);
-            if (dec) /* split: index_score keeps each query's keys here for index_select */
+            if (dec) { /* split: index_score keeps each query's keys here for index_select */
                 node_set_str(g, n, "scratch", "4*batch*ctx");
+                /* index_select: the keys into smem and 4 radix passes (0); 1 and 2 pass over the stored keys
+                 * after a top-bit histogram (codegen/k_index_sel.c), correct but slower on the H100 bench
+                 * (b64 ctx 32768, one device call: 27.0 µs, 27.8, 32.3; docs/kernels.md) */
+                node_set_int(g, n, "select", 0);
+                node_set_int(g, n, "cands", 16384);
+            }
             break;
         default:
             return diag_fail(d, "%%%s: no lowering rule for op '%s' (kernel '%s')", n->name ? n->name : "?",

@@ -245,7 +245,7 @@ static const struct SpaceRun {
 } space_runs[] = {
     {"tiny", {"embed", "rmsnorm", "gemm", "gemv", "mamba2_scan", "mamba2_step", NULL}},
     {"tc", {"mamba2_scan", NULL}}, /* tiny's heads are too small for the tensor-core scan */
-    {"mla", {"mla_attn", "mla_absorb", NULL}},
+    {"mla", {"mla_attn", "mla_absorb", "index_topk", NULL}},
     {"mamba1", {"mamba1_conv", "mamba1_scan", NULL}},
     {"mhc", {"mhc", NULL}},
     {"attn", {"attn", NULL}},

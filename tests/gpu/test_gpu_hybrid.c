@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compile.h"
 #include "gpu_common.h"
+#include "schedule.h"
 
 #define MLA "heads: 2\n  q_lora_rank: 32\n  kv_lora_rank: 64\n  qk_nope_head_dim: 16\n  qk_rope_head_dim: 16\n" \
             "  v_head_dim: 32\n"
@@ -325,6 +327,109 @@ static void scan_informed_small(void **state)
              v, bnd, "l3.idx.sel", "l3.idx.scores", &c, 2, 77, 3, 0.25);
 }
 
+/* Sessions of `yaml` compiled with the index_topk schedule `spec` (NULL:
+ * the defaults): a ragged prefill of lens[b] tokens per row (rows at
+ * their own positions), then `steps` decode steps; returns every decode
+ * step's `sel` rows (steps × B × width, malloc'd) and the width. */
+enum { AG_B = 4 };
+static float *decode_selections(const char *yaml, const char *spec, const int lens[AG_B], int steps, const char *sel,
+                                int64_t *width)
+{
+    ScheduleSet set = {0};
+    Diag d = {0};
+    CompileOptions o;
+    compile_options_init(&o);
+    if (spec) {
+        assert_true(schedule_parse(&set, spec, &d));
+        o.schedule = &set;
+    }
+    gpu_set_compile_options(&o);
+    const char *const extra[] = {sel, NULL};
+    int max = 0, total = 0;
+    for (int b = 0; b < AG_B; b++)
+        max = lens[b] > max ? lens[b] : max, total += lens[b];
+    GpuModel m;
+    gpu_model_open(&m, yaml, extra, AG_B, max, max + steps + 1, NULL);
+    gpu_set_compile_options(NULL);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)total);
+    float *last = malloc(sizeof(float) * (size_t)(AG_B * m.vocab));
+    fill_tokens(tok, total, m.vocab, 11);
+    check_ok(msac_session_prefill_ragged(m.sess, AG_B, lens, tok, last));
+    *width = value_width(&m, sel);
+    float *out = malloc(sizeof(float) * (size_t)(steps * AG_B * *width));
+    for (int k = 0; k < steps; k++) {
+        int32_t one[AG_B];
+        fill_tokens(one, AG_B, m.vocab, 300 + (uint64_t)k);
+        check_ok(msac_session_decode(m.sess, AG_B, one, NULL));
+        check_ok(msac_session_read_output(m.sess, sel, out + (int64_t)k * AG_B * *width, (size_t)(AG_B * *width)));
+    }
+    free(tok);
+    free(last);
+    gpu_model_close(&m);
+    return out;
+}
+
+/* The decode selects at up to 1600 keys per query (lightning indexer, k 64)
+ * agree exactly with select 0 (the default: the keys in shared memory, 4
+ * radix passes; checked against the reference by the tests above) on the
+ * same keys: select 2 (index_score2's top-bit histogram, the threshold bin's
+ * keys ranked in shared memory), cands 8 (the bin refined by the next 11
+ * bits of its keys first), cands 1 (refined to whole keys), select 1 (the
+ * select's own histogram pass). Rows at ragged positions 1600, 1100, 700
+ * and 40 (below k: all of them, then -1); plain, and adaptive p 0.5 with a
+ * window of 16. The scores (not reproducible bit for bit on the CPU at this
+ * many near ties) are the same in each plan: index_score2 does not depend
+ * on the select's schedule. */
+static void select_schedules_agree(void **state)
+{
+    (void)state;
+    static const int lens[AG_B] = {1600, 1100, 40, 700};
+    enum { STEPS = 3 };
+    const char *yamls[] = {"name: sel_large\nvocab_size: 300\nd_model: 64\nsparse_mla:\n  " MLA
+                           "  indexer: {kind: lightning, dim: 32, heads: 3, top_k: 64}\nlayers:\n  - kind: sparse_mla\n",
+                           "name: sel_large_aw\nvocab_size: 300\nd_model: 64\nsparse_mla:\n  " MLA
+                           "  indexer: {kind: lightning, dim: 32, heads: 3, top_k: 64, adaptive_p: 0.5, window: 16}\n"
+                           "layers:\n  - kind: sparse_mla\n"};
+    const char *specs[] = {"index_topk:select=2", "index_topk:select=2,cands=8", "index_topk:select=2,cands=1",
+                           "index_topk:select=1"};
+    for (int y = 0; y < 2; y++) {
+        int64_t w, w2;
+        float *ref = decode_selections(yamls[y], "index_topk:select=0", lens, STEPS, "l0.idx.sel", &w);
+        for (int k = 0; k < STEPS; k++) /* the reference rows are full: k picks, or all n below k */
+            for (int b = 0; b < AG_B; b++) {
+                const float *r = ref + ((int64_t)k * AG_B + b) * w;
+                int64_t n = lens[b] + k + 1, valid = 0;
+                while (valid < w && r[valid] >= 0)
+                    valid++;
+                if (y == 0 && valid != (n < 64 ? n : 64))
+                    fail_msg("select 0 step %d row %d: %lld picks of %lld keys", k, b, (long long)valid, (long long)n);
+            }
+        for (int sp = 0; sp < 4; sp++) {
+            float *got = decode_selections(yamls[y], specs[sp], lens, STEPS, "l0.idx.sel", &w2);
+            assert_int_equal(w, w2);
+            int bad = 0;
+            for (int64_t r = 0; r < STEPS * AG_B; r++)
+                if (memcmp(got + r * w, ref + r * w, sizeof(float) * (size_t)w)) {
+                    if (++bad <= 3) {
+                        fprintf(stderr, "    step %lld row %lld differs at slot", (long long)(r / AG_B), (long long)(r % AG_B));
+                        for (int64_t i = 0; i < w; i++)
+                            if (got[r * w + i] != ref[r * w + i]) {
+                                fprintf(stderr, " %lld (%g vs %g)", (long long)i, got[r * w + i], ref[r * w + i]);
+                                break;
+                            }
+                        fprintf(stderr, "\n");
+                    }
+                }
+            fprintf(stderr, "  %s, schedule %s: %d of %d decode rows differ from select 0 (bound 0)\n",
+                    y ? "adaptive + window" : "plain", specs[sp], bad, STEPS * AG_B);
+            if (bad)
+                fail_msg("schedule %s: %d decode selections differ from select 0", specs[sp], bad);
+            free(got);
+        }
+        free(ref);
+    }
+}
+
 int main(void)
 {
     gpu_device();
@@ -333,6 +438,7 @@ int main(void)
         cmocka_unit_test(window_hybrid),
         cmocka_unit_test(hybrid_decode_equals_prefill),
         cmocka_unit_test(scan_informed_small),
+        cmocka_unit_test(select_schedules_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compile.h"
 #include "gpu_common.h"
+#include "schedule.h"
 
 #define MLA "heads: 2\n  q_lora_rank: 32\n  kv_lora_rank: 64\n  qk_nope_head_dim: 16\n  qk_rope_head_dim: 16\n" \
             "  v_head_dim: 32\n"
@@ -225,6 +227,43 @@ static void sparse_mamba2_d64(void **state)
              v, bnd, "l1.idx.sel", "l1.idx.scores", 2, 53, 3);
 }
 
+/* The decode selects on ties (sparse_ties' models at 300 tokens: about 50
+ * equal keys per score value, so every cut falls inside a group of equal
+ * keys) under each schedule of index_topk: select 2 (the top-bit
+ * histogram from index_score2, the threshold bin's keys ranked as
+ * candidates in shared memory), cands 1 (the bin too large at 11 and 22
+ * bits: refined to whole keys, the ties taken by index from the bitmaps),
+ * select 1 (the select's own histogram pass) with cands 4, and select 0
+ * (the default: the keys in shared memory, 4 radix passes); k 12, and k 5 with a window
+ * of 4. Layer 0's selection must equal the reference's exactly. */
+static void ties_select_schedules(void **state)
+{
+    (void)state;
+    const char *const v[] = {"l0.idx.sel", "l0.o_lat", "logits", NULL};
+    const double bnd[] = {0, 2e-2, 2e-2};
+    const char *idx[] = {"{kind: lightning, dim: 32, heads: 3, top_k: 12}",
+                         "{kind: lightning, dim: 32, heads: 3, top_k: 5, window: 4}"};
+    const char *specs[] = {"index_topk:select=2", "index_topk:select=2,cands=1", "index_topk:select=1,cands=4",
+                           "index_topk:select=0"};
+    for (int sp = 0; sp < 4; sp++) {
+        ScheduleSet set = {0};
+        Diag d = {0};
+        CompileOptions o;
+        compile_options_init(&o);
+        assert_true(schedule_parse(&set, specs[sp], &d));
+        o.schedule = &set;
+        gpu_set_compile_options(&o);
+        for (int i = 0; i < 2; i++) {
+            char yaml[1024];
+            snprintf(yaml, sizeof yaml, "name: ties%d\nvocab_size: 6\nd_model: 64\nsparse_mla:\n  " MLA "  indexer: %s\nlayers:\n"
+                     "  - kind: sparse_mla\n", i, idx[i]);
+            fprintf(stderr, "  schedule %s, indexer %s\n", specs[sp], idx[i]);
+            run_case(yaml, v, bnd, NULL, NULL, 2, 300, 3);
+        }
+        gpu_set_compile_options(NULL);
+    }
+}
+
 int main(void)
 {
     gpu_device();
@@ -235,6 +274,7 @@ int main(void)
         cmocka_unit_test(sparse_decode_equals_prefill),
         cmocka_unit_test(sparse_ties),
         cmocka_unit_test(sparse_mamba2_d64),
+        cmocka_unit_test(ties_select_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,65 @@
+/* k_index.h — what the indexer's top-k kernels (k_index.c) share with the
+ * one-pass decode select (k_index_sel.c): the selection attributes, the
+ * radix search for the k-th largest key in shared memory, the adaptive and
+ * window steps, the warp-aggregated histogram count. Private to codegen. */
+#pragma once
+#include "kernels.h"
+#include "nvvm.h"
+
+#define INDEX_MAX_CTX 40960 /* keys of one query (a cache row of scores) at most */
+
+/* The decode histogram of the keys' top IX_HIST_BITS bits: index_score2
+ * counts it per query into the node's state "hist" (i32 [batch, IX_HIST_BINS],
+ * zero between steps: index_select zeroes its row after reading it). */
+enum { IX_HIST_BITS = 11, IX_HIST_BINS = 1 << IX_HIST_BITS };
+/* The one-pass select's candidate capacity (schedule `cands`, default and most). */
+enum { IX_SELECT_CANDS = 16384 };
+
+/* The selection a template emits (attrs of index_topk, ops.def topk). */
+typedef struct Sel {
+    int64_t K;  /* top_k */
+    int64_t W;  /* window: the last W positions join the selection (0: none) */
+    float p;    /* adaptive mass (p < 1; 1: plain top-k) */
+} Sel;
+
+/* The K-th largest of n u32 keys in shared memory, `bits` bits at a time from
+ * digit shift0 down to 0, over the keys whose bits above shift0 + bits equal
+ * prefix's (a histogram per digit, warp 0 finds the bin where the count from
+ * the top reaches the rank still wanted). */
+typedef struct IxRadix {
+    V keys;        /* smem u32 [n] */
+    V n;           /* i32: keys */
+    V K;           /* i32: the rank wanted, 1 <= K <= keys matching the prefix */
+    V tid;         /* thread index */
+    int threads;   /* threads of the block */
+    V hist, found; /* smem i32 [1 << bits], [2] */
+    int bits;      /* digit width: 8 (256 bins) or 7 (128) */
+    int shift0;    /* the first digit's shift, a multiple of bits; shift0 + bits <= 32 */
+    V prefix;      /* i32: the bits above shift0 + bits all keys share (0 when shift0 + bits = 32) */
+    bool hist0;    /* the first digit's histogram is already in hist (synced) */
+} IxRadix;
+
+/* out_T: the K-th largest key; out_need: how many keys equal to it are
+ * taken (those above it are K - out_need). Ends synced. */
+void ix_radix_kth(KB *kb, const IxRadix *x, V *out_T, V *out_need);
+
+/* One warp-aggregated shared-memory count: lanes with `in` add 1 to
+ * hist[dig] (match.any: the lowest lane holding each digit adds the count). */
+void ix_hist_add(KB *kb, V hist, V dig, V in);
+
+/* Adaptive top-k after the plain selection wrote sel[out .. out+min(n, K))
+ * (keys: u32 [n], shared or global; cnt_a, cnt_b: smem i32 [threads/32]). */
+void ix_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V tid, int threads, V cnt_a, V cnt_b);
+/* The local window after the top-k part of the row is final (warp 0). */
+void ix_window(KB *kb, const Sel *sl, V selp, V out, V p, V n);
+/* n <= K: positions 0 .. n-1, then -1 up to width, into dst (global i32). */
+void ix_select_all(KB *kb, V dst, V n, int64_t width, V tid, int threads);
+
+/* index_select, one pass over the stored keys (k_index_sel.c): hist_mode 2
+ * reads the top-bit histogram index_score2 counted (and zeroes it), 1 counts
+ * it here first; cands: the threshold bin's keys ranked in shared memory at
+ * most (more: refined by the next 11 bits, then 10). Args as index_select's,
+ * then (hist_mode 2) the histogram state. */
+bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_mode, int cands, char **ptx, Diag *d);
+/* Its dynamic shared memory. */
+unsigned ix_select1_smem(int cands);
