@@ -502,9 +502,10 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
         if (!emit_conv_bc(cg, &m, &c->ptx, d))
             return false;
     }
-    if (segmented) { /* the segments' local states (k_mamba2_seg.c) */
-        snprintf(name, sizeof name, "mamba2_seg_state_h%lld_p%lld_n%lld_g%lld_s%d", (long long)m.H, (long long)m.P,
-                 (long long)m.N, (long long)m.G, segs);
+    if (segmented) { /* the segments' local states (k_mamba2_seg.c), as many as the scan's blocks count */
+        int per_sm = scan_tc_per_sm(&m, stages, cg->target->smem_max);
+        snprintf(name, sizeof name, "mamba2_seg_state_h%lld_p%lld_n%lld_g%lld_s%d%s", (long long)m.H, (long long)m.P,
+                 (long long)m.N, (long long)m.G, segs, per_sm == 2 ? "_x2" : "");
         KLaunch *s = kout_add(out, name, SCAN_TC_THREADS, seg_state_smem(&m));
         kl_param(s, "segs", segs);
         s->grid[0] = seg_grid(&m, segs);
@@ -521,7 +522,7 @@ bool k_mamba2_scan(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_scratch_at(s, seg_off);
         kl_arg_i32(s, sym_mono(MONO_B, 1));
         kl_arg_i32(s, sym_mono(MONO_S, 1));
-        if (!emit_seg_state(cg, &m, segs, &s->ptx, d))
+        if (!emit_seg_state(cg, &m, segs, per_sm, &s->ptx, d))
             return false;
     }
     char sn[16] = "";

@@ -41,10 +41,10 @@ int64_t seg_slot_floats(const Mx *m) { return m->P * m->N + 4; }
 
 V seg_nchunks(KB *kb, V seq) { return kb_div(kb, kb_add(kb, seq, kb_i32(kb, TC - 1)), kb_i32(kb, TC)); }
 
-V seg_count(KB *kb, const Mx *m, int segs, V batch, V seq)
+V seg_count(KB *kb, const Mx *m, int segs, int per_sm, V batch, V seq)
 {
     V bh = kb_mul(kb, batch, kb_i32(kb, m->H));
-    V want = segs ? kb_i32(kb, segs) : kb_div(kb, nvvm_nsmid(kb), bh);
+    V want = segs ? kb_i32(kb, segs) : kb_div(kb, kb_mul(kb, nvvm_nsmid(kb), kb_i32(kb, per_sm)), bh);
     V cap = kb_add(kb, kb_i32(kb, 1), kb_div(kb, kb_i32(kb, SEG_SPARE), bh));
     V s = kb_min(kb, kb_min(kb, want, cap), kb_min(kb, kb_i32(kb, SEG_MAX), seg_nchunks(kb, seq)));
     return kb_max(kb, s, kb_i32(kb, 1));
@@ -141,7 +141,7 @@ unsigned seg_state_smem(const Mx *m) { return (unsigned)seg_layout(m).total; }
 
 /* Args: zxbcdt, conv_w, conv_b, dt_bias, A_log, conv_state, ssm_state, pos,
  * scratch (B, C activations), segment area, batch, seq. Grid seg_grid. */
-bool emit_seg_state(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d)
+bool emit_seg_state(Codegen *cg, const Mx *m, int segs, int per_sm, char **ptx, Diag *d)
 {
     SLay L = seg_layout(m);
     int P = (int)m->P, N = (int)m->N, pairs = P / 2;
@@ -155,7 +155,7 @@ bool emit_seg_state(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d)
     V tid = nvvm_tid_x(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
     V h, b, ks;
     seg_block(kb, m, batch, &b, &h, &ks);
-    V nseg = seg_count(kb, m, segs, batch, seq), nchunks = seg_nchunks(kb, seq);
+    V nseg = seg_count(kb, m, segs, per_sm, batch, seq), nchunks = seg_nchunks(kb, seq);
     V last = kb_sub(kb, nseg, kb_i32(kb, 1));
     V slot = seg_slot(kb, m, b, h, nseg, ks);
     V zero = kb_f32(kb, 0);

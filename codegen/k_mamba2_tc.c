@@ -98,6 +98,11 @@ bool scan_tc_two_per_sm(const Mx *m, int stages, int smem_max)
     return 2 * (layout(m, stages).total + 1024) <= smem_max + 1024;
 }
 
+int scan_tc_per_sm(const Mx *m, int stages, int smem_max)
+{
+    return stages == 1 && scan_tc_two_per_sm(m, stages, smem_max) ? 2 : 1;
+}
+
 static V sf(KB *kb, int off, V idx) /* &f32 smem[off + 4*idx] */
 {
     return kb_gep(kb, kb->f32, kb_smem(kb, kb_i32(kb, off)), idx);
@@ -390,7 +395,8 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Di
                     (KParamKind[]){KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR,
                                    KP_PTR, KP_PTR, KP_I32, KP_I32},
                     14, THREADS);
-    if (one && scan_tc_two_per_sm(m, stages, cg->target->smem_max)) /* two blocks an SM: 128 registers a thread */
+    int per_sm = scan_tc_per_sm(m, stages, cg->target->smem_max);
+    if (per_sm == 2) /* two blocks an SM: 128 registers a thread */
         LLVMAddTargetDependentFunctionAttr(kb->fn, "nvvm.minctasm", "2");
     V raw = kb_param(kb, 0), cw = kb_param(kb, 1), cbias = kb_param(kb, 2), dtb = kb_param(kb, 3);
     V alog = kb_param(kb, 4), Dp = kb_param(kb, 5), ring = kb_param(kb, 6), ssm = kb_param(kb, 7);
@@ -400,7 +406,7 @@ bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Di
     V h, b, ks;
     seg_block(kb, m, batch, &b, &h, &ks);
     /* this block's segment: chunks [c0, c1) of the call's nseg */
-    V nseg = seg_count(kb, m, segs, batch, seq), nchunks = seg_nchunks(kb, seq);
+    V nseg = seg_count(kb, m, segs, per_sm, batch, seq), nchunks = seg_nchunks(kb, seq);
     kb_if(kb, kb_lt(kb, ks, nseg)); /* blocks past the call's segments have nothing to do */
     V c0 = seg_first_chunk(kb, ks, nseg, nchunks), c1 = seg_first_chunk(kb, kb_add(kb, ks, kb_i32(kb, 1)), nseg, nchunks);
     V ts = kb_mul(kb, c0, kb_i32(kb, TC));

@@ -37,6 +37,9 @@ bool scan_tc_supported(const Mx *m, int smem_max);
 unsigned scan_tc_smem(const Mx *m, int stages);
 /* Whether two blocks of the scan with `stages` fit on one SM of a target with smem_max. */
 bool scan_tc_two_per_sm(const Mx *m, int stages, int smem_max);
+/* Blocks of the scan an SM runs at once: 2 for the one-stage scan where two fit, else 1
+ * (what segs 0 fills: this many blocks on every SM). */
+int scan_tc_per_sm(const Mx *m, int stages, int smem_max);
 typedef struct Codegen Codegen;
 bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Diag *d);
 bool emit_conv_bc(Codegen *cg, const Mx *m, char **ptx, Diag *d);
@@ -69,9 +72,10 @@ V scan_chunk_decay(KB *kb, const Mx *m, V lane, V dtraw, V dtbias, V A, V tc, in
 enum { SEG_MAX = 16, SEG_SPARE = MAMBA2_SEG_SPARE };
 int64_t seg_slot_floats(const Mx *m);
 unsigned seg_state_smem(const Mx *m);
-/* Chunks of a call; segments of a call (schedule segs, 0: auto); first chunk of segment k. */
+/* Chunks of a call; segments of a call (schedule segs, 0: auto, so that batch·H·segments
+ * blocks fill per_sm blocks on every SM); first chunk of segment k. */
 V seg_nchunks(KB *kb, V seq);
-V seg_count(KB *kb, const Mx *m, int segs, V batch, V seq);
+V seg_count(KB *kb, const Mx *m, int segs, int per_sm, V batch, V seq);
 /* This block's (sequence b, head h, segment k) on the 1-D grid of seg_grid blocks. */
 void seg_block(KB *kb, const Mx *m, V batch, V *b, V *h, V *k);
 /* Blocks of both launches: batch·H·segs, or batch·H + SEG_SPARE for segs 0 (enough for any count). */
@@ -85,4 +89,4 @@ void seg_state_store(KB *kb, const Mx *m, V ptr, V base, V sm0, V sn0, int smi, 
 /* S_in(k) of segment k of sequence b, head h, folded from the segment area. */
 void seg_state_fold(KB *kb, const Mx *m, V sega, V b, V h, V nseg, V k, V sm0, V sn0, int smi, int sni,
                     KVar S[MMA_MAX_MI][MMA_MAX_NI][4]);
-bool emit_seg_state(Codegen *cg, const Mx *m, int segs, char **ptx, Diag *d);
+bool emit_seg_state(Codegen *cg, const Mx *m, int segs, int per_sm, char **ptx, Diag *d);
