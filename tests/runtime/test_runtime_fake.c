@@ -599,7 +599,8 @@ static void test_fill_caches(void **state)
     (void)state;
     enum { NKV = 2 * 16 * 32, NST = 2 * ST_FLOATS };
     msac_device *dev = open_device();
-    msac_plan *plan = fixture_load(fixture_plan());
+    Plan *p = fixture_plan();
+    msac_plan *plan = fixture_load(p);
     msac_session_options o;
     msac_session_options_init(&o);
     o.max_batch = 2;
@@ -642,6 +643,7 @@ static void test_fill_caches(void **state)
         assert_true(kv2[i] == 0);
     msac_session_destroy(s);
     msac_plan_free(plan);
+    plan_free(p);
     msac_device_close(dev);
 }
 
