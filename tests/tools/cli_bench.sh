@@ -18,6 +18,8 @@ expect() { # expect RC PATTERN ARGS...: run `msac bench ARGS`, check the exit st
 }
 
 expect 0 "roofline % = 100" --help
+expect 0 "zero-caches leaves them" --help
+expect 2 "unexpected argument 'y.msac'" x.msac --zero-caches y.msac
 expect 2 "no PLAN or MODEL.yaml given"
 expect 2 "bad value '0' for --iters" x.msac --iters 0
 expect 2 "bad value 'verify' for --program" x.msac --program verify
