@@ -226,10 +226,10 @@ static bool emit_step(Codegen *cg, const Mx *m, int psplit, bool ring_write, boo
          * small batch: with many sequences the state traffic hides the latency, and the
          * repeated prefetches of the same weights cost more than they save (b64: +4 %) */
         kb_if(kb, kb_le(kb, nvvm_nctaid_y(kb), kb_i32(kb, STEP_PREFETCH_MAX_BATCH)));
-        V g = kb_div(kb, h, kb_i32(kb, m->H / m->G));
-        V xch = kb_add(kb, kb_mul(kb, h, kb_i32(kb, m->P)), p0);
-        V bch = kb_add(kb, kb_i32(kb, m->Di), kb_mul(kb, g, kb_i32(kb, m->N)));
-        V cch = kb_add(kb, bch, kb_i32(kb, m->GN));
+        /* the first channel of each span: local channels p0 (x), P (B), P + N (C) */
+        V xch = head_channel(kb, m, h, p0);
+        V bch = head_channel(kb, m, h, kb_i32(kb, m->P));
+        V cch = head_channel(kb, m, h, kb_i32(kb, m->P + m->N));
         V rb = kb_mul(kb, kb_mul(kb, b, kb_i32(kb, m->CD)), kb_i32(kb, m->W)); /* ring row 0 of sequence b */
         for (int s = 0; s < 3; s++) {
             V ch = s == 0 ? xch : s == 1 ? bch : cch;

@@ -92,15 +92,10 @@ bool scan_tc_supported(const Mx *m, int smem_max)
 
 unsigned scan_tc_smem(const Mx *m, int stages) { return (unsigned)layout(m, stages).total; }
 
-bool scan_tc_two_per_sm(const Mx *m, int stages, int smem_max)
-{
-    /* an SM has the opt-in maximum plus the 1 KB every block reserves; two blocks reserve 2 KB */
-    return 2 * (layout(m, stages).total + 1024) <= smem_max + 1024;
-}
-
 int scan_tc_per_sm(const Mx *m, int stages, int smem_max)
 {
-    return stages == 1 && scan_tc_two_per_sm(m, stages, smem_max) ? 2 : 1;
+    /* an SM has the opt-in maximum plus the 1 KB every block reserves; two blocks reserve 2 KB */
+    return stages == 1 && 2 * (layout(m, stages).total + 1024) <= smem_max + 1024 ? 2 : 1;
 }
 
 static V sf(KB *kb, int off, V idx) /* &f32 smem[off + 4*idx] */

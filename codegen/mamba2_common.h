@@ -35,10 +35,8 @@ V smem_f32(KB *kb, int base_floats, V idx);
 enum { SCAN_TC_CHUNK = 64, SCAN_TC_THREADS = 256 }; /* tokens per chunk, threads per block */
 bool scan_tc_supported(const Mx *m, int smem_max);
 unsigned scan_tc_smem(const Mx *m, int stages);
-/* Whether two blocks of the scan with `stages` fit on one SM of a target with smem_max. */
-bool scan_tc_two_per_sm(const Mx *m, int stages, int smem_max);
-/* Blocks of the scan an SM runs at once: 2 for the one-stage scan where two fit, else 1
- * (what segs 0 fills: this many blocks on every SM). */
+/* Blocks of the scan with `stages` an SM of a target with smem_max runs at once: 2 for
+ * the one-stage scan where two fit, else 1 (what segs 0 fills: this many on every SM). */
 int scan_tc_per_sm(const Mx *m, int stages, int smem_max);
 typedef struct Codegen Codegen;
 bool emit_scan_tc(Codegen *cg, const Mx *m, int segs, int stages, char **ptx, Diag *d);
