@@ -5,19 +5,11 @@
  * contiguous gather and the select's all-ties path, neither of which a real
  * context gives. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "rt_session.h"
 
 enum { FILL_BLOCK = 16 << 20 }; /* bytes of random values uploaded once, then copied device to device */
-
-/* splitmix64: the stream of 64-bit values seeded by *x. */
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* A state buffer sized per cached token (bytes grow with ctx), of a float type. */
 static bool is_cache(const PlanBuffer *b)
@@ -26,20 +18,22 @@ static bool is_cache(const PlanBuffer *b)
            plan_expr_eval(&b->bytes, 1, 1, 2) != plan_expr_eval(&b->bytes, 1, 1, 1);
 }
 
-/* FILL_BLOCK bytes of values uniform in [-1, 1) of dtype `dt`. */
-static void random_block(uint8_t *out, uint32_t dt, uint64_t seed)
+/* FILL_BLOCK bytes of values uniform in [-1, 1) of dtype `dt`: the seeded init's
+ * stream (rt_uniform_at), 2u - 1, kept below 1 when rounded to f32 (the largest
+ * f32 below 1 instead), and for bf16 truncated, which never moves away from 0. */
+static void random_block(uint8_t *out, uint32_t dt, uint64_t key)
 {
-    uint64_t x = seed;
-    if (dt == PDT_BF16) {
-        uint16_t *v = (uint16_t *)out;
-        for (size_t i = 0; i < FILL_BLOCK / 2; i++) {
-            union { float f; uint32_t u; } c = {.f = (float)((double)(splitmix64(&x) >> 11) * 0x1p-52 - 1.0)};
-            v[i] = (uint16_t)(c.u >> 16); /* truncation: the value stays in [-1, 1) */
+    size_t n = dt == PDT_BF16 ? FILL_BLOCK / 2 : FILL_BLOCK / 4;
+    for (size_t i = 0; i < n; i++) {
+        float v = (float)(2.0 * rt_uniform_at(key, i) - 1.0);
+        v = v < 1.0f ? v : 0x1.fffffep-1f;
+        if (dt == PDT_F32) {
+            ((float *)out)[i] = v;
+            continue;
         }
-    } else {
-        float *v = (float *)out;
-        for (size_t i = 0; i < FILL_BLOCK / 4; i++)
-            v[i] = (float)((double)(splitmix64(&x) >> 11) * 0x1p-52 - 1.0);
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        ((uint16_t *)out)[i] = (uint16_t)(u >> 16);
     }
 }
 

@@ -56,6 +56,9 @@ int64_t rt_kernel_param(const PlanKernel *k, const char *key, int64_t dflt); /* 
 uint16_t rt_bf16_from_f32(float x); /* round to nearest even; NaN stays a quiet NaN */
 float rt_f32_from_bf16(uint16_t b); /* exact */
 float rt_bf16_round(float x);       /* x rounded to the nearest bf16, as fp32 */
+/* Draw k of the counter-based stream `key` (splitmix64 at position k, the seeded
+ * init's stream, weights.c), as a double uniform in (0, 1) with 53 bits. */
+double rt_uniform_at(uint64_t key, uint64_t k);
 /* dst[i] = rt_bf16_from_f32(src[i]) for i < n. */
 void rt_bf16_from_f32_array(const float *src, uint16_t *dst, size_t n);
 

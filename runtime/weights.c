@@ -54,8 +54,7 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* Draw k of the stream `key`, as a double uniform in (0, 1) with 53 bits. */
-static double uniform_at(uint64_t key, uint64_t k)
+double rt_uniform_at(uint64_t key, uint64_t k)
 {
     uint64_t u = mix64(key + (k + 1) * GOLDEN);
     return ((double)(u >> 11) + 0.5) * 0x1p-53;
@@ -76,22 +75,22 @@ static void seeded_init(const PlanWeight *w, uint64_t seed, float *out, uint64_t
     }
     case PINIT_NORMAL: /* Box-Muller on draws 2i and 2i+1 */
         for (uint64_t i = 0; i < n; i++) {
-            double u1 = uniform_at(key, 2 * i), u2 = uniform_at(key, 2 * i + 1);
+            double u1 = rt_uniform_at(key, 2 * i), u2 = rt_uniform_at(key, 2 * i + 1);
             out[i] = (float)(a * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
         }
         break;
     case PINIT_UNIFORM:
         for (uint64_t i = 0; i < n; i++)
-            out[i] = (float)(a + (b - a) * uniform_at(key, i));
+            out[i] = (float)(a + (b - a) * rt_uniform_at(key, i));
         break;
     case PINIT_LOG_UNIFORM: /* log(U(a, b)); plan_read guarantees a, b > 0 */
         for (uint64_t i = 0; i < n; i++)
-            out[i] = (float)log(a + (b - a) * uniform_at(key, i));
+            out[i] = (float)log(a + (b - a) * rt_uniform_at(key, i));
         break;
     case PINIT_DT_BIAS: { /* dt = exp(U(log a, log b)), dt >= 1e-4, value = softplus^-1(dt) */
         double la = log(a), lb = log(b);
         for (uint64_t i = 0; i < n; i++) {
-            double dt = exp(la + (lb - la) * uniform_at(key, i));
+            double dt = exp(la + (lb - la) * rt_uniform_at(key, i));
             dt = dt > 1e-4 ? dt : 1e-4;
             out[i] = (float)(dt + log(-expm1(-dt)));
         }
