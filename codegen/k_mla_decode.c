@@ -142,30 +142,54 @@ static void stage_sel(KB *kb, const Dec *m, V selp, V r, V k0, V k1, V p, V ctx)
     kb_endfor(kb);
 }
 
+/* cp.async chunk cc (16 bytes) of key slot t0 + kk of this block into
+ * shared-memory row kk, column chunk col + cc, of the K tile at byte offset
+ * `off`; the row comes from `src` (stride `ld` elements). No key (slot ≥ k1,
+ * or `in` false, or no selected position) → zeros. */
+static void stage_chunk(KB *kb, const Dec *m, V off, V src, int64_t ld, int col, V kk, V cc, V in, V k0, V t0, V k1, V cbase)
+{
+    V i = kb_add(kb, t0, kk), kv;
+    in = kb_and(kb, in, kb_lt(kb, i, k1));
+    V j = key_at(kb, m, kb_select(kb, in, i, k0), k0, &kv);
+    V ok = kb_and(kb, in, kv);
+    V row = kb_add(kb, cbase, i64(kb, kb_select(kb, ok, j, kb_i32(kb, 0))));
+    V g = kb_gep(kb, kb->bf16, src, kb_add(kb, kb_mul(kb, row, kb_i64(kb, ld)), i64(kb, kb_mul(kb, cc, kb_i32(kb, 8)))));
+    V sp = kb_smem(kb, kb_add(kb, off, kb_add(kb, kb_mul(kb, kk, kb_i32(kb, m->ldq)),
+                                               kb_mul(kb, kb_add(kb, cc, kb_i32(kb, col)), kb_i32(kb, 16)))));
+    nvvm_cp_async16(kb, sp, g, kb_select(kb, ok, kb_i32(kb, 16), kb_i32(kb, 0)));
+}
+
+/* One part of the tile's key rows: `C` 16-byte chunks per row. Where C
+ * divides the block, thread tid owns chunk tid % C of rows tid / C,
+ * + 256 / C, ... (unrolled: one position load and one address per row, no
+ * division per chunk); otherwise a loop over chunk indices divided by C. */
+static void stage_part(KB *kb, const Dec *m, V off, V src, int64_t ld, int C, int col, V k0, V t0, V k1, V cbase)
+{
+    V tid = nvvm_tid_x(kb), yes = LLVMConstInt(kb->i1, 1, 0);
+    if (MD_THREADS % C) {
+        KVar it = kb_for(kb, tid, kb_i32(kb, MD_KEYS * C), kb_i32(kb, MD_THREADS));
+        V idx = kb_get(kb, it);
+        stage_chunk(kb, m, off, src, ld, col, kb_div(kb, idx, kb_i32(kb, C)), kb_rem(kb, idx, kb_i32(kb, C)), yes, k0, t0, k1, cbase);
+        kb_endfor(kb);
+        return;
+    }
+    int step = MD_THREADS / C;
+    V c = kb_rem(kb, tid, kb_i32(kb, C)), r0 = kb_div(kb, tid, kb_i32(kb, C));
+    for (int u = 0; u * step < MD_KEYS; u++) {
+        V kk = kb_add(kb, r0, kb_i32(kb, u * step));
+        stage_chunk(kb, m, off, src, ld, col, kk, c, step > MD_KEYS ? kb_lt(kb, kk, kb_i32(kb, MD_KEYS)) : yes, k0, t0, k1, cbase);
+    }
+}
+
 /* cp.async the key slots [t0, t0 + 64) ∩ [.., k1) of this block (from k0)
  * into the K tile at shared-memory byte offset `off` (rows [c_kv | k_pe]; no
  * key → zeros). */
 static void stage_tile(KB *kb, const Dec *m, V off, V ckv, V kpe, V k0, V t0, V k1, V cbase)
 {
-    int CH = (int)((m->R + m->dr) / 8), CR = (int)(m->R / 8); /* 16-byte chunks per row, of them c_kv */
-    KVar it = kb_for(kb, nvvm_tid_x(kb), kb_i32(kb, MD_KEYS * CH), kb_i32(kb, MD_THREADS));
-    {
-        V idx = kb_get(kb, it);
-        V kk = kb_div(kb, idx, kb_i32(kb, CH)), c = kb_rem(kb, idx, kb_i32(kb, CH));
-        V i = kb_add(kb, t0, kk);
-        V in = kb_lt(kb, i, k1), kv;
-        V j = key_at(kb, m, kb_select(kb, in, i, k0), k0, &kv);
-        V ok = kb_and(kb, in, kv);
-        V row = kb_add(kb, cbase, i64(kb, kb_select(kb, ok, j, kb_i32(kb, 0))));
-        V isc = kb_lt(kb, c, kb_i32(kb, CR));
-        V cc = kb_mul(kb, kb_select(kb, isc, c, kb_i32(kb, 0)), kb_i32(kb, 8));
-        V pc = kb_mul(kb, kb_select(kb, isc, kb_i32(kb, 0), kb_sub(kb, c, kb_i32(kb, CR))), kb_i32(kb, 8));
-        V gc = kb_gep(kb, kb->bf16, ckv, kb_add(kb, kb_mul(kb, row, kb_i64(kb, m->R)), i64(kb, cc)));
-        V gp = kb_gep(kb, kb->bf16, kpe, kb_add(kb, kb_mul(kb, row, kb_i64(kb, m->dr)), i64(kb, pc)));
-        V sp = kb_smem(kb, kb_add(kb, off, kb_add(kb, kb_mul(kb, kk, kb_i32(kb, m->ldq)), kb_mul(kb, c, kb_i32(kb, 16)))));
-        nvvm_cp_async16(kb, sp, kb_select(kb, isc, gc, gp), kb_select(kb, ok, kb_i32(kb, 16), kb_i32(kb, 0)));
-    }
-    kb_endfor(kb);
+    int CR = (int)(m->R / 8), CP = (int)(m->dr / 8); /* 16-byte chunks per row of c_kv, of k_pe */
+    stage_part(kb, m, off, ckv, m->R, CR, 0, k0, t0, k1, cbase);
+    if (CP)
+        stage_part(kb, m, off, kpe, m->dr, CP, CR, k0, t0, k1, cbase);
 }
 
 static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
