@@ -37,15 +37,22 @@
  * warps hide the shared-memory latency that 8 could not; H100 b64 ctx 32768:
  * 120 µs with 256 threads). */
 enum { IX_THREADS = 256, IX_SELECT_THREADS = 1024, IX_MAX_WARPS = IX_SELECT_THREADS / 32 };
+/* Threads of the fused prefill index_topk (schedule `threads`; default
+ * 1024 where the query fits in 64 registers per thread, H ≤ 2, else 512):
+ * its keys fill most of the shared memory, so one block runs per SM, and
+ * its warps are all that hide the scoring loads and the radix passes'
+ * shared-memory latency (H100 s16384, h1 d64 k2048: 4.87 ms with 256
+ * threads, 3.47 with 512, 2.70 with 1024; 6.0 before the coalesced scoring). */
+static int topk_threads(const Node *n, int64_t H) { return (int)node_int(n, "threads", H <= 2 ? 1024 : 512); }
 
 
 static V kb_ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
 static V kb_uge(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGE, a, b, ""); }
 
 /* The query row r (and its head weights) into shared memory as f32. */
-static void load_query(KB *kb, V qp, V wp, V r, V tid, V qs, V ws, int64_t H, int64_t D)
+static void load_query(KB *kb, V qp, V wp, V r, V tid, int threads, V qs, V ws, int64_t H, int64_t D)
 {
-    KVar i = kb_for(kb, tid, kb_i32(kb, H * D), kb_i32(kb, IX_THREADS));
+    KVar i = kb_for(kb, tid, kb_i32(kb, H * D), kb_i32(kb, threads));
     {
         V iv = kb_get(kb, i);
         V qv = kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_to_i64(kb, iv))));
@@ -53,7 +60,7 @@ static void load_query(KB *kb, V qp, V wp, V r, V tid, V qs, V ws, int64_t H, in
     }
     kb_endfor(kb);
     if (wp) {
-        KVar hh = kb_for(kb, tid, kb_i32(kb, H), kb_i32(kb, IX_THREADS));
+        KVar hh = kb_for(kb, tid, kb_i32(kb, H), kb_i32(kb, threads));
         V hv = kb_get(kb, hh);
         kb_store(kb, kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_to_i64(kb, hv)))),
                  kb_gep(kb, kb->f32, ws, hv));
@@ -164,7 +171,7 @@ static bool emit_score(Codegen *cg, int64_t H, int64_t D, bool lightning, float 
         V s0 = kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, IX_THREADS));
         kb_if(kb, kb_lt(kb, s0, n));
         {
-            load_query(kb, qp, wp, r, tid, qs, ws, H, D);
+            load_query(kb, qp, wp, r, tid, IX_THREADS, qs, ws, H, D);
             nvvm_bar_sync(kb);
             V sv = kb_add(kb, s0, tid);
             kb_if(kb, kb_lt(kb, sv, n));
@@ -181,25 +188,112 @@ static bool emit_score(Codegen *cg, int64_t H, int64_t D, bool lightning, float 
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
-/* index_score, coalesced (decode, split; score2_fits): grid
- * (ceil(ctx / IX_SCORE_ROWS), rows), IX_THREADS threads. A warp takes 32
- * consecutive cache rows at a time: C = D/8 lanes per row, each loading one
- * 16-byte chunk (a warp's load covers 32/C whole rows, coalesced), C loads
- * per lane in flight; each lane dots its chunk with the query chunk it holds
- * in registers (chunk_dot), a butterfly over the row's C lanes sums the
- * partials (score_key's tree order: decode keys equal the fused kernel's),
- * then shuffles gather the 32 keys so that lane l stores row base + l (one
- * 128-byte store per warp). The step's own row s = pos is read from the k
- * input (not yet in the cache) and written into the cache by the lanes that
- * load it: decode needs no index_append. Args: q, k (the call's rows), k
- * cache, pos, keys, seq, ctx, rows[, w]. */
-enum { IX_SCORE_ROWS = 1024 }; /* cache rows per block: 4 passes of 256 */
+enum { IX_SCORE_ROWS = 1024 }; /* index_score2: cache rows per block, 4 passes of 256 */
 
 static bool score2_fits(int64_t H, int64_t D) { return H >= 1 && H <= 4 && tree_order(D) && D <= 128; }
 
+/* A lane's part in scoring cache rows coalesced (score2_fits: index_score2,
+ * and the fused index_topk): a warp takes 32 consecutive rows at a time,
+ * C = D/8 lanes per row each loading one 16-byte chunk (a warp's load covers
+ * 32/C whole rows), C loads per lane in flight; each lane dots its chunk
+ * with the query chunk it holds in registers (chunk_dot), a butterfly over
+ * the row's C lanes sums the partials (score_key's tree order, so the keys
+ * equal score_key's bit for bit), shuffles hand lane l the key of row
+ * base + l. */
+typedef struct RowLanes {
+    int64_t H, D;   /* heads, dim */
+    int C, RPI;     /* lanes per row (D / 8), rows per load instruction (32 / C) */
+    float scale;    /* score scale */
+    V kc;           /* bf16 k cache [batch, ctx, D] */
+    V cb;           /* i64: the sequence's first cache row (b·ctx) */
+    V lane, g, c8;  /* lane; its row within a load (lane / C); i64 element offset of its chunk (8·(lane % C)) */
+    V q8[4][8];     /* f32 [H][8]: this lane's chunk of each head's query */
+    V w[4];         /* f32 [H]: head weights (lightning), else NULL */
+    V knew, r, p;   /* decode: the step's row p is read from knew (bf16 [rows, D], row r) and appended
+                     * to the cache; NULL knew: every row from the cache */
+} RowLanes;
+
+/* This lane's query chunks (query row r of q [rows, H·D]) and head weights. */
+static RowLanes row_lanes(KB *kb, V qp, V wp, V kc, V cb, V r, int64_t H, int64_t D, float scale)
+{
+    RowLanes rl = {.H = H, .D = D, .C = (int)(D / 8), .RPI = 32 / (int)(D / 8), .scale = scale, .kc = kc, .cb = cb};
+    rl.lane = nvvm_lane(kb);
+    rl.g = kb_div(kb, rl.lane, kb_i32(kb, rl.C));
+    rl.c8 = kb_to_i64(kb, kb_mul(kb, kb_rem(kb, rl.lane, kb_i32(kb, rl.C)), kb_i32(kb, 8)));
+    for (int h = 0; h < H; h++) {
+        for (int u = 0; u < 8; u++) {
+            V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_add(kb, kb_i64(kb, h * D + u), rl.c8));
+            rl.q8[h][u] = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, at)));
+        }
+        rl.w[h] = wp ? kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_i64(kb, h))))
+                     : NULL;
+    }
+    return rl;
+}
+
+/* The key (i32) of row base + lane for lane `lane`, of rows base .. base + 31
+ * (warp-uniform base < n; rows at or past n read row n - 1 and are not
+ * valid). */
+static V row_keys32(KB *kb, const RowLanes *rl, V base, V n)
+{
+    int C = rl->C, RPI = rl->RPI;
+    int64_t D = rl->D;
+    V zero = kb_f32(kb, 0);
+    V k8[16], su[16];
+    for (int u = 0; u < C; u++) { /* every load first: C chunks in flight */
+        su[u] = kb_add(kb, base, kb_add(kb, kb_i32(kb, u * RPI), rl->g));
+        V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1))); /* rows past n: a valid row, not stored */
+        k8[u] = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, rl->kc, kb_add(kb, kb_mul(kb, kb_add(kb, rl->cb, kb_to_i64(kb, sl)), kb_i64(kb, D)), rl->c8)), 16);
+    }
+    for (int u = 0; rl->knew && u < C; u++) { /* the step's own row: from the k input, and into the cache */
+        V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1)));
+        KVar kv = kb_var(kb, LLVMTypeOf(k8[u]), k8[u]);
+        kb_if(kb, kb_eq(kb, sl, rl->p));
+        {
+            V vec = LLVMGetUndef(LLVMTypeOf(k8[u]));
+            for (int e = 0; e < 8; e++) {
+                V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, rl->r), kb_i64(kb, D)), kb_add(kb, rl->c8, kb_i64(kb, e)));
+                vec = LLVMBuildInsertElement(kb->b, vec, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, rl->knew, at)), kb_i32(kb, e), "");
+            }
+            kb_set(kb, kv, vec);
+            kb_if(kb, kb_eq(kb, su[u], rl->p)); /* once per chunk (clamped lanes only read) */
+            kb_store_vec(kb, vec, kb_gep(kb, kb->bf16, rl->kc, kb_add(kb, kb_mul(kb, kb_add(kb, rl->cb, kb_to_i64(kb, rl->p)), kb_i64(kb, D)), rl->c8)), 16);
+            kb_endif(kb);
+        }
+        kb_endif(kb);
+        k8[u] = kb_get(kb, kv);
+    }
+    V key[16];
+    for (int u = 0; u < C; u++) {
+        V total = zero;
+        for (int h = 0; h < rl->H; h++) {
+            V part = chunk_dot(kb, rl->q8[h], k8[u]);
+            for (int m = 1; m < C; m *= 2)
+                part = kb_add(kb, part, nvvm_shfl_xor(kb, part, m));
+            V sc = kb_mul(kb, part, kb_f32(kb, rl->scale));
+            if (rl->w[h])
+                sc = kb_mul(kb, rl->w[h], kb_max(kb, sc, zero));
+            total = kb_add(kb, total, sc);
+        }
+        key[u] = kb_bitcast(kb, score_to_key(kb, total), kb->f32);
+    }
+    /* lane l: row base + l = load u = l / RPI, group l % RPI (lane (l % RPI)·C holds it) */
+    V src = kb_mul(kb, kb_rem(kb, rl->lane, kb_i32(kb, RPI)), kb_i32(kb, C)), mine = kb_div(kb, rl->lane, kb_i32(kb, RPI));
+    V kv = kb_f32(kb, 0);
+    for (int u = 0; u < C; u++)
+        kv = kb_select(kb, kb_eq(kb, mine, kb_i32(kb, u)), nvvm_shfl_idx(kb, key[u], src), kv);
+    return kb_bitcast(kb, kv, kb->i32);
+}
+
+/* index_score, coalesced (decode, split; score2_fits): grid
+ * (ceil(ctx / IX_SCORE_ROWS), rows), IX_THREADS threads, the rows scored by
+ * row_keys32 and each warp's 32 keys stored by one 128-byte store. The
+ * step's own row s = pos is read from the k input (not yet in the cache)
+ * and written into the cache by the lanes that load it: decode needs no
+ * index_append. Args: q, k (the call's rows), k cache, pos, keys, seq, ctx,
+ * rows[, w]. */
 static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, bool hist, char **ptx, Diag *d)
 {
-    int C = (int)(D / 8), RPI = 32 / C; /* lanes per row, rows per load instruction */
     KParamKind pk[10] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
     int np = 8;
     if (lightning)
@@ -211,7 +305,7 @@ static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float
     V seq = kb_param(kb, 5), ctx = kb_param(kb, 6), rows = kb_param(kb, 7);
     V wp = lightning ? kb_param(kb, 8) : NULL;
     V histp = hist ? kb_param(kb, np - 1) : NULL;
-    V r = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb), zero = kb_f32(kb, 0);
+    V r = nvvm_ctaid_y(kb), lane = nvvm_lane(kb), warp = nvvm_warp(kb);
     V tid = nvvm_tid_x(kb), hs = hist ? kb_smem(kb, kb_i32(kb, 0)) : NULL; /* smem i32 [IX_HIST_BINS] */
     kb_if(kb, kb_lt(kb, r, rows));
     {
@@ -224,69 +318,17 @@ static bool emit_score2(Codegen *cg, int64_t H, int64_t D, bool lightning, float
         V b = kb_div(kb, r, seq), t = kb_rem(kb, r, seq);
         V p = kb_add(kb, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, posp, b)), t);
         V n = kb_min(kb, kb_add(kb, p, kb_i32(kb, 1)), ctx);
-        V g = kb_div(kb, lane, kb_i32(kb, C)), c = kb_rem(kb, lane, kb_i32(kb, C));
-        V c8 = kb_to_i64(kb, kb_mul(kb, c, kb_i32(kb, 8)));
-        /* this lane's query chunk per head, and the head weights */
-        V q8[4][8], w[4];
-        for (int h = 0; h < H; h++) {
-            for (int u = 0; u < 8; u++) {
-                V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H * D)), kb_add(kb, kb_i64(kb, h * D + u), c8));
-                q8[h][u] = kb_bf16_to_f32(kb, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, qp, at)));
-            }
-            w[h] = wp ? kb_load(kb, kb->f32, kb_gep(kb, kb->f32, wp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, H)), kb_i64(kb, h))))
-                      : NULL;
-        }
         V cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
+        RowLanes rl = row_lanes(kb, qp, wp, kc, cb, r, H, D, scale);
+        rl.knew = knew, rl.r = r, rl.p = p;
         V s_blk = kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, IX_SCORE_ROWS));
         KVar it = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, IX_SCORE_ROWS), kb_i32(kb, IX_THREADS));
         {
             V base = kb_add(kb, s_blk, kb_add(kb, kb_get(kb, it), kb_mul(kb, warp, kb_i32(kb, 32))));
             kb_if(kb, kb_lt(kb, base, n)); /* warp-uniform: the shuffles below see the whole warp */
             {
-                V k8[16], su[16];
-                for (int u = 0; u < C; u++) { /* every load first: C chunks in flight */
-                    su[u] = kb_add(kb, base, kb_add(kb, kb_i32(kb, u * RPI), g));
-                    V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1))); /* rows past n: a valid row, not stored */
-                    k8[u] = kb_load_vec(kb, kb->bf16, 8, kb_gep(kb, kb->bf16, kc, kb_add(kb, kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, sl)), kb_i64(kb, D)), c8)), 16);
-                }
-                for (int u = 0; u < C; u++) { /* the step's own row: from the k input, and into the cache */
-                    V sl = kb_min(kb, su[u], kb_sub(kb, n, kb_i32(kb, 1)));
-                    KVar kv = kb_var(kb, LLVMTypeOf(k8[u]), k8[u]);
-                    kb_if(kb, kb_eq(kb, sl, p));
-                    {
-                        V vec = LLVMGetUndef(LLVMTypeOf(k8[u]));
-                        for (int e = 0; e < 8; e++) {
-                            V at = kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_i64(kb, D)), kb_add(kb, c8, kb_i64(kb, e)));
-                            vec = LLVMBuildInsertElement(kb->b, vec, kb_load(kb, kb->bf16, kb_gep(kb, kb->bf16, knew, at)), kb_i32(kb, e), "");
-                        }
-                        kb_set(kb, kv, vec);
-                        kb_if(kb, kb_eq(kb, su[u], p)); /* once per chunk (clamped lanes only read) */
-                        kb_store_vec(kb, vec, kb_gep(kb, kb->bf16, kc, kb_add(kb, kb_mul(kb, kb_add(kb, cb, kb_to_i64(kb, p)), kb_i64(kb, D)), c8)), 16);
-                        kb_endif(kb);
-                    }
-                    kb_endif(kb);
-                    k8[u] = kb_get(kb, kv);
-                }
-                V key[16];
-                for (int u = 0; u < C; u++) {
-                    V total = zero;
-                    for (int h = 0; h < H; h++) {
-                        V part = chunk_dot(kb, q8[h], k8[u]);
-                        for (int m = 1; m < C; m *= 2)
-                            part = kb_add(kb, part, nvvm_shfl_xor(kb, part, m));
-                        V sc = kb_mul(kb, part, kb_f32(kb, scale));
-                        if (wp)
-                            sc = kb_mul(kb, w[h], kb_max(kb, sc, zero));
-                        total = kb_add(kb, total, sc);
-                    }
-                    key[u] = kb_bitcast(kb, score_to_key(kb, total), kb->f32);
-                }
-                /* lane l: row base + l = load u = l / RPI, group l % RPI (lane (l % RPI)·C holds it) */
-                V src = kb_mul(kb, kb_rem(kb, lane, kb_i32(kb, RPI)), kb_i32(kb, C)), mine = kb_div(kb, lane, kb_i32(kb, RPI));
-                V kv = kb_f32(kb, 0);
-                for (int u = 0; u < C; u++)
-                    kv = kb_select(kb, kb_eq(kb, mine, kb_i32(kb, u)), nvvm_shfl_idx(kb, key[u], src), kv);
-                V s = kb_add(kb, base, lane), ki = kb_bitcast(kb, kv, kb->i32);
+                V ki = row_keys32(kb, &rl, base, n);
+                V s = kb_add(kb, base, lane);
                 kb_if(kb, kb_lt(kb, s, n));
                 kb_store(kb, ki, kb_gep(kb, kb->i32, keysp, kb_add(kb, kb_mul(kb, kb_to_i64(kb, r), kb_to_i64(kb, ctx)), kb_to_i64(kb, s))));
                 kb_endif(kb);
@@ -493,7 +535,9 @@ enum { IX_LOAD_UNROLL = 8 }; /* index_select: key loads per thread in flight */
  * synced by the caller) the top-byte histogram of the radix select's first
  * pass is counted on the way, one shared atomic per distinct byte per warp
  * (match.any: the lanes holding the same byte add their count through the
- * lowest of them). Fused, scored here. */
+ * lowest of them). Fused, scored here: coalesced by row_keys32 where
+ * score2_fits (the histogram counted the same way), else a thread per row
+ * (score_key). */
 void ix_hist_add(KB *kb, V hist, V dig, V in)
 {
     V lane = nvvm_lane(kb);
@@ -529,8 +573,22 @@ static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, 
             }
         }
         kb_endfor(kb);
+    } else if (score2_fits(H, D)) { /* coalesced: a warp per 32 rows at a time (row_keys32) */
+        V lane = nvvm_lane(kb), cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
+        RowLanes rl = row_lanes(kb, qp, wp, kc, cb, r, H, D, scale);
+        KVar s = kb_for(kb, kb_sub(kb, tid, lane), n, kb_i32(kb, threads)); /* warp-uniform */
+        {
+            V sv = kb_add(kb, kb_get(kb, s), lane), key = row_keys32(kb, &rl, kb_get(kb, s), n);
+            V in = kb_lt(kb, sv, n);
+            kb_if(kb, in);
+            kb_store(kb, key, kb_gep(kb, kb->i32, keys, sv));
+            kb_endif(kb);
+            if (hist0)
+                ix_hist_add(kb, hist0, LLVMBuildLShr(kb->b, key, kb_i32(kb, 24), ""), in);
+        }
+        kb_endfor(kb);
     } else {
-        load_query(kb, qp, wp, r, tid, qs, ws, H, D);
+        load_query(kb, qp, wp, r, tid, threads, qs, ws, H, D);
         nvvm_bar_sync(kb);
         /* scores → order-preserving u32 keys, a thread per candidate row */
         V cb = kb_mul(kb, kb_to_i64(kb, b), kb_to_i64(kb, ctx));
@@ -720,11 +778,11 @@ static void select_topk(KB *kb, const SelCore *c)
  * K + W wide: the top K (adaptive: the fewest of them reaching the mass),
  * then the window joins them (ix_adaptive, ix_window). */
 static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float scale, const Sel *sl, bool split,
-                      char **ptx, Diag *d)
+                      int threads, char **ptx, Diag *d)
 {
     int64_t K = sl->K, Kt = sl->K + sl->W;
     bool adaptive = sl->p < 1.0f;
-    int threads = split ? IX_SELECT_THREADS : IX_THREADS, warps = threads / 32;
+    int warps = threads / 32;
     /* smem (topk_smem below): keys u32 [INDEX_MAX_CTX] | q f32 [H*D] | w f32 [H] |
      * per-warp counts i32 [2][warps] | histogram i32 [256] | found digit, rank i32 [2] */
     int o_keys = 0, o_q = 4 * INDEX_MAX_CTX, o_w = o_q + 4 * (int)(H * D), o_cnt = o_w + 4 * (int)H;
@@ -758,14 +816,14 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
         select_all(kb, &core); /* fewer than k candidates: all of them, then -1 */
         kb_else(kb);
         if (!adaptive) {
-            core.hist0 = split; /* the first radix pass counted while the keys load */
-            if (split) {
+            core.hist0 = split || score2_fits(H, D); /* the first radix pass counted while the keys load */
+            if (core.hist0) {
                 KVar z = kb_for(kb, tid, kb_i32(kb, 256), kb_i32(kb, threads));
                 kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
                 kb_endfor(kb);
                 nvvm_bar_sync(kb);
             }
-            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale, split ? hist : NULL);
+            load_keys(kb, split, qp, wp, kc, keys, qs, ws, r, b, n, ctx, tid, threads, H, D, scale, core.hist0 ? hist : NULL);
         }
         nvvm_bar_sync(kb);
         select_topk(kb, &core);
@@ -854,7 +912,9 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         snprintf(extra, sizeof extra, "_w%lld_p%08x", (long long)sl.W, sl.p < 1.0f ? f32_bits(sl.p) : 0u);
     snprintf(name, sizeof name, "%s_h%lld_d%lld_k%lld%s_%s", !split ? "index_topk" : mode == 2 ? "index_select2" : mode ? "index_select1" : "index_select", (long long)H,
              (long long)D, (long long)K, extra, kind);
-    int threads = split ? IX_SELECT_THREADS : IX_THREADS;
+    int threads = split ? IX_SELECT_THREADS : topk_threads(n, H);
+    if (threads != 256 && threads != 512 && threads != 1024)
+        return diag_fail(d, "index_topk: threads %d (256, 512 or 1024)", threads);
     unsigned smem = mode ? ix_select1_smem((int)cands) : topk_smem(H, D, threads);
     KLaunch *l = kout_add(out, name, (unsigned)threads, smem);
     kl_param(l, "max_ctx", INDEX_MAX_CTX);
@@ -885,5 +945,5 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_state(l, "hist", 4 * IX_HIST_BINS);
     if (mode)
         return ix_emit_select1(cg, H, D, &sl, mode, (int)cands, &l->ptx, d);
-    return emit_topk(cg, H, D, lightning, scale, &sl, split, &l->ptx, d);
+    return emit_topk(cg, H, D, lightning, scale, &sl, split, threads, &l->ptx, d);
 }
