@@ -194,8 +194,7 @@ bool pass_lower(Graph *g, Diag *d)
             node_set_int(g, n, "stages", 3);
             break;
         }
-        case OP_index_topk:
-            node_set_int(g, n, "threads", 256);
+        case OP_index_topk: /* prefill threads: codegen's default (k_index.c topk_threads), not tuned */
             if (dec) { /* split: index_score keeps each query's keys here for index_select */
                 node_set_str(g, n, "scratch", "4*batch*ctx");
                 /* index_select: the keys into smem and 4 radix passes (0); 1 and 2 pass over the stored keys

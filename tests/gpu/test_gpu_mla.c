@@ -264,6 +264,27 @@ static void ties_select_schedules(void **state)
     }
 }
 
+/* The prefill top-k with the thread counts the default (1024 at these
+ * heads) does not take, 256 and 512, on the exact-tie cases and the
+ * production indexer's shape. */
+static void topk_thread_schedules(void **state)
+{
+    const char *specs[] = {"index_topk:threads=256", "index_topk:threads=512"};
+    for (int sp = 0; sp < 2; sp++) {
+        ScheduleSet set = {0};
+        Diag d = {0};
+        CompileOptions o;
+        compile_options_init(&o);
+        assert_true(schedule_parse(&set, specs[sp], &d));
+        o.schedule = &set;
+        gpu_set_compile_options(&o);
+        fprintf(stderr, "  schedule %s\n", specs[sp]);
+        sparse_ties(state);
+        sparse_mamba2_d64(state);
+        gpu_set_compile_options(NULL);
+    }
+}
+
 int main(void)
 {
     gpu_device();
@@ -275,6 +296,7 @@ int main(void)
         cmocka_unit_test(sparse_ties),
         cmocka_unit_test(sparse_mamba2_d64),
         cmocka_unit_test(ties_select_schedules),
+        cmocka_unit_test(topk_thread_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
