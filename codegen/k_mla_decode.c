@@ -47,6 +47,9 @@ enum {
     MD_AUTO_BLOCKS = 128,
     MD_MAX_CALLS = 8,                     /* P·V calls of 8 n-tiles per warp: R ≤ 4·8·64 = 2048 */
     MD_XCH = 8,                           /* S fragment values per thread exchanged between halves */
+    /* A warp's half of Q stays in registers (4 per k-step of 16) when it has at most this many k-steps
+     * (R 512 + dr 64: 18); larger rows read it from shared memory every tile */
+    MD_QREG_KSTEPS = 20,
 };
 
 typedef struct Dec {
@@ -241,6 +244,7 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
             nvvm_cp_async16(kb, sp, kb_select(kb, isc, gl, gp), kb_select(kb, hok, kb_i32(kb, 16), kb_i32(kb, 0)));
         }
         kb_endfor(kb);
+        nvvm_cp_async_commit(kb); /* Q alone: its fragments are read before tile 0 lands */
         if (m->K) {
             stage_sel(kb, m, selp, r, k0, k1, p, ctx);
             nvvm_bar_sync(kb);
@@ -249,6 +253,18 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
         stage_tile(kb, m, kb_i32(kb, m->off_kv), ckv, kpe, k0, k0, k1, cbase);
         kb_endif(kb);
         nvvm_cp_async_commit(kb);
+        /* this warp's half of Q as A fragments (k-steps of 16 from half·kd0; half 0's spare one unused) */
+        int ks0 = kd0 / 16, ks1 = (int)(W - kd0) / 16, ksq = ks0 > ks1 ? ks0 : ks1;
+        bool qreg = ksq <= MD_QREG_KSTEPS;
+        V qa[MD_QREG_KSTEPS][4];
+        if (qreg) {
+            nvvm_cp_async_wait(kb, 1); /* Q landed (tile 0 may not have) */
+            nvvm_bar_sync(kb);
+            Tile qt = {kb_i32(kb, 0), m->ldq, false};
+            V kq = kb_mul(kb, half, kb_i32(kb, kd0));
+            for (int ks = 0; ks < ksq; ks++)
+                mma_load_a(kb, qt, kb_i32(kb, 0), kb_add(kb, kq, kb_i32(kb, 16 * ks)), qa[ks]);
+        }
 
         KVar mrow[2], lrow[2]; /* this thread's two accumulator rows: lane/4 and lane/4 + 8 */
         for (int hf = 0; hf < 2; hf++)
@@ -282,9 +298,15 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
             Tile qt = {kb_i32(kb, 0), m->ldq, false}, kt = {cur, m->ldq, false};
             V n0 = kb_mul(kb, grp, kb_i32(kb, 16));
             kb_if(kb, lead);
-            mma_warp_tile(kb, qt, kt, kb_i32(kb, 0), n0, kb_i32(kb, 0), 1, 2, kd0, sacc);
+            if (qreg)
+                mma_warp_tile_ra(kb, qa, ks0, kt, n0, kb_i32(kb, 0), 2, sacc);
+            else
+                mma_warp_tile(kb, qt, kt, kb_i32(kb, 0), n0, kb_i32(kb, 0), 1, 2, kd0, sacc);
             kb_else(kb);
-            mma_warp_tile(kb, qt, kt, kb_i32(kb, 0), n0, kb_i32(kb, kd0), 1, 2, (int)W - kd0, sacc);
+            if (qreg)
+                mma_warp_tile_ra(kb, qa, ks1, kt, n0, kb_i32(kb, kd0), 2, sacc);
+            else
+                mma_warp_tile(kb, qt, kt, kb_i32(kb, 0), n0, kb_i32(kb, kd0), 1, 2, (int)W - kd0, sacc);
             kb_endif(kb);
             V xme = kb_mul(kb, kb_add(kb, kb_mul(kb, warp, kb_i32(kb, 32)), lane), kb_i32(kb, MD_XCH));
             V xpeer = kb_mul(kb, kb_add(kb, kb_mul(kb, kb_rem(kb, kb_add(kb, warp, kb_i32(kb, MD_GROUPS)), kb_i32(kb, MD_WARPS)),
@@ -297,17 +319,21 @@ static bool emit_decode(Codegen *cg, const Dec *m, char **ptx, Diag *d)
                 for (int e = 0; e < 4; e++)
                     kb_set(kb, sacc[0][j][e], kb_add(kb, kb_get(kb, sacc[0][j][e]),
                                                      kb_load(kb, kb->f32, area_f32(kb, m->off_x, kb_add(kb, xpeer, kb_i32(kb, 4 * j + e))))));
-            V sv[2][4], tmax[2] = {ninf, ninf};
+            V sv[2][4], tmax[2] = {ninf, ninf}, vmask = NULL;
+            V tk0 = kb_add(kb, k0, kb_mul(kb, t, kb_i32(kb, MD_KEYS))); /* slot of the tile's key 0 */
+            if (m->K) { /* which of the group's 16 keys exist: lane l (and l + 16) checks key l, one ballot */
+                V i = kb_add(kb, tk0, kb_add(kb, n0, kb_and(kb, lane, kb_i32(kb, 15)))), kv;
+                V in = kb_lt(kb, i, k1);
+                key_at(kb, m, kb_select(kb, in, i, k0), k0, &kv);
+                vmask = nvvm_ballot(kb, kb_and(kb, in, kv));
+            }
             for (int j = 0; j < 2; j++)
                 for (int e = 0; e < 4; e++) {
-                    V col = kb_add(kb, n0, mma_acc_col(kb, j, e));
-                    V i = kb_add(kb, kb_add(kb, k0, kb_mul(kb, t, kb_i32(kb, MD_KEYS))), col);
-                    V ok = kb_lt(kb, i, k1);
-                    if (m->K) {
-                        V kv;
-                        key_at(kb, m, kb_select(kb, ok, i, k0), k0, &kv);
-                        ok = kb_and(kb, ok, kv);
-                    }
+                    V colg = mma_acc_col(kb, j, e), ok; /* column within the group's 16 keys */
+                    if (m->K)
+                        ok = kb_ne(kb, kb_and(kb, LLVMBuildLShr(kb->b, vmask, colg, ""), kb_i32(kb, 1)), kb_i32(kb, 0));
+                    else
+                        ok = kb_lt(kb, kb_add(kb, tk0, kb_add(kb, n0, colg)), k1);
                     sv[j][e] = kb_select(kb, ok, kb_mul(kb, kb_get(kb, sacc[0][j][e]), kb_f32(kb, m->scale)), ninf);
                     tmax[e / 2] = kb_max(kb, tmax[e / 2], sv[j][e]);
                 }
