@@ -10,7 +10,12 @@
  *         | swiglu (bf16 x [M, 2K] = gate | up: silu(gate)·up as the rows are staged)
  *
  * Block: 4 or 8 warps = wn n8-column tiles × wk K-splits (partial sums reduced in
- * shared memory); grid (ceil(N / 8wn), ceil(M / 16)). Each lane loads two
+ * shared memory); grid (ceil(M / 16), ceil(N / 8wn)): the row tiles of one
+ * column block are launched next to each other, so at M > 16 the later
+ * tiles find that block's W in L2 and W is read from memory once (with
+ * the column blocks on x the tiles of a block were N / 8wn blocks apart and
+ * a W larger than L2, an LM head, was read once per tile). More than 65535
+ * column blocks (grid y's limit) keep them on x. Each lane loads two
  * 4-byte pairs of a W row per k16 step, so a warp reads 32 contiguous bytes
  * of 8 rows; UNROLL steps are loaded before the first mma. K must be a
  * multiple of 8 (a K not a multiple of 16 is zero-padded).
@@ -35,6 +40,7 @@ typedef struct GemvShape {
     bool residual;       /* add a residual */
     int mhc;             /* streams n of the mHC epilogue (f32 out [M, n·N]); 0: none */
     bool pdl;            /* programmatic dependent launch (sm_90): wait for the predecessor late */
+    bool cols_x;         /* column blocks on grid x, row tiles on y (only where they exceed grid y's limit) */
 } GemvShape;
 
 static V load_in(KB *kb, DType dt, V base, V idx)
@@ -121,12 +127,12 @@ static bool emit(Codegen *cg, const GemvShape *s, char **ptx, Diag *d)
     V nw = norm ? kb_param(kb, ai++) : NULL;
     V M = kb_param(kb, ai++);
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    V m0 = kb_mul(kb, nvvm_ctaid_y(kb), kb_i32(kb, GV_ROWS));
+    V m0 = kb_mul(kb, s->cols_x ? nvvm_ctaid_y(kb) : nvvm_ctaid_x(kb), kb_i32(kb, GV_ROWS));
     V zero = kb_f32(kb, 0);
 
     /* warp = (nt, ks): n8 tile nt of the block's columns, K split ks */
     V nt = kb_rem(kb, warp, kb_i32(kb, s->wn)), ks = kb_div(kb, warp, kb_i32(kb, s->wn));
-    V n0 = kb_add(kb, kb_mul(kb, nvvm_ctaid_x(kb), kb_i32(kb, 8 * s->wn)), kb_mul(kb, nt, kb_i32(kb, 8)));
+    V n0 = kb_add(kb, kb_mul(kb, s->cols_x ? nvvm_ctaid_x(kb) : nvvm_ctaid_y(kb), kb_i32(kb, 8 * s->wn)), kb_mul(kb, nt, kb_i32(kb, 8)));
     V n = kb_add(kb, n0, kb_div(kb, lane, kb_i32(kb, 4)));
     int64_t kw = s->Kp / s->wk; /* K range per split, a multiple of 16 */
     Walk gw = {.w = w, .wrow = kb_mul(kb, kb_to_i64(kb, kb_min(kb, n, kb_i32(kb, s->N - 1))), kb_i64(kb, s->K)),
@@ -331,6 +337,8 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
     s.pdl = kl_use_pdl(cg, n);
     s.Kp = (s.K + 15) / 16 * 16;
     s.warps = s.wn * s.wk;
+    int64_t colblocks = (s.N + 8 * s.wn - 1) / (8 * s.wn);
+    s.cols_x = colblocks > 65535;
     if (s.K % 8 || s.wn < 1 || s.wk < 1 || (s.warps != 4 && s.warps != 8) || (s.Kp / s.wk) % 16 || s.group < 1 ||
         s.K % s.group || s.group % 8 || s.K / s.group > 16 || s.mhc > 8 || (s.mhc && s.out != DT_F32))
         return diag_fail(d, "gemv: invalid schedule wn=%d wk=%d for K=%lld", s.wn, s.wk, (long long)s.K);
@@ -338,15 +346,15 @@ bool k_gemv(Codegen *cg, const Node *n, KOut *out, Diag *d)
     char name[96];
     static const char *const pn[] = {"", "_rms", "_gnorm", "_swiglu"};
     char epi[MHC_EPI_TAG];
-    snprintf(name, sizeof name, "gemv_n%lld_k%lld_%s%s%s%s_w%dx%d", (long long)s.N, (long long)s.K, dtype_name(s.out),
-             s.residual ? "_res" : "", mhc_epi_tag(s.mhc, epi), pn[s.pro], s.wn, s.wk);
+    snprintf(name, sizeof name, "gemv_n%lld_k%lld_%s%s%s%s_w%dx%d%s", (long long)s.N, (long long)s.K, dtype_name(s.out),
+             s.residual ? "_res" : "", mhc_epi_tag(s.mhc, epi), pn[s.pro], s.wn, s.wk, s.cols_x ? "_cx" : "");
     KLaunch *l = kout_add(out, name, (unsigned)(32 * s.warps), smem);
     kl_param(l, "wn", s.wn);
     kl_param(l, "wk", s.wk);
     kl_param(l, "pdl", s.pdl);
     SymExpr M = node_rows_expr(n);
-    l->grid[0] = sym_const((s.N + 8 * s.wn - 1) / (8 * s.wn));
-    l->grid[1] = sym_ceildiv(M, GV_ROWS);
+    l->grid[s.cols_x ? 0 : 1] = sym_const(colblocks);
+    l->grid[s.cols_x ? 1 : 0] = sym_ceildiv(M, GV_ROWS);
     int64_t osz = (int64_t)dtype_size(s.out);
     l->flops = sym_scale(M, 2 * s.N * s.K);
     int64_t out_bytes = s.mhc ? mhc_epi_bytes(s.mhc, s.N) : s.N * osz * (s.residual ? 2 : 1);
