@@ -227,6 +227,18 @@ static void sparse_mamba2_d64(void **state)
              v, bnd, "l1.idx.sel", "l1.idx.scores", 2, 53, 3);
 }
 
+/* Compiles the following models with schedule `spec` until
+ * gpu_set_compile_options(NULL); set and o must outlive those models. */
+static void use_schedule(const char *spec, ScheduleSet *set, CompileOptions *o)
+{
+    Diag d = {0};
+    memset(set, 0, sizeof *set);
+    compile_options_init(o);
+    assert_true(schedule_parse(set, spec, &d));
+    o->schedule = set;
+    gpu_set_compile_options(o);
+}
+
 /* The decode selects on ties (sparse_ties' models at 300 tokens: about 50
  * equal keys per score value, so every cut falls inside a group of equal
  * keys) under each schedule of index_topk: select 2 (the top-bit
@@ -246,13 +258,9 @@ static void ties_select_schedules(void **state)
     const char *specs[] = {"index_topk:select=2", "index_topk:select=2,cands=1", "index_topk:select=1,cands=4",
                            "index_topk:select=0"};
     for (int sp = 0; sp < 4; sp++) {
-        ScheduleSet set = {0};
-        Diag d = {0};
+        ScheduleSet set;
         CompileOptions o;
-        compile_options_init(&o);
-        assert_true(schedule_parse(&set, specs[sp], &d));
-        o.schedule = &set;
-        gpu_set_compile_options(&o);
+        use_schedule(specs[sp], &set, &o);
         for (int i = 0; i < 2; i++) {
             char yaml[1024];
             snprintf(yaml, sizeof yaml, "name: ties%d\nvocab_size: 6\nd_model: 64\nsparse_mla:\n  " MLA "  indexer: %s\nlayers:\n"
@@ -271,13 +279,9 @@ static void topk_thread_schedules(void **state)
 {
     const char *specs[] = {"index_topk:threads=256", "index_topk:threads=512"};
     for (int sp = 0; sp < 2; sp++) {
-        ScheduleSet set = {0};
-        Diag d = {0};
+        ScheduleSet set;
         CompileOptions o;
-        compile_options_init(&o);
-        assert_true(schedule_parse(&set, specs[sp], &d));
-        o.schedule = &set;
-        gpu_set_compile_options(&o);
+        use_schedule(specs[sp], &set, &o);
         fprintf(stderr, "  schedule %s\n", specs[sp]);
         sparse_ties(state);
         sparse_mamba2_d64(state);
