@@ -75,6 +75,19 @@ void ref_mla_absorb_q(EvalCtx *c, const Node *n) { absorb(c, n, true); }
 void ref_mla_absorb_o(EvalCtx *c, const Node *n) { absorb(c, n, false); }
 
 /* Appends rows (B, S, D) into cache (B, ctx, D) at positions pos[b]..pos[b]+S-1. */
+/* sc[i] <- exp(sc[i] - max) in place (the unnormalised softmax weights);
+ * returns their sum, 0 for n = 0. */
+static double softmax_weights(double *sc, int64_t n)
+{
+    double mx = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (sc[i] > mx)
+            mx = sc[i];
+    for (int64_t i = 0; i < n; i++)
+        sum += (sc[i] = exp(sc[i] - mx));
+    return sum;
+}
+
 static void cache_append(const float *rows, float *cache, const float *pos, int64_t B, int64_t S, int64_t D, int64_t ctx)
 {
     for (int64_t b = 0; b < B; b++)
@@ -123,7 +136,6 @@ void ref_mla_attn(EvalCtx *c, const Node *n)
                 const float *q = ql + (b * S + t) * H * R + h * R;
                 const float *qr = qp + (b * S + t) * H * qs + h * qs + qo;
                 float *o = out + (b * S + t) * H * R + h * R;
-                double mx = -INFINITY;
                 for (int64_t a = 0; a < nc; a++) {
                     const float *kc = ckv + (b * ctx + cand[a]) * R, *kr = kpe + (b * ctx + cand[a]) * dr;
                     double s = 0;
@@ -132,12 +144,8 @@ void ref_mla_attn(EvalCtx *c, const Node *n)
                     for (int64_t i = 0; i < dr; i++)
                         s += (double)qr[i] * kr[i];
                     sc[a] = s * scale;
-                    if (sc[a] > mx)
-                        mx = sc[a];
                 }
-                double sum = 0;
-                for (int64_t a = 0; a < nc; a++)
-                    sum += (sc[a] = exp(sc[a] - mx));
+                double sum = softmax_weights(sc, nc);
                 for (int64_t r = 0; r < R; r++) {
                     double acc = 0;
                     for (int64_t a = 0; a < nc; a++)
@@ -335,19 +343,14 @@ void ref_attn(EvalCtx *c, const Node *n)
                 const float *q = qkv + (b * S + t) * W + h * D; /* (D) */
                 int64_t g = h / G;                              /* its kv head */
                 float *o = out + (b * S + t) * H * D + h * D;   /* (D) */
-                double mx = -INFINITY;
                 for (int64_t j = 0; j < nk; j++) {
                     const float *k = kc + (b * ctx + j) * KW + g * D;
                     double s = 0;
                     for (int64_t i = 0; i < D; i++)
                         s += (double)q[i] * k[i];
                     sc[j] = s * scale;
-                    if (sc[j] > mx)
-                        mx = sc[j];
                 }
-                double sum = 0;
-                for (int64_t j = 0; j < nk; j++)
-                    sum += (sc[j] = exp(sc[j] - mx));
+                double sum = softmax_weights(sc, nk);
                 for (int64_t i = 0; i < D; i++) {
                     double acc = 0;
                     for (int64_t j = 0; j < nk; j++)
