@@ -6,10 +6,14 @@
  *
  *   mla_decode   a block per (key split, query row), 8 warps. All H ≤ 16 heads
  *                form one m16 tile: Q = [q_lat | q_pe] (16 × (R+dr), bf16)
- *                stays in shared memory; the split's keys come in tiles of 64
+ *                is staged in shared memory once, and each warp keeps the
+ *                half of its depth it multiplies as A fragments in
+ *                registers (at most MD_QREG_KSTEPS k-steps; wider rows
+ *                re-read it every tile); the split's keys come in tiles of 64
  *                rows [c_kv | k_pe], double-buffered with cp.async (sparse:
  *                rows gathered by the indexer's selection, whose positions
- *                are staged in shared memory once). Warp w is key/channel
+ *                are staged in shared memory once; each thread copies one
+ *                16-byte column of a row at a time, stage_part). Warp w is key/channel
  *                group g = w % 4 of half w / 4. Per tile, S = Q·Kᵀ for group
  *                g's 16 keys (mma.sync m16n8k16, fp32) is split over the two
  *                halves by depth and summed through shared memory (both
