@@ -566,12 +566,7 @@ static void test_decode_variants(void **state)
     }
     p->nprograms++;
     msac_plan *plan = fixture_load(p);
-    msac_session_options o;
-    msac_session_options_init(&o);
-    o.max_batch = 6;
-    o.max_ctx = 16;
-    msac_session *s = NULL;
-    check(msac_session_create(dev, plan, &o, &s));
+    msac_session *s = fake_session(dev, plan, 6, 2048); /* 2048: the default max_seq */
     assert_string_equal(msac_session_program_for(s, "decode", 1), "decode");
     assert_string_equal(msac_session_program_for(s, "decode", 3), "decode");
     assert_string_equal(msac_session_program_for(s, "decode", 4), "decode@4");
@@ -601,12 +596,7 @@ static void test_fill_caches(void **state)
     msac_device *dev = open_device();
     Plan *p = fixture_plan();
     msac_plan *plan = fixture_load(p);
-    msac_session_options o;
-    msac_session_options_init(&o);
-    o.max_batch = 2;
-    o.max_ctx = 16;
-    msac_session *s = NULL;
-    check(msac_session_create(dev, plan, &o, &s));
+    msac_session *s = fake_session(dev, plan, 2, 2048); /* 2048: the default max_seq */
     expect_status(msac_session_fill_caches(NULL, 1), MSAC_ERR_INVALID_ARGUMENT, "session is NULL");
     played = (Played){0};
     set_launch_hook(play, &played);
