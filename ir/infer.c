@@ -117,6 +117,8 @@ bool infer_embed(const Node *n, int *ndim, Dim *dim, Diag *d)
     int64_t streams = node_int(n, "streams", 1);
     CHECK(streams >= 1 && streams <= 64, "embed: attribute streams=%lld must be in 1..64", (long long)streams);
     CHECK(streams == 1 || !t->dim[1].sym, "embed: streams needs a static width");
+    CHECK(streams == 1 || t->dim[1].n <= INT64_MAX / streams, "embed: width %lld times %lld streams overflows",
+          (long long)t->dim[1].n, (long long)streams);
     if (n->nsrc == 3) { /* embed_norm: the row's RMSNorm before the copies */
         if (!want_dtype(n, 2, DT_F32, d) || !want_rank(n, 2, 1, d) || !want_dim(n, 2, 0, t->dim[1], d))
             return false;
@@ -438,8 +440,8 @@ bool infer_mamba1_conv(const Node *n, int *ndim, Dim *dim, Diag *d)
         return false;
     Dim bt = xz->dim[0], c2 = xz->dim[2], di = w->dim[0], width = w->dim[1];
     CHECK(!di.sym && !width.sym && width.n >= 1, "mamba1_conv: conv weight must be static");
-    CHECK(!c2.sym && c2.n == 2 * di.n, "mamba1_conv: xz must have 2*d_inner = %lld channels",
-          (long long)(2 * di.n));
+    CHECK(!c2.sym && c2.n % 2 == 0 && c2.n / 2 == di.n, "mamba1_conv: xz must have 2*d_inner = 2*%lld channels",
+          (long long)di.n); /* halving c2, not doubling d_inner: a huge d_inner must not overflow */
     if (!want_vec(n, 2, di.n, d) || !want_rank(n, 3, 3, d) || !want_dim(n, 3, 0, bt, d) ||
         !want_dim(n, 3, 1, di, d) || !want_dim(n, 3, 2, width, d) || !want_dtype(n, 3, DT_F32, d) ||
         !want_dtype(n, 4, DT_I32, d) || !want_rank(n, 4, 1, d) || !want_dim(n, 4, 0, bt, d))
