@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "compile.h"
@@ -135,6 +137,135 @@ static bool seen(const char *target, uint64_t hash)
     return false;
 }
 
+/* ptxas runs as child processes, up to one per online CPU (at most
+ * PTXAS_MAX_JOBS) at a time: it is most of this test's time, and on the
+ * 2-core CI machine the suite waits for this test last. */
+enum { PTXAS_MAX_JOBS = 16 };
+
+typedef struct PtxasJob {
+    pid_t pid;          /* the running ptxas */
+    int dir;            /* its directory's slot in the pool */
+    char path[1100];    /* its input */
+    const char *target; /* -arch */
+    const char *model;  /* what compiled it, for the failure message */
+} PtxasJob;
+
+/* A compile's temporary PTX directory, removed once the compile has
+ * finished with it and none of its jobs runs any more. */
+typedef struct PtxasDir {
+    char path[32];  /* mkdtemp's; "" when the slot is free */
+    int jobs;       /* its jobs still running */
+    bool closed;    /* its compile has started every job it will */
+} PtxasDir;
+
+enum { PTXAS_MAX_DIRS = 8 };
+
+/* The running ptxas processes: they assemble one compile's kernels while the
+ * next compile runs LLVM (the two take similar time). */
+typedef struct PtxasPool {
+    int jobs;                       /* at most this many at once */
+    int running;                    /* jobs started and not yet waited for */
+    PtxasJob job[PTXAS_MAX_JOBS];   /* [running] */
+    PtxasDir dir[PTXAS_MAX_DIRS];   /* directories in use */
+} PtxasPool;
+
+static PtxasPool pool;
+
+static int ptxas_jobs(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > PTXAS_MAX_JOBS ? PTXAS_MAX_JOBS : (int)n;
+}
+
+/* Removes directory slot d once it is closed and idle. */
+static void dir_release(PtxasPool *pl, int d)
+{
+    PtxasDir *x = &pl->dir[d];
+    if (!x->path[0] || !x->closed || x->jobs)
+        return;
+    char rm[64];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", x->path);
+    if (system(rm) != 0)
+        print_message("could not remove %s\n", x->path);
+    x->path[0] = 0;
+}
+
+/* Waits for any one job; a ptxas that failed fails the test, with its command. */
+static void pool_wait_one(PtxasPool *pl)
+{
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0)
+        fail_msg("waitpid: %s", strerror(errno));
+    for (int i = 0; i < pl->running; i++) {
+        if (pl->job[i].pid != pid)
+            continue;
+        PtxasJob j = pl->job[i];
+        pl->job[i] = pl->job[--pl->running];
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("ptxas rejected %s (%s, %s): '%s' -arch=%s '%s' -o /dev/null", j.path, j.model, j.target, PTXAS,
+                     j.target, j.path);
+        pl->dir[j.dir].jobs--;
+        dir_release(pl, j.dir);
+        return;
+    }
+}
+
+/* A fresh temporary directory's slot (waiting for jobs to free one). */
+static int dir_open(PtxasPool *pl)
+{
+    for (;;) {
+        for (int d = 0; d < PTXAS_MAX_DIRS; d++)
+            if (!pl->dir[d].path[0]) {
+                PtxasDir *x = &pl->dir[d];
+                snprintf(x->path, sizeof x->path, "/tmp/msac-ptxas-XXXXXX");
+                assert_non_null(mkdtemp(x->path));
+                x->jobs = 0;
+                x->closed = false;
+                return d;
+            }
+        assert_true(pl->running > 0);
+        pool_wait_one(pl);
+    }
+}
+
+/* Marks slot d's compile done: it goes when its last job has. */
+static void dir_close(PtxasPool *pl, int d)
+{
+    pl->dir[d].closed = true;
+    dir_release(pl, d);
+}
+
+/* Waits for every job (a ptxas failure fails the test that started it). */
+static void pool_drain(PtxasPool *pl)
+{
+    while (pl->running)
+        pool_wait_one(pl);
+}
+
+/* Starts ptxas on `path` (in directory slot d) once fewer than pl->jobs run. */
+static void pool_start(PtxasPool *pl, int d, const char *path, const char *target, const char *model)
+{
+    while (pl->running >= pl->jobs)
+        pool_wait_one(pl);
+    char arch[32];
+    snprintf(arch, sizeof arch, "-arch=%s", target);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        execl(PTXAS, PTXAS, arch, path, "-o", "/dev/null", (char *)NULL);
+        _exit(127);
+    }
+    PtxasJob *j = &pl->job[pl->running++];
+    j->pid = pid;
+    j->dir = d;
+    pl->dir[d].jobs++;
+    snprintf(j->path, sizeof j->path, "%s", path);
+    j->target = target;
+    j->model = model;
+}
+
 /* MSAC_PTXAS_SANITIZER=1 (tools/test's ASan stage, which must stay within
  * the CI's time): compile and emit the kernels without running ptxas (the
  * normal build's run assembles them), and leave out schedule_variants
@@ -151,8 +282,8 @@ static bool emit_only;
 static int check_with(const char *name, const char *yaml, const char *target, void (*tw)(void *, const char *, Graph *),
                       void *user, bool may_refuse)
 {
-    char dir[] = "/tmp/msac-ptxas-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    int slot = dir_open(&pool);
+    const char *dir = pool.dir[slot].path;
     CompileOptions o;
     compile_options_init(&o);
     o.target = target;
@@ -166,7 +297,7 @@ static int check_with(const char *name, const char *yaml, const char *target, vo
     Plan *p = NULL;
     Diag d = {0};
     if (!msac_compile(yaml, name, &o, &p, &d)) {
-        rmdir(dir);
+        dir_close(&pool, slot);
         if (may_refuse)
             return -1;
         fail_msg("%s for %s: %s", name, target, d.msg);
@@ -180,22 +311,18 @@ static int check_with(const char *name, const char *yaml, const char *target, vo
                 fail_msg("%s (%s): %s launch %u (kernel %s): cost model flops %lld, bytes %lld at batch 3, seq 5", name,
                          target, p->programs[g].name, i, p->kernels[l->kernel].name, (long long)f, (long long)by);
         }
-    int n = 0;
-    for (uint32_t i = 0; i < p->nkernels; i++, n++) {
-        if (emit_only || seen(target, p->kernels[i].hash))
+    int n = (int)p->nkernels;
+    for (uint32_t i = 0; i < p->nkernels && !emit_only; i++) {
+        if (seen(target, p->kernels[i].hash))
             continue;
-        char cmd[2048];
-        snprintf(cmd, sizeof cmd, "'%s' -arch=%s '%s/%s.ptx' -o /dev/null", PTXAS, target, dir, p->kernels[i].name);
-        if (system(cmd) != 0)
-            fail_msg("ptxas rejected %s (%s, %s): %s", p->kernels[i].name, name, target, cmd);
+        char path[1100];
+        snprintf(path, sizeof path, "%s/%s.ptx", dir, p->kernels[i].name);
+        pool_start(&pool, slot, path, target, name);
         if (nassembled < (int)(sizeof assembled / sizeof assembled[0]))
             assembled[nassembled++] = (Assembled){target, p->kernels[i].hash};
     }
     plan_free(p);
-    char rm[1100];
-    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
-    if (system(rm) != 0)
-        print_message("could not remove %s\n", dir);
+    dir_close(&pool, slot); /* its jobs go on while the caller compiles the next */
     return n;
 }
 
@@ -277,6 +404,7 @@ static void tuning_space(void **state)
                           refused);
             assert_true(ok > 0); /* the space holds at least one valid schedule */
         }
+    pool_drain(&pool);
 }
 
 static void shipped_models(void **state)
@@ -304,6 +432,7 @@ static void shipped_models(void **state)
             print_message("%s %s: %d kernels assemble\n", targets[t], path, n);
             free(text);
         }
+    pool_drain(&pool);
 }
 
 static void schedule_variants(void **state)
@@ -316,6 +445,7 @@ static void schedule_variants(void **state)
                 int n = check(models[m][0], models[m][1], targets[t], &variants[v]);
                 print_message("%s %s variant %zu: %d kernels assemble\n", targets[t], models[m][0], v, n);
             }
+    pool_drain(&pool);
 }
 
 int main(void)
@@ -324,6 +454,7 @@ int main(void)
         fprintf(stderr, "no ptxas found at configure time: skipping\n");
         return 77;
     }
+    pool.jobs = ptxas_jobs();
     const char *sz = getenv("MSAC_PTXAS_SANITIZER");
     emit_only = sz && !strcmp(sz, "1");
     if (emit_only) {
