@@ -55,6 +55,10 @@ static void apply_tuning(DumpCtx *dc, const char *program, Graph *g)
 static void tweak_cb(void *user, const char *program, Graph *g)
 {
     DumpCtx *dc = user;
+    if (dc->o->decode_rows >= LOWER_WIDE_ROWS && !strcmp(program, "decode"))
+        for (int i = 0; i < g->nnodes; i++)
+            if (!g->nodes[i]->dead && !strcmp(node_str(g->nodes[i], "kernel", ""), "gemv"))
+                lower_gemv_schedule(g, g->nodes[i], dc->o->decode_rows);
     if (dc->o->tuning && dc->o->tune_device)
         apply_tuning(dc, program, g);
     if (dc->o->schedule)
@@ -122,22 +126,25 @@ static int decode_classes(const CompileOptions *o, const char *target, int *out,
     return n;
 }
 
-/* One more decode program for the tuning cache's decode class `batch`,
- * named "decode@T": the runtime takes it for batch sizes >= T
- * (T = the geometric mean of this class and the one below, rounded up,
- * which is where tune_cache_find's nearest-class rule switches). Skipped,
- * with a note, if its launches do not line up with the base decode's. */
-static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base, int lower, int batch, Diag *d)
+/* One more decode program for decode class `batch`, named "decode@T": the
+ * runtime takes it for batch sizes >= T (thr). A tuning cache's class: T
+ * is the geometric mean of this class and the one below, rounded up, which
+ * is where tune_cache_find's nearest-class rule switches. The default
+ * class (wide): the gemvs lowered for `batch` rows, T = LOWER_WIDE_ROWS.
+ * Skipped, with a note, if its launches do not line up with the base
+ * decode's. */
+static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base, int thr, int batch, bool wide, Diag *d)
 {
     CompileOptions vo = *base;
     vo.tune_tokens[1] = batch;
+    if (wide) /* the default class: the gemvs lowered for many rows */
+        vo.decode_rows = batch;
     Arena *a = arena_new();
     Graph *g = ir_parse(a, p->graph, "plan graph", d);
     Programs progs;
     DumpCtx dc = {&vo, cg->target->name, 0};
     PipelineHooks hooks = {NULL, NULL, tweak_cb, &dc};
     bool ok = g && pipeline_run(a, g, &progs, &hooks, d);
-    int thr = (int)ceil(sqrt((double)lower * (double)batch));
     char name[32];
     snprintf(name, sizeof name, "decode@%d", thr);
     uint32_t before = p->nprograms;
@@ -158,6 +165,8 @@ static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base,
             free(v->launch);
             free(v->name);
             p->nprograms = before; /* (kernels it alone used stay in the plan, unused) */
+        } else if (base->progress && vo.decode_rows) {
+            fprintf(stderr, "msac: decode@%d: gemv schedules for %d rows, for batch sizes >= %d\n", thr, batch, thr);
         } else if (base->progress) {
             fprintf(stderr, "msac: decode@%d: schedules tuned at batch %d (%d nodes) for batch sizes >= %d\n", thr,
                     batch, dc.tuned, thr);
@@ -178,11 +187,11 @@ bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
     int classes[8], nclass = o->tuning && o->tune_device ? decode_classes(o, t->name, classes, 8) : 0;
     CompileOptions base = *o;
     KernelMemo *memo = NULL;
-    if (nclass > 1) {
+    bool wide = nclass == 0 && !o->no_batch_classes; /* the default classes: decode, decode@33 */
+    if (nclass > 1)
         base.tune_tokens[1] = classes[0];
-        if (!base.memo)
-            base.memo = memo = kernel_memo_new();
-    }
+    if ((nclass > 1 || wide) && !base.memo)
+        base.memo = memo = kernel_memo_new();
     Programs progs;
     DumpCtx dc = {&base, t->name, 0};
     PipelineHooks hooks = {dump_cb, &dc, tweak_cb, &dc};
@@ -200,7 +209,10 @@ bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
     }
     bool ok = emit_plan(&cg, &progs, &base, out, d);
     for (int k = 1; ok && k < nclass; k++)
-        ok = add_decode_variant(&cg, *out, &base, classes[k - 1], classes[k], d);
+        ok = add_decode_variant(&cg, *out, &base, (int)ceil(sqrt((double)classes[k - 1] * (double)classes[k])),
+                                classes[k], false, d);
+    if (ok && wide && progs.decode->nnodes)
+        ok = add_decode_variant(&cg, *out, &base, LOWER_WIDE_ROWS, LOWER_WIDE_ROWS, true, d);
     codegen_free(&cg);
     kernel_memo_free(memo);
     if (!ok && *out) {

@@ -42,6 +42,12 @@ typedef struct CompileOptions {
     const struct TuneCache *tuning;
     const struct TuneDevice *tune_device;
     int tune_tokens[2]; /* shape class to pick: prefill batch*seq, decode batch (<= 0: the largest tuned) */
+    /* Without decode classes in the tuning cache, also emit "decode@33", the
+     * decode program with gemv schedules for LOWER_WIDE_ROWS (33) or more
+     * rows (passes.h), which the runtime takes from that batch on. true:
+     * one decode program (msac compile --one-decode, msac tune's plans). */
+    bool no_batch_classes;
+    int decode_rows; /* internal: the rows the decode program's gemvs are lowered for (0: the default) */
 } CompileOptions;
 
 void compile_options_init(CompileOptions *o);

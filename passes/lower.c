@@ -46,6 +46,34 @@
 
 enum { LOWER_SMS = 132 }; /* the H100 SXM's SMs: the GPU the defaults are measured on */
 
+/* gemv's (wn, wk) for a decode matmul run on `rows` rows.
+ * Fewer than LOWER_WIDE_ROWS: 4 warps, 8 (more K splits) when even one
+ * n8 tile per block gives few blocks, the widest blocks that still give
+ * 264 (two per SM). More rows: every block stages and normalises its 16
+ * rows again for its own columns, so blocks get as wide as 8 warps of n8
+ * tiles allow while 24 column blocks remain (H100, mamba2-130m at batch
+ * 64: what msac tune picked for its three gemvs; passes.h has the steps). */
+void lower_gemv_schedule(Graph *g, Node *n, int rows)
+{
+    int64_t N = n->src[1]->dim[0].n, Kp = (n->src[1]->dim[1].n + 15) / 16 * 16;
+    int warps, wn;
+    if (rows < LOWER_WIDE_ROWS) {
+        warps = N / 8 < 264 ? 8 : 4;
+        wn = N / 32 >= 264 ? 4 : N / 16 >= 264 ? 2 : 1;
+    } else {
+        warps = 8;
+        wn = 8;
+        while (wn > 1 && (N + 8 * wn - 1) / (8 * wn) < 24)
+            wn /= 2;
+    }
+    int wk = warps / wn;
+    while (wk > 1 && (Kp % (16 * wk)))
+        wk /= 2;
+    wn = warps / wk;
+    node_set_int(g, n, "wn", wn);
+    node_set_int(g, n, "wk", wk);
+}
+
 bool pass_lower(Graph *g, Diag *d)
 {
     for (int i = 0; i < g->nnodes; i++) {
@@ -62,16 +90,8 @@ bool pass_lower(Graph *g, Diag *d)
         switch (n->op) {
         case OP_matmul:
             if (dec) { /* few rows: stream the weight through a GEMV-shaped kernel */
-                int64_t N = n->src[1]->dim[0].n, Kp = (n->src[1]->dim[1].n + 15) / 16 * 16;
-                /* 4 warps; 8 (more K splits) when even one n8 tile per block gives few blocks */
-                int warps = N / 8 < 264 ? 8 : 4;
-                int wn = N / 32 >= 264 ? 4 : N / 16 >= 264 ? 2 : 1, wk = warps / wn;
-                while (wk > 1 && (Kp % (16 * wk)))
-                    wk /= 2;
-                wn = warps / wk;
                 node_set_str(g, n, "kernel", "gemv");
-                node_set_int(g, n, "wn", wn);
-                node_set_int(g, n, "wk", wk);
+                lower_gemv_schedule(g, n, 1);
                 break;
             }
             node_set_int(g, n, "bm", 128);

@@ -20,6 +20,16 @@ bool pass_fuse_prologue(Graph *g, Diag *d); /* decode: norms into the following 
 bool pass_fuse_index(Graph *g, Diag *d);    /* topk(index_scores) → index_topk (streaming) */
 bool pass_fuse_mhc(Graph *g, Diag *d);      /* rmsnorm(mhc_pre | mhc_collapse) → one mhc kernel */
 bool pass_lower(Graph *g, Diag *d);         /* pick a kernel template and schedule per node */
+
+/* Decode runs at this many sequences or more (more than two 16-row gemv
+ * tiles) take gemv schedules for many rows: without tuned decode classes
+ * the compiler adds a program "decode@33" (compile.c) whose gemvs are
+ * lowered for them. H100, decode steps with the two schedules (ms, narrow
+ * / wide): mamba2-130m b32 1.059 / 1.083, b48 1.555 / 1.458, b64 1.921 /
+ * 1.702; mamba-130m b32 0.878 / 0.967, b48 1.131 / 0.914. */
+enum { LOWER_WIDE_ROWS = 33 };
+/* gemv's schedule (wn, wk) for a decode matmul node run on about `rows` rows. */
+void lower_gemv_schedule(Graph *g, Node *n, int rows);
 /* The most key splits lower lets a decode mla_attn use: it sizes the node's
  * scratch for this many ([batch][splits][heads][rank + 2] f32); the kernel
  * (codegen/k_mla_decode.c) refuses more. */

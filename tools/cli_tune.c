@@ -163,6 +163,7 @@ static bool compile_model(Tuner *t, msac_plan **out, Plan **raw, char *why, size
     o.on_launch = on_launch;
     o.tweak_user = t;
     o.memo = t->memo;
+    o.no_batch_classes = true; /* one decode program: the launches map to the nodes tuned */
     t->nl[0] = t->nl[1] = 0;
     t->nnk = 0;
     Diag d = {0};

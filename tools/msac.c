@@ -17,7 +17,7 @@ static const char usage_text[] =
     "usage:\n"
     "  msac compile MODEL.yaml -o PLAN [--target sm_90a|sm_80] [--emit-ptx DIR]\n"
     "               [--dump=after-PASS | --dump=all] [--schedule KERNEL:key=val,...] [-q]\n"
-    "               [--tuning FILE | --no-tuning] [--tune-class PREFILL_TOKENS,DECODE_BATCH]\n"
+    "               [--tuning FILE | --no-tuning] [--tune-class PREFILL_TOKENS,DECODE_BATCH] [--one-decode]\n"
     "      Lower the model to IR, run the passes, generate PTX (LLVM NVPTX) and write\n"
     "      the plan file. --dump prints the IR after a pass (all: after every pass).\n"
     "      --schedule overrides a kernel template's schedule (repeatable), e.g.\n"
@@ -26,6 +26,9 @@ static const char usage_text[] =
     "      ~/.cache/msac/tuning.json) for this GPU take its schedules: prefill the shape\n"
     "      class nearest --tune-class (default: the largest tuned); decode one program per\n"
     "      tuned batch class, the runtime picking by batch size. --schedule beats both.\n"
+    "      Without tuned decode classes the plan has two decode programs: \"decode\" and\n"
+    "      \"decode@33\" (from batch 33 on: matmul schedules for many rows); --one-decode\n"
+    "      keeps only the first.\n"
     "  msac info PLAN [--memory BATCH CTX [--seq S]]\n"
     "      Kernels, launch programs, buffer plan and weight table of a plan. With\n"
     "      --memory: the device memory a session of BATCH sequences and CTX tokens needs\n"
@@ -121,6 +124,8 @@ static int cmd_compile(int argc, char **argv)
             tuning = argv[++i];
         else if (!strcmp(a, "--no-tuning"))
             no_tuning = true;
+        else if (!strcmp(a, "--one-decode"))
+            o.no_batch_classes = true;
         else if (!strcmp(a, "--tune-class") && i + 1 < argc) {
             int32_t *v = NULL;
             int nv = 0;

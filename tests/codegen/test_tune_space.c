@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "compile.h"
+#include "frontend.h"
 #include "ir.h"
 #include "tune_cache.h"
 #include "tune_space.h"
@@ -255,6 +256,51 @@ static void decode_variants(void **state)
     tune_cache_free(&c);
 }
 
+/* No tuning cache: "decode" with lower.c's schedules and "decode@33" (from
+ * batch 33 on) whose gemvs are lowered for many rows (passes.h): the same
+ * launches, the gemvs of mamba2-130m's widths at 8 warps (in_proj 3352 and
+ * the LM head 50280: 8 n8 tiles; out_proj 768: 4 tiles by 2 K splits),
+ * everything else the same kernel. no_batch_classes: "decode" alone. */
+static void default_decode_classes(void **state)
+{
+    (void)state;
+    Diag d = {0};
+    char path[512];
+    snprintf(path, sizeof path, "%s/mamba2-130m.yaml", MODELS_DIR);
+    char *text = frontend_read_file(path, &d);
+    assert_non_null(text);
+    CompileOptions o;
+    compile_options_init(&o);
+    Plan *p = NULL;
+    if (!msac_compile(text, path, &o, &p, &d))
+        fail_msg("%s", d.msg);
+    const PlanProgram *base = program(p, "decode"), *var = program(p, "decode@33");
+    assert_non_null(base);
+    assert_non_null(var);
+    assert_int_equal(p->nprograms, 4);
+    assert_int_equal(base->nlaunch, var->nlaunch);
+    int differ = 0;
+    for (uint32_t j = 0; j < base->nlaunch; j++) {
+        const PlanKernel *kb = &p->kernels[base->launch[j].kernel], *kv = &p->kernels[var->launch[j].kernel];
+        if (strncmp(kb->name, "gemv", 4)) {
+            assert_int_equal(base->launch[j].kernel, var->launch[j].kernel);
+            continue;
+        }
+        differ++;
+        assert_true(strstr(kv->name, strstr(kv->name, "n768_") ? "_w4x2" : "_w8x1") != NULL);
+        assert_string_not_equal(kb->name, kv->name);
+    }
+    assert_int_equal(differ, 24 * 2 + 1);
+    plan_free(p);
+    o.no_batch_classes = true;
+    if (!msac_compile(text, path, &o, &p, &d))
+        fail_msg("%s", d.msg);
+    assert_int_equal(p->nprograms, 3);
+    assert_null(program(p, "decode@33"));
+    plan_free(p);
+    free(text);
+}
+
 static void schedule_keys(void **state)
 {
     (void)state;
@@ -270,6 +316,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(spaces_on_nodes), cmocka_unit_test(schedule_keys),
                                        cmocka_unit_test(compile_uses_cache),
-                                       cmocka_unit_test(decode_variants)};
+                                       cmocka_unit_test(decode_variants), cmocka_unit_test(default_decode_classes)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
