@@ -132,7 +132,7 @@ static int decode_classes(const CompileOptions *o, const char *target, int *out,
  * is where tune_cache_find's nearest-class rule switches. The default
  * class (wide): the gemvs lowered for `batch` rows, T = LOWER_WIDE_ROWS.
  * Skipped, with a note, if its launches do not line up with the base
- * decode's. */
+ * decode's; the default class is left out where it runs the same kernels. */
 static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base, int thr, int batch, bool wide, Diag *d)
 {
     CompileOptions vo = *base;
@@ -155,8 +155,11 @@ static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base,
         for (uint32_t i = 0; i < before; i++)
             if (!strcmp(p->programs[i].name, "decode"))
                 b = &p->programs[i];
-        if (!b || b->nlaunch != p->programs[before].nlaunch) {
-            if (base->progress)
+        bool same = wide && b && b->nlaunch == p->programs[before].nlaunch; /* the same kernels throughout: no use */
+        for (uint32_t j = 0; same && j < b->nlaunch; j++)
+            same = b->launch[j].kernel == p->programs[before].launch[j].kernel;
+        if (!b || b->nlaunch != p->programs[before].nlaunch || same) {
+            if (base->progress && !same)
                 fprintf(stderr, "msac: decode variant for batch %d skipped: %u launches, the base decode has %u\n",
                         batch, p->programs[before].nlaunch, b ? b->nlaunch : 0);
             PlanProgram *v = &p->programs[before]; /* a hand-built plan: its fields are malloc'd */
