@@ -120,6 +120,25 @@ static void decode_variants(void **state)
     tune_cache_free(&c);
 }
 
+/* The default decode@33 program (gemvs lowered for many rows, passes.h):
+ * d_model 256 and a vocabulary of 4096 make in_proj, out_proj and the LM
+ * head wider there; decode at batch 40 runs it, at batch 4 the base
+ * program; both against the CPU reference. */
+static void wide_decode_program(void **state)
+{
+    (void)state;
+    static const char *const yaml = "name: wide\nvocab_size: 4096\nd_model: 256\ntie_embeddings: false\n"
+                                    "mamba2: {d_state: 16, headdim: 32, expand: 2, ngroups: 1, chunk_size: 16}\n"
+                                    "layers:\n  - kind: mamba2\n    repeat: 2\n";
+    GpuModel m;
+    gpu_model_open(&m, yaml, NULL, 40, 8, 16, NULL);
+    assert_string_equal(msac_session_program_for(m.sess, "decode", 4), "decode");
+    assert_string_equal(msac_session_program_for(m.sess, "decode", 40), "decode@33");
+    gpu_model_close(&m);
+    run_prefill_decode(yaml, NULL, 40, 6, 2);
+    run_prefill_decode(yaml, NULL, 4, 6, 2);
+}
+
 static void tiny_ragged(void **state)
 {
     (void)state;
@@ -440,7 +459,7 @@ int main(void)
 {
     gpu_device(); /* exits 77 without a GPU */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(tiny_ragged),          cmocka_unit_test(tiny_long),
+        cmocka_unit_test(wide_decode_program), cmocka_unit_test(tiny_ragged),          cmocka_unit_test(tiny_long),
         cmocka_unit_test(decode_variants),      cmocka_unit_test(tiny_sm80_plan),
         cmocka_unit_test(norm_before_gate_one_group),
         cmocka_unit_test(odd_sizes),            cmocka_unit_test(tc_scan_shapes),
