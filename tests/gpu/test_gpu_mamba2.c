@@ -46,6 +46,20 @@ static void run_prefill_decode(const char *yaml, const char *target, int batch, 
     expect_prefill_decode(yaml, target, values, bounds, batch, seq, steps);
 }
 
+/* A session of up to `hi` sequences runs program `phi` at batch hi and
+ * `plo` at batch lo; prefill (seq tokens) and two decode steps at each
+ * batch against the CPU. */
+static void expect_decode_programs(const char *yaml, int seq, int lo, const char *plo, int hi, const char *phi)
+{
+    GpuModel m;
+    gpu_model_open(&m, yaml, NULL, hi, 8, 16, NULL);
+    assert_string_equal(msac_session_program_for(m.sess, "decode", lo), plo);
+    assert_string_equal(msac_session_program_for(m.sess, "decode", hi), phi);
+    gpu_model_close(&m);
+    run_prefill_decode(yaml, NULL, lo, seq, 2);
+    run_prefill_decode(yaml, NULL, hi, seq, 2);
+}
+
 /* The decode kernels' keys (gemv, mamba2_step), distinct. */
 typedef struct DecodeKeys {
     int n;            /* keys */
@@ -109,13 +123,7 @@ static void decode_variants(void **state)
     o.tuning = &c;
     o.tune_device = &dev;
     gpu_set_compile_options(&o);
-    GpuModel m;
-    gpu_model_open(&m, tiny_yaml, NULL, 4, 8, 16, NULL);
-    assert_string_equal(msac_session_program_for(m.sess, "decode", 1), "decode");
-    assert_string_equal(msac_session_program_for(m.sess, "decode", 4), "decode@2");
-    gpu_model_close(&m);
-    run_prefill_decode(tiny_yaml, NULL, 1, 20, 2);
-    run_prefill_decode(tiny_yaml, NULL, 4, 20, 2);
+    expect_decode_programs(tiny_yaml, 20, 1, "decode", 4, "decode@2");
     gpu_set_compile_options(NULL);
     tune_cache_free(&c);
 }
@@ -130,13 +138,7 @@ static void wide_decode_program(void **state)
     static const char *const yaml = "name: wide\nvocab_size: 4096\nd_model: 256\ntie_embeddings: false\n"
                                     "mamba2: {d_state: 16, headdim: 32, expand: 2, ngroups: 1, chunk_size: 16}\n"
                                     "layers:\n  - kind: mamba2\n    repeat: 2\n";
-    GpuModel m;
-    gpu_model_open(&m, yaml, NULL, 40, 8, 16, NULL);
-    assert_string_equal(msac_session_program_for(m.sess, "decode", 4), "decode");
-    assert_string_equal(msac_session_program_for(m.sess, "decode", 40), "decode@33");
-    gpu_model_close(&m);
-    run_prefill_decode(yaml, NULL, 40, 6, 2);
-    run_prefill_decode(yaml, NULL, 4, 6, 2);
+    expect_decode_programs(yaml, 6, 4, "decode", 40, "decode@33");
 }
 
 static void tiny_ragged(void **state)
