@@ -27,6 +27,7 @@ typedef struct DumpCtx {
     const CompileOptions *o; /* which pass to dump, where; schedule and tweak hooks */
     const char *target;      /* target name, for the tuning cache */
     int tuned;               /* nodes given a cached schedule */
+    int decode_rows;         /* decode gemvs lowered for this many rows (lower_gemv_schedule); 0: lower.c's */
 } DumpCtx;
 
 /* Gives each node of g that has an entry in the tuning cache its schedule. */
@@ -55,10 +56,10 @@ static void apply_tuning(DumpCtx *dc, const char *program, Graph *g)
 static void tweak_cb(void *user, const char *program, Graph *g)
 {
     DumpCtx *dc = user;
-    if (dc->o->decode_rows >= LOWER_WIDE_ROWS && !strcmp(program, "decode"))
+    if (dc->decode_rows && !strcmp(program, "decode"))
         for (int i = 0; i < g->nnodes; i++)
             if (!g->nodes[i]->dead && !strcmp(node_str(g->nodes[i], "kernel", ""), "gemv"))
-                lower_gemv_schedule(g, g->nodes[i], dc->o->decode_rows);
+                lower_gemv_schedule(g, g->nodes[i], dc->decode_rows);
     if (dc->o->tuning && dc->o->tune_device)
         apply_tuning(dc, program, g);
     if (dc->o->schedule)
@@ -137,12 +138,10 @@ static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base,
 {
     CompileOptions vo = *base;
     vo.tune_tokens[1] = batch;
-    if (wide) /* the default class: the gemvs lowered for many rows */
-        vo.decode_rows = batch;
     Arena *a = arena_new();
     Graph *g = ir_parse(a, p->graph, "plan graph", d);
     Programs progs;
-    DumpCtx dc = {&vo, cg->target->name, 0};
+    DumpCtx dc = {&vo, cg->target->name, 0, wide ? batch : 0}; /* the default class: gemvs for many rows */
     PipelineHooks hooks = {NULL, NULL, tweak_cb, &dc};
     bool ok = g && pipeline_run(a, g, &progs, &hooks, d);
     char name[32];
@@ -168,7 +167,7 @@ static bool add_decode_variant(Codegen *cg, Plan *p, const CompileOptions *base,
             free(v->launch);
             free(v->name);
             p->nprograms = before; /* (kernels it alone used stay in the plan, unused) */
-        } else if (base->progress && vo.decode_rows) {
+        } else if (base->progress && wide) {
             fprintf(stderr, "msac: decode@%d: gemv schedules for %d rows, for batch sizes >= %d\n", thr, batch, thr);
         } else if (base->progress) {
             fprintf(stderr, "msac: decode@%d: schedules tuned at batch %d (%d nodes) for batch sizes >= %d\n", thr,
@@ -196,7 +195,7 @@ bool msac_compile_graph(Graph *g, const CompileOptions *o, Plan **out, Diag *d)
     if ((nclass > 1 || wide) && !base.memo)
         base.memo = memo = kernel_memo_new();
     Programs progs;
-    DumpCtx dc = {&base, t->name, 0};
+    DumpCtx dc = {&base, t->name, 0, 0};
     PipelineHooks hooks = {dump_cb, &dc, tweak_cb, &dc};
     if (!pipeline_run(g->arena, g, &progs, &hooks, d)) {
         kernel_memo_free(memo);

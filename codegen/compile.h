@@ -47,7 +47,6 @@ typedef struct CompileOptions {
      * rows (passes.h), which the runtime takes from that batch on. true:
      * one decode program (msac compile --one-decode, msac tune's plans). */
     bool no_batch_classes;
-    int decode_rows; /* internal: the rows the decode program's gemvs are lowered for (0: the default) */
 } CompileOptions;
 
 void compile_options_init(CompileOptions *o);
