@@ -16,6 +16,16 @@ int cli_import(int argc, char **argv);
  * $MSAC_TUNING_CACHE, else $XDG_CACHE_HOME/msac/tuning.json, else
  * ~/.cache/msac/tuning.json (buf holds the path built). */
 const char *cli_default_tuning_cache(char *buf, size_t len);
+typedef struct TuneCache TuneCache;
+typedef struct TuneDevice TuneDevice;
+typedef struct CompileOptions CompileOptions;
+/* Loads the tuning cache at path (NULL: the default above) into *cache and,
+ * when it holds entries for this GPU (its only GPU, else GPU 0's), points
+ * o->tuning and o->tune_device at them (*tdev). With `progress`, says on
+ * stderr which entries it used. False, after a message prefixed `who`,
+ * when the file cannot be read; *cache is the caller's to free. */
+bool cli_use_tuning(const char *who, const char *path, bool progress, TuneCache *cache, TuneDevice *tdev,
+                    CompileOptions *o);
 typedef struct msac_plan msac_plan;
 typedef struct msac_device msac_device;
 /* One line on whether plan's schedules were tuned for dev

@@ -18,6 +18,7 @@
 #include "compile.h"
 #include "frontend.h"
 #include "msac/runtime.h"
+#include "tune_cache.h"
 
 /* Defaults: H100 SXM peaks (issue 3's measured figures). */
 #define DEFAULT_PEAK_TFLOPS 740.0
@@ -38,12 +39,15 @@ typedef struct BenchArgs {
     ScheduleSet sched;   /* --schedule overrides for a YAML input */
     int position;        /* every sequence's position during the timed runs */
     bool zero_caches;    /* leave the per-token caches zero at a position > 0 (else: pseudo-random rows) */
+    const char *tuning;  /* tuning cache for a YAML input (NULL: msac compile's default) */
+    bool no_tuning;      /* compile a YAML input with the default schedules only */
 } BenchArgs;
 
 static const char synopsis[] =
     "usage: msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
     "                  [--program prefill|decode|all] [--warmup N] [--iters N]\n"
-    "                  [--target sm_90a|sm_80] [--schedule KERNEL:key=val,...] [--position P]\n"
+    "                  [--target sm_90a|sm_80] [--schedule KERNEL:key=val,...]\n"
+    "                  [--tuning FILE | --no-tuning] [--position P]\n"
     "                  [--zero-caches] [--peak-tflops T]\n"
     "                  [--peak-gbs G] [--json FILE] [--no-graphs]\n";
 
@@ -52,7 +56,9 @@ static void usage(FILE *f)
     fputs(synopsis, f);
     fprintf(f,
             "Times the plan's programs on GPU 0 (a MODEL.yaml is compiled in memory first, for\n"
-            "--target). Each program runs --warmup untimed runs, then --iters whole runs (the\n"
+            "--target, with msac compile's schedules: the tuning cache's entries for this GPU\n"
+            "(--tuning FILE, default as msac compile's; --no-tuning: none), --schedule beating\n"
+            "them). Each program runs --warmup untimed runs, then --iters whole runs (the\n"
             "median is the program's total; decode replays its CUDA graph unless --no-graphs)\n"
             "and --iters runs with CUDA events around every launch (the medians per launch).\n"
             "Inputs are a deterministic pseudo-random prompt, every sequence at position 0\n"
@@ -104,6 +110,10 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             a->zero_caches = true;
             continue;
         }
+        if (!strcmp(o, "--no-tuning")) {
+            a->no_tuning = true;
+            continue;
+        }
         if (o[0] != '-') {
             if (a->input) {
                 fprintf(stderr, "msac bench: unexpected argument '%s'\n", o);
@@ -114,7 +124,7 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
         }
         static const char *const valued[] = {"--batch",  "--seq",         "--decode-batch", "--warmup", "--iters",
                                              "--target", "--peak-tflops", "--peak-gbs",     "--json",   "--program",
-                                             "--schedule", "--position"};
+                                             "--schedule", "--position", "--tuning"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(o, valued[k]);
@@ -142,6 +152,8 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             ok = parse_pos(v, &a->peak_gbs);
         else if (!strcmp(o, "--json"))
             a->json = v;
+        else if (!strcmp(o, "--tuning"))
+            a->tuning = v;
         else if (!strcmp(o, "--target"))
             ok = !strcmp(v, "sm_90a") || !strcmp(v, "sm_80") ? (a->target = v, true) : false;
         else if (!strcmp(o, "--position"))
@@ -183,24 +195,30 @@ static bool report(msac_status st)
 }
 
 /* Compiles a model YAML in memory and loads the plan. */
-static bool compile_yaml(const char *path, const char *target, const ScheduleSet *sched, msac_plan **out)
+static bool compile_yaml(const BenchArgs *a, msac_plan **out)
 {
     Diag d = {0};
-    char *text = frontend_read_file(path, &d);
+    char *text = frontend_read_file(a->input, &d);
     if (!text) {
         fprintf(stderr, "msac bench: %s\n", d.msg);
         return false;
     }
     CompileOptions o;
     compile_options_init(&o);
-    if (target)
-        o.target = target;
-    o.schedule = sched;
+    if (a->target)
+        o.target = a->target;
+    o.schedule = &a->sched;
+    TuneCache cache = {0};
+    TuneDevice tdev;
+    if (!a->no_tuning && !cli_use_tuning("msac bench", a->tuning, false, &cache, &tdev, &o)) {
+        free(text);
+        return false;
+    }
     Plan *p = NULL;
     uint8_t *bytes = NULL;
     size_t len = 0;
     bool ok = false;
-    if (!msac_compile(text, path, &o, &p, &d))
+    if (!msac_compile(text, a->input, &o, &p, &d))
         diag_print(&d, d.file ? text : NULL, stderr);
     else if (!plan_write(p, &bytes, &len))
         fprintf(stderr, "msac bench: out of memory writing the plan\n");
@@ -209,6 +227,7 @@ static bool compile_yaml(const char *path, const char *target, const ScheduleSet
     free(bytes);
     plan_free(p);
     free(text);
+    tune_cache_free(&cache);
     return ok;
 }
 
@@ -303,11 +322,15 @@ int cli_bench(int argc, char **argv)
         fprintf(stderr, "msac bench: --target applies to a MODEL.yaml; %s is a compiled plan\n", a.input);
         return 2;
     }
+    if ((a.tuning || a.no_tuning) && !yaml) {
+        fprintf(stderr, "msac bench: --tuning and --no-tuning apply to a MODEL.yaml; %s is a compiled plan\n", a.input);
+        return 2;
+    }
     msac_plan *plan = NULL;
     msac_device *dev = NULL;
     BenchReport r = {.peak_tflops = a.peak_tflops, .peak_gbs = a.peak_gbs, .warmup = a.warmup, .iters = a.iters};
     rc = 1;
-    if (yaml ? !compile_yaml(a.input, a.target, &a.sched, &plan) : !report(msac_plan_load(a.input, &plan)))
+    if (yaml ? !compile_yaml(&a, &plan) : !report(msac_plan_load(a.input, &plan)))
         goto out;
     msac_status st = msac_device_open(0, &dev);
     if (st) {

@@ -430,6 +430,56 @@ void cli_print_tuning(FILE *f, const msac_plan *plan, const msac_device *dev, bo
     }
 }
 
+/* The GPU whose tuning to use: the cache's only one, else GPU 0's entry. */
+static bool pick_tuning_device(const TuneCache *c, TuneDevice *out)
+{
+    TuneDevice devs[16];
+    int n = tune_cache_devices(c, devs, 16);
+    if (n == 1) {
+        *out = devs[0];
+        return true;
+    }
+    msac_device *dev = NULL;
+    msac_status st = msac_device_open(0, &dev);
+    if (st) {
+        msac_status_free(st);
+        return false;
+    }
+    msac_device_info di;
+    msac_device_get_info(dev, &di);
+    msac_device_close(dev);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(devs[i].name, di.name) && devs[i].sm_count == di.sm_count && devs[i].driver == di.driver_version) {
+            *out = devs[i];
+            return true;
+        }
+    return false;
+}
+
+bool cli_use_tuning(const char *who, const char *path, bool progress, TuneCache *cache, TuneDevice *tdev,
+                    CompileOptions *o)
+{
+    char buf[1024], err[1024];
+    const char *file = path ? path : cli_default_tuning_cache(buf, sizeof buf);
+    if (!tune_cache_load(file, cache, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        return false;
+    }
+    if (cache->n && pick_tuning_device(cache, tdev)) {
+        o->tuning = cache;
+        o->tune_device = tdev;
+        if (progress)
+            fprintf(stderr, "msac: tuning cache %s: using its entries for %s (%d SMs, driver %d)\n", file, tdev->name,
+                    tdev->sm_count, tdev->driver);
+    } else if (cache->n) {
+        fprintf(stderr, "msac: tuning cache %s has entries for several GPUs and none for GPU 0: default schedules\n",
+                file);
+    } else if (path && progress) {
+        fprintf(stderr, "msac: tuning cache %s is empty or missing: default schedules\n", file);
+    }
+    return true;
+}
+
 const char *cli_default_tuning_cache(char *buf, size_t len)
 {
     const char *env = getenv("MSAC_TUNING_CACHE");

@@ -40,10 +40,12 @@ static const char usage_text[] =
     "      Without --weights the plan's seeded init is used (same on GPU and CPU).\n"
     "  msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
     "               [--program prefill|decode|all] [--warmup N] [--iters N] [--target sm_90a|sm_80]\n"
+    "               [--schedule KERNEL:key=val,...] [--tuning FILE | --no-tuning]\n"
     "               [--position P] [--zero-caches] [--peak-tflops T] [--peak-gbs G] [--json FILE]\n"
     "               [--no-graphs]\n"
     "      Time prefill and decode on GPU 0: median per launch and per program, TFLOP/s,\n"
     "      GB/s and roofline % from the plan's cost model, tokens/s (msac bench --help).\n"
+    "      A MODEL.yaml is compiled first as msac compile would (tuning cache included).\n"
     "  msac tune PLAN|MODEL.yaml [--cache FILE] [--program prefill|decode|all] [--kernel T] ...\n"
     "  msac tune --show [--cache FILE]\n"
     "      Autotune on GPU 0: every schedule of each kernel's tuning space, checked against\n"
@@ -62,32 +64,6 @@ static void usage(FILE *f)
     for (int i = 0; i < pass_count; i++)
         fprintf(f, "%s%s", i ? " " : "", pass_table[i].name);
     fputs("\ntargets: sm_80, sm_90a\n", f);
-}
-
-/* The GPU whose tuning to use: the cache's only one, else GPU 0's entry. */
-static bool pick_tuning_device(const TuneCache *c, TuneDevice *out)
-{
-    TuneDevice devs[16];
-    int n = tune_cache_devices(c, devs, 16);
-    if (n == 1) {
-        *out = devs[0];
-        return true;
-    }
-    msac_device *dev = NULL;
-    msac_status st = msac_device_open(0, &dev);
-    if (st) {
-        msac_status_free(st);
-        return false;
-    }
-    msac_device_info di;
-    msac_device_get_info(dev, &di);
-    msac_device_close(dev);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(devs[i].name, di.name) && devs[i].sm_count == di.sm_count && devs[i].driver == di.driver_version) {
-            *out = devs[i];
-            return true;
-        }
-    return false;
 }
 
 static int cmd_compile(int argc, char **argv)
@@ -159,26 +135,8 @@ static int cmd_compile(int argc, char **argv)
     }
     TuneCache cache = {0};
     TuneDevice tdev;
-    if (!no_tuning) {
-        char buf[1024], err[1024];
-        const char *path = tuning ? tuning : cli_default_tuning_cache(buf, sizeof buf);
-        if (!tune_cache_load(path, &cache, err, sizeof err)) {
-            fprintf(stderr, "msac compile: %s\n", err);
-            return 1;
-        }
-        if (cache.n && pick_tuning_device(&cache, &tdev)) {
-            o.tuning = &cache;
-            o.tune_device = &tdev;
-            if (o.progress)
-                fprintf(stderr, "msac: tuning cache %s: using its entries for %s (%d SMs, driver %d)\n", path,
-                        tdev.name, tdev.sm_count, tdev.driver);
-        } else if (cache.n && o.progress) {
-            fprintf(stderr, "msac: tuning cache %s has entries for several GPUs and none for GPU 0: default "
-                            "schedules\n", path);
-        } else if (tuning && o.progress) {
-            fprintf(stderr, "msac: tuning cache %s is empty or missing: default schedules\n", path);
-        }
-    }
+    if (!no_tuning && !cli_use_tuning("msac compile", tuning, o.progress, &cache, &tdev, &o))
+        return 1;
     Diag d = {0};
     char *text = frontend_read_file(in, &d);
     if (!text) {

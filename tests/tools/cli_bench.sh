@@ -29,6 +29,9 @@ expect 2 "--seq needs a value" x.msac --seq
 expect 2 "unknown option '--bogus'" x.msac --bogus
 expect 2 "unexpected argument 'y.msac'" x.msac y.msac
 expect 2 "--target applies to a MODEL.yaml" x.msac --target sm_80
+expect 2 "--tuning and --no-tuning apply to a MODEL.yaml" x.msac --no-tuning
+expect 2 "--tuning needs a value" x.yaml --tuning
+expect 0 "tuning cache's entries for this GPU" --help
 expect 1 "cannot open plan /nonexistent.msac" /nonexistent.msac
 expect 1 "cannot open" /nonexistent.yaml
 

@@ -61,6 +61,13 @@ LD_LIBRARY_PATH=$fake "$msac" bench tuned.msac --seq 16 --warmup 0 --iters 1 >b1
 grep -qE '^schedules: tuned for this GPU \([1-9][0-9]* nodes from the tuning cache\)$' b1 || { head -5 b1; fail "bench: tuned line"; }
 LD_LIBRARY_PATH=$fake "$msac" bench plain.msac --seq 16 --warmup 0 --iters 1 >b2 2>&1 || { cat b2; fail "bench plain"; }
 grep -qx 'schedules: default heuristics (no tuning cache entry was used)' b2 || { head -5 b2; fail "bench: default line"; }
+# msac bench MODEL.yaml compiles with the cache as msac compile does; --no-tuning without it
+LD_LIBRARY_PATH=$fake "$msac" bench "$models/tiny-mamba2.yaml" --seq 16 --warmup 0 --iters 1 >b3 2>&1 ||
+    { cat b3; fail "bench yaml tuned"; }
+grep -qE '^schedules: tuned for this GPU \([1-9][0-9]* nodes from the tuning cache\)$' b3 || { head -5 b3; fail "bench yaml: tuned line"; }
+LD_LIBRARY_PATH=$fake "$msac" bench "$models/tiny-mamba2.yaml" --seq 16 --warmup 0 --iters 1 --no-tuning >b4 2>&1 ||
+    { cat b4; fail "bench yaml --no-tuning"; }
+grep -qx 'schedules: default heuristics (no tuning cache entry was used)' b4 || { head -5 b4; fail "bench yaml: default line"; }
 # every candidate tied, so the tuned schedules are the defaults: same kernels
 grep -A20 '^kernels' info1 >k1
 grep -A20 '^kernels' info2 >k2
@@ -78,6 +85,8 @@ cmp -s keys1 keys2 || { diff keys1 keys2; fail "a plan's graph gives other kerne
 printf '{"msac_tuning_cache": 2, "entries": []}' >bad.json
 "$msac" compile "$models/tiny-mamba2.yaml" -o x.msac --tuning bad.json -q 2>err && fail "a bad cache was accepted"
 grep -qx 'msac compile: bad.json: not an msac tuning cache (version 2)' err || { cat err; fail "bad cache message"; }
+"$msac" bench "$models/tiny-mamba2.yaml" --tuning bad.json >err 2>&1 && fail "bench: a bad cache was accepted"
+grep -qx 'msac bench: bad.json: not an msac tuning cache (version 2)' err || { cat err; fail "bench: bad cache message"; }
 LD_LIBRARY_PATH=/nonexistent "$msac" tune "$models/tiny-mamba2.yaml" 2>err >/dev/null
 rc=$?
 [ "$rc" -eq 1 ] || fail "tune without a driver exited $rc"
