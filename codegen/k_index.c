@@ -19,7 +19,9 @@
  *                 selection as index_topk (schedule select 0, the default;
  *                 select 1 and 2: one pass over the stored keys after a
  *                 histogram of their top bits, k_index_sel.c; with 2,
- *                 index_score2 counts that histogram into the node's state)
+ *                 index_score2 counts that histogram into the node's state;
+ *                 select 3: that histogram, and the keys split over several
+ *                 blocks a query in two launches, k_index_seg.c)
  * (one query's keys are O(ctx), the size of its cache row of scores).
  * Selection attributes (ops.def topk): adaptive p < 1 keeps the fewest picks
  * whose softmax mass reaches p (ix_adaptive); a window W joins the last W
@@ -27,10 +29,12 @@
  * Prefill memory is O(seq · k): the [seq, ctx] score matrix never leaves the chip. The
  * scores of one query must fit in shared memory: ctx <= INDEX_MAX_CTX (the plan
  * records it; sessions with a larger max_ctx are refused). */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
 #include "k_index.h"
+#include "passes.h"
 
 /* Threads of index_topk / index_score blocks, and of index_select's (one
  * block per query, latency-bound passes over its keys in shared memory: 32
@@ -667,14 +671,23 @@ void ix_radix_kth(KB *kb, const IxRadix *x, V *out_T, V *out_need)
             kb_store(kb, kb_i32(kb, 0), kb_gep(kb, kb->i32, hist, kb_get(kb, z)));
             kb_endfor(kb);
             nvvm_bar_sync(kb);
-            KVar j = kb_for(kb, tid, n, kb_i32(kb, x->threads));
+            int U = x->unroll > 1 ? x->unroll : 1;
+            KVar j = kb_for(kb, tid, n, kb_i32(kb, x->threads * U));
             {
-                V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, j)));
-                kb_if(kb, kb_eq(kb, kb_and(kb, key, hi_mask), prefix));
-                V dig = kb_and(kb, LLVMBuildLShr(kb->b, key, kb_i32(kb, shift), ""), kb_i32(kb, bins - 1));
-                LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
-                                   LLVMAtomicOrderingMonotonic, 0);
-                kb_endif(kb);
+                V idx[16], key[16];
+                assert(U <= 16);
+                for (int u = 0; u < U; u++) { /* every load first */
+                    idx[u] = kb_add(kb, kb_get(kb, j), kb_i32(kb, u * x->threads));
+                    key[u] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, U > 1 ? kb_min(kb, idx[u], kb_sub(kb, n, kb_i32(kb, 1))) : idx[u]));
+                }
+                for (int u = 0; u < U; u++) {
+                    V match = kb_eq(kb, kb_and(kb, key[u], hi_mask), prefix);
+                    kb_if(kb, U > 1 ? kb_and(kb, match, kb_lt(kb, idx[u], n)) : match);
+                    V dig = kb_and(kb, LLVMBuildLShr(kb->b, key[u], kb_i32(kb, shift), ""), kb_i32(kb, bins - 1));
+                    LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, kb_gep(kb, kb->i32, hist, dig), kb_i32(kb, 1),
+                                       LLVMAtomicOrderingMonotonic, 0);
+                    kb_endif(kb);
+                }
             }
             kb_endfor(kb);
             nvvm_bar_sync(kb);
@@ -720,22 +733,30 @@ void ix_radix_kth(KB *kb, const IxRadix *x, V *out_T, V *out_need)
 
 static void select_topk(KB *kb, const SelCore *c)
 {
-    int warps = c->threads / 32;
-    V tid = c->tid, n = c->n, keys = c->keys;
-    V lane = nvvm_lane(kb), warp = nvvm_warp(kb);
-    IxRadix rx = {.keys = keys, .n = n, .K = kb_i32(kb, c->K), .tid = tid, .threads = c->threads, .hist = c->hist,
-                  .found = c->found, .bits = 8, .shift0 = 24, .prefix = kb_i32(kb, 0), .hist0 = c->hist0};
+    IxRadix rx = {.keys = c->keys, .n = c->n, .K = kb_i32(kb, c->K), .tid = c->tid, .threads = c->threads,
+                  .hist = c->hist, .found = c->found, .bits = 8, .shift0 = 24, .prefix = kb_i32(kb, 0),
+                  .hist0 = c->hist0};
     V T, need;
     ix_radix_kth(kb, &rx, &T, &need);
-    V lt = nvvm_lanemask_lt(kb);
-    V seg = kb_mul(kb, kb_div(kb, kb_add(kb, n, kb_i32(kb, 32 * warps - 1)), kb_i32(kb, 32 * warps)), kb_i32(kb, 32));
-    V lo = kb_mul(kb, warp, seg), hi = kb_min(kb, kb_add(kb, lo, seg), n);
+    IxCompact cp = {.keys = c->keys, .idx = c->idx, .base = c->base, .lo = kb_i32(kb, 0), .hi = c->n, .n = c->n,
+                    .T = T, .need = need, .at0 = kb_i32(kb, 0), .dst = c->dst, .cnt_gt = c->cnt_gt,
+                    .cnt_eq = c->cnt_eq, .threads = c->threads};
+    ix_compact(kb, &cp);
+}
+
+void ix_compact(KB *kb, const IxCompact *c)
+{
+    int warps = c->threads / 32;
+    V lane = nvvm_lane(kb), warp = nvvm_warp(kb), lt = nvvm_lanemask_lt(kb), T = c->T, need = c->need;
+    V len = kb_max(kb, kb_sub(kb, c->hi, c->lo), kb_i32(kb, 0)), last = kb_sub(kb, c->n, kb_i32(kb, 1));
+    V seg = kb_mul(kb, kb_div(kb, kb_add(kb, len, kb_i32(kb, 32 * warps - 1)), kb_i32(kb, 32 * warps)), kb_i32(kb, 32));
+    V lo = kb_add(kb, c->lo, kb_mul(kb, warp, seg)), hi = kb_min(kb, kb_add(kb, lo, seg), c->hi);
     KVar wgt = kb_var(kb, kb->i32, kb_i32(kb, 0)), weq = kb_var(kb, kb->i32, kb_i32(kb, 0));
     KVar c1 = kb_for(kb, lo, hi, kb_i32(kb, 32));
     {
         V sv = kb_add(kb, kb_get(kb, c1), lane);
         V inb = kb_lt(kb, sv, hi);
-        V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
+        V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->keys, kb_min(kb, sv, last)));
         kb_set(kb, wgt, kb_add(kb, kb_get(kb, wgt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_ugt(kb, key, T))))));
         kb_set(kb, weq, kb_add(kb, kb_get(kb, weq), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_eq(kb, key, T))))));
     }
@@ -751,13 +772,13 @@ static void select_topk(KB *kb, const SelCore *c)
         gt_before = kb_add(kb, gt_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->cnt_gt, kb_i32(kb, w))), kb_i32(kb, 0)));
         eq_before = kb_add(kb, eq_before, kb_select(kb, before, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->cnt_eq, kb_i32(kb, w))), kb_i32(kb, 0)));
     }
-    KVar run_sel = kb_var(kb, kb->i32, kb_add(kb, gt_before, kb_min(kb, eq_before, need)));
+    KVar run_sel = kb_var(kb, kb->i32, kb_add(kb, c->at0, kb_add(kb, gt_before, kb_min(kb, eq_before, need))));
     KVar run_eq = kb_var(kb, kb->i32, eq_before);
     KVar c0 = kb_for(kb, lo, hi, kb_i32(kb, 32));
     {
         V sv = kb_add(kb, kb_get(kb, c0), lane);
         V inb = kb_lt(kb, sv, hi);
-        V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_min(kb, sv, kb_sub(kb, n, kb_i32(kb, 1)))));
+        V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->keys, kb_min(kb, sv, last)));
         V isgt = kb_and(kb, inb, kb_ugt(kb, key, T)), iseq = kb_and(kb, inb, kb_eq(kb, key, T));
         V eqm = nvvm_ballot(kb, iseq);
         V eq_rank = kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, kb_and(kb, eqm, lt)));
@@ -765,7 +786,8 @@ static void select_topk(KB *kb, const SelCore *c)
         V tm = nvvm_ballot(kb, take);
         V at = kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, kb_and(kb, tm, lt)));
         kb_if(kb, take);
-        kb_store(kb, sel_pos(kb, c, sv), kb_gep(kb, kb->i32, c->dst, kb_to_i64(kb, at)));
+        V pos = c->idx ? kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->idx, sv)) : kb_add(kb, c->base, sv);
+        kb_store(kb, pos, kb_gep(kb, kb->i32, c->dst, kb_to_i64(kb, at)));
         kb_endif(kb);
         kb_set(kb, run_sel, kb_add(kb, kb_get(kb, run_sel), nvvm_popc(kb, tm)));
         kb_set(kb, run_eq, kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, eqm)));
@@ -840,6 +862,38 @@ static bool emit_topk(Codegen *cg, int64_t H, int64_t D, bool lightning, float s
     return kb_emit_ptx(cg, kb, ptx, d);
 }
 
+/* Select 3's two launches (k_index_seg.c) after index_score2: grid segs ×
+ * rows each, the keys in the scratch and the segments' area after them. */
+static bool emit_seg_select(const Node *n, int64_t K, int segs, int cands, Codegen *cg, KOut *out, Diag *d)
+{
+    SymExpr rows = node_rows_expr(n), seq_e = n->dim[1].sym ? sym_mono(MONO_S, 1) : sym_const(n->dim[1].n);
+    SymExpr area = sym_mono(MONO_BC, 4); /* bytes: after the keys, [rows, ctx] u32 */
+    char name[96];
+    for (int w = 0; w < 2; w++) {
+        snprintf(name, sizeof name, "index_seg_%s_k%lld_s%d_c%d", w ? "write" : "count", (long long)K, segs, cands);
+        KLaunch *l = kout_add(out, name, 256, w ? ix_seg_write_smem(segs, cands) : ix_seg_count_smem());
+        kl_param(l, "max_ctx", INDEX_MAX_CTX);
+        l->grid[0] = sym_const(segs);
+        l->grid[1] = rows;
+        /* cost: count reads the histogram and the keys, writes T's keys (at most the keys); write reads the
+         * keys and the candidates again and writes the row */
+        l->flops = sym_const(0);
+        l->bytes = w ? sym_add(sym_scale(rows, 4 * K), sym_mono(MONO_BC, 4)) : sym_add(sym_scale(rows, 4 * IX_HIST_BINS), sym_mono(MONO_BC, 4));
+        kl_arg_scratch(l);
+        kl_arg_scratch_at(l, area);
+        kl_arg_src(l, 3);
+        kl_arg_state(l, "hist", 4 * IX_HIST_BINS);
+        if (w)
+            kl_arg_out(l);
+        kl_arg_i32(l, seq_e);
+        kl_arg_i32(l, sym_mono(MONO_C, 1));
+        kl_arg_i32(l, rows);
+        if (!(w ? ix_emit_seg_write(cg, K, segs, cands, &l->ptx, d) : ix_emit_seg_count(cg, K, segs, cands, &l->ptx, d)))
+            return false;
+    }
+    return true;
+}
+
 bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
 {
     int64_t H = node_int(n, "heads", 1), D = node_int(n, "dim", 8), K = node_int(n, "k", 1);
@@ -858,12 +912,17 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     bool split = step && node_str(n, "scratch", NULL);
     bool fold = split && score2_fits(H, D);
     /* the select (decode): 0 the keys into smem and 4 radix passes over them; 1 one pass over the stored
-     * keys after a top-bit histogram counted by the select, 2 by index_score2 (needs fold; else 1) */
+     * keys after a top-bit histogram counted by the select, 2 by index_score2 (needs fold; else 1); 3 that
+     * histogram and the keys split over `segs` blocks a query (k_index_seg.c; needs fold and a plain top-k,
+     * else 0) */
     int64_t smode = node_int(n, "select", 0), cands = node_int(n, "cands", IX_SELECT_CANDS);
-    if (smode < 0 || smode > 2 || cands < 1 || cands > IX_SELECT_CANDS)
-        return diag_fail(d, "index_topk: select %lld (0, 1 or 2) or cands %lld (1..%d) out of range", (long long)smode,
-                         (long long)cands, IX_SELECT_CANDS);
-    int mode = !split ? 0 : smode == 2 && !fold ? 1 : (int)smode;
+    int64_t segs = node_int(n, "segs", 4);
+    if (smode < 0 || smode > 3 || cands < 1 || cands > IX_SELECT_CANDS || segs < 1 || segs > INDEX_SEG_MAX)
+        return diag_fail(d, "index_topk: select %lld (0..3), cands %lld (1..%d) or segs %lld (1..%d) out of range",
+                         (long long)smode, (long long)cands, IX_SELECT_CANDS, (long long)segs, INDEX_SEG_MAX);
+    bool plain = sl.p >= 1.0f && !sl.W;
+    int mode = !split ? 0 : smode == 3 ? (fold && plain ? 3 : 0) : smode == 2 && !fold ? 1 : (int)smode;
+    bool hist = mode == 2 || mode == 3; /* index_score2 counts the keys' top bits */
     const char *kind = lightning ? "lightning" : "dot";
     float scale = (float)node_float(n, "scale", 1.0);
     char name[96];
@@ -883,7 +942,7 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
     }
     if (split) {
         snprintf(name, sizeof name, "index_score%s_h%lld_d%lld_%s", fold ? "2" : "", (long long)H, (long long)D, kind);
-        KLaunch *sc = kout_add(out, name, IX_THREADS, fold ? (mode == 2 ? 4 * IX_HIST_BINS : 0) : (unsigned)(4 * H * D + 4 * H));
+        KLaunch *sc = kout_add(out, name, IX_THREADS, fold ? (hist ? 4 * IX_HIST_BINS : 0) : (unsigned)(4 * H * D + 4 * H));
         sc->grid[0] = sym_ceildiv(sym_mono(MONO_C, 1), fold ? IX_SCORE_ROWS : IX_THREADS);
         sc->grid[1] = rows;
         /* cost: ctx keys per query scored (a dot per head, plus the weighting), bf16 key rows read, u32 keys
@@ -901,12 +960,14 @@ bool k_index_topk(Codegen *cg, const Node *n, KOut *out, Diag *d)
         kl_arg_i32(sc, rows);
         if (lightning)
             kl_arg_src(sc, 4);
-        if (mode == 2) /* the keys' top-bit histogram, per query */
+        if (hist) /* the keys' top-bit histogram, per query */
             kl_arg_state(sc, "hist", 4 * IX_HIST_BINS);
-        if (!(fold ? emit_score2(cg, H, D, lightning, scale, mode == 2, &sc->ptx, d)
+        if (!(fold ? emit_score2(cg, H, D, lightning, scale, hist, &sc->ptx, d)
                    : emit_score(cg, H, D, lightning, scale, &sc->ptx, d)))
             return false;
     }
+    if (mode == 3)
+        return emit_seg_select(n, K, (int)segs, (int)(cands < INDEX_SEG_CANDS ? cands : INDEX_SEG_CANDS), cg, out, d);
     char extra[48] = "";
     if (sl.p < 1.0f || sl.W) /* adaptive mass as its f32 bits: names stay exact and short */
         snprintf(extra, sizeof extra, "_w%lld_p%08x", (long long)sl.W, sl.p < 1.0f ? f32_bits(sl.p) : 0u);

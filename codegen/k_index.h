@@ -37,11 +37,30 @@ typedef struct IxRadix {
     int shift0;    /* the first digit's shift, a multiple of bits; shift0 + bits <= 32 */
     V prefix;      /* i32: the bits above shift0 + bits all keys share (0 when shift0 + bits = 32) */
     bool hist0;    /* the first digit's histogram is already in hist (synced) */
+    int unroll;    /* keys a thread loads before counting them (0 or 1: one; more for keys in global memory) */
 } IxRadix;
 
 /* out_T: the K-th largest key; out_need: how many keys equal to it are
  * taken (those above it are K - out_need). Ends synced. */
 void ix_radix_kth(KB *kb, const IxRadix *x, V *out_T, V *out_need);
+
+/* The picks among keys[lo .. hi) in index order: the keys above T and, of
+ * those equal to T, the first `need` (counted from lo), written to
+ * dst[at0 ..] as positions base + i (idx NULL) or idx[i]. Warp w owns a
+ * contiguous run of the range, counted by ballots; one exchange of the
+ * warps' counts gives each warp where its picks go. */
+typedef struct IxCompact {
+    V keys;           /* u32 [n], shared or global */
+    V idx;            /* smem i32 [n]: the position written for key i; NULL: base + i */
+    V base;           /* i32: the position of key 0 when idx is NULL */
+    V lo, hi, n;      /* i32: the range walked, and the keys (loads clamped to n - 1) */
+    V T, need;        /* i32: the threshold key; how many keys equal to it are taken in the range */
+    V at0;            /* i32: where the range's first pick goes in dst */
+    V dst;            /* global i32: the row */
+    V cnt_gt, cnt_eq; /* smem i32 [threads / 32] each */
+    int threads;      /* threads of the block */
+} IxCompact;
+void ix_compact(KB *kb, const IxCompact *c);
 
 /* One warp-aggregated shared-memory count: lanes with `in` add 1 to
  * hist[dig] (match.any: the lowest lane holding each digit adds the count). */
@@ -63,3 +82,11 @@ void ix_select_all(KB *kb, V dst, V n, int64_t width, V tid, int threads);
 bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_mode, int cands, char **ptx, Diag *d);
 /* Its dynamic shared memory. */
 unsigned ix_select1_smem(int cands);
+
+/* index_select split over segments (decode, select 3, k_index_seg.c): the
+ * two launches' PTX (count: args keys, area, pos, hist, seq, ctx, rows;
+ * write: keys, area, pos, hist, sel, seq, ctx, rows) and shared memory. */
+bool ix_emit_seg_count(Codegen *cg, int64_t K, int segs, int cands, char **ptx, Diag *d);
+bool ix_emit_seg_write(Codegen *cg, int64_t K, int segs, int cands, char **ptx, Diag *d);
+unsigned ix_seg_count_smem(void);
+unsigned ix_seg_write_smem(int segs, int cands);

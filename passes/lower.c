@@ -216,10 +216,13 @@ bool pass_lower(Graph *g, Diag *d)
         }
         case OP_index_topk: /* prefill threads: codegen's default (k_index.c topk_threads), not tuned */
             if (dec) { /* split: index_score keeps each query's keys here for index_select */
-                node_set_str(g, n, "scratch", "4*batch*ctx");
+                char sc[64]; /* and select 3's area per query, sized for any select --schedule may set */
+                snprintf(sc, sizeof sc, "4*batch*ctx + %d*batch", INDEX_SEG_AREA);
+                node_set_str(g, n, "scratch", sc);
                 /* index_select: the keys into smem and 4 radix passes (0); 1 and 2 pass over the stored keys
                  * after a top-bit histogram (codegen/k_index_sel.c), correct but slower on the H100 bench
-                 * (b64 ctx 32768, one device call: 27.0 µs, 27.8, 32.3; docs/kernels.md) */
+                 * (b64 ctx 32768, one device call: 27.0 µs, 27.8, 32.3; docs/kernels.md); 3 splits the keys over
+                 * blocks (k_index_seg.c): 29.3 against 31.9 on filled caches, 56.4 against 27.2 when the keys tie */
                 node_set_int(g, n, "select", 0);
                 node_set_int(g, n, "cands", 16384);
             }

@@ -41,6 +41,14 @@ void lower_gemv_schedule(Graph *g, Node *n, int rows);
  * (sequence, head): lower sizes it for batch·heads + this many; the
  * sequence-parallel scan (codegen/k_mamba2_seg.c) uses no more. */
 #define MAMBA2_SEG_SPARE 256
+/* A decode index_topk's select 3 (codegen/k_index_seg.c) splits each
+ * query's keys into at most INDEX_SEG_MAX segments, each keeping at most
+ * INDEX_SEG_CANDS keys of the threshold bin; lower sizes the node's scratch
+ * for the keys ([batch, ctx] u32) plus INDEX_SEG_AREA bytes per query (the
+ * bin, its rank, and per segment two counts and the candidates). */
+#define INDEX_SEG_MAX 8
+#define INDEX_SEG_CANDS 2048
+#define INDEX_SEG_AREA (4 * (4 + INDEX_SEG_MAX * (4 + INDEX_SEG_CANDS)))
 bool pass_plan_buffers(Graph *g, Diag *d);  /* workspace offsets by liveness */
 
 typedef struct PassInfo {

@@ -375,7 +375,10 @@ static float *decode_selections(const char *yaml, const char *spec, const int le
  * same keys: select 2 (index_score2's top-bit histogram, the threshold bin's
  * keys ranked in shared memory), cands 8 (the bin refined by the next 11
  * bits of its keys first), cands 1 (refined to whole keys), select 1 (the
- * select's own histogram pass). Rows at ragged positions 1600, 1100, 700
+ * select's own histogram pass), select 3 (the keys split over 4, 8 or 1
+ * blocks a query, k_index_seg.c; cands 8: segments overflow, T's keys
+ * ranked over the whole row; the adaptive plan falls back to select 0).
+ * Rows at ragged positions 1600, 1100, 700
  * and 40 (below k: all of them, then -1); plain, and adaptive p 0.5 with a
  * window of 16. The scores (not reproducible bit for bit on the CPU at this
  * many near ties) are the same in each plan: index_score2 does not depend
@@ -390,8 +393,11 @@ static void select_schedules_agree(void **state)
                            "name: sel_large_aw\nvocab_size: 300\nd_model: 64\nsparse_mla:\n  " MLA
                            "  indexer: {kind: lightning, dim: 32, heads: 3, top_k: 64, adaptive_p: 0.5, window: 16}\n"
                            "layers:\n  - kind: sparse_mla\n"};
-    const char *specs[] = {"index_topk:select=2", "index_topk:select=2,cands=8", "index_topk:select=2,cands=1",
-                           "index_topk:select=1"};
+    const char *specs[] = {"index_topk:select=2",         "index_topk:select=2,cands=8",
+                           "index_topk:select=2,cands=1", "index_topk:select=1",
+                           "index_topk:select=3",         "index_topk:select=3,segs=8",
+                           "index_topk:select=3,segs=1",  "index_topk:select=3,cands=8"};
+    enum { NSPECS = sizeof specs / sizeof specs[0] };
     for (int y = 0; y < 2; y++) {
         int64_t w, w2;
         float *ref = decode_selections(yamls[y], "index_topk:select=0", lens, STEPS, "l0.idx.sel", &w);
@@ -404,7 +410,7 @@ static void select_schedules_agree(void **state)
                 if (y == 0 && valid != (n < 64 ? n : 64))
                     fail_msg("select 0 step %d row %d: %lld picks of %lld keys", k, b, (long long)valid, (long long)n);
             }
-        for (int sp = 0; sp < 4; sp++) {
+        for (int sp = 0; sp < NSPECS; sp++) {
             float *got = decode_selections(yamls[y], specs[sp], lens, STEPS, "l0.idx.sel", &w2);
             assert_int_equal(w, w2);
             int bad = 0;
