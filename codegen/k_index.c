@@ -553,6 +553,35 @@ void ix_hist_add(KB *kb, V hist, V dig, V in)
     kb_endif(kb);
 }
 
+static V shfl_i32(KB *kb, V x, V src) { return kb_bitcast(kb, nvvm_shfl_idx(kb, kb_bitcast(kb, x, kb->f32), src), kb->i32); }
+
+V ix_block_scan(KB *kb, V x, V tmp, int warps, V *tot)
+{
+    V lane = nvvm_lane(kb), warp = nvvm_warp(kb), inc = x, zero = kb_i32(kb, 0);
+    for (int o = 1; o < 32; o *= 2) {
+        V has = kb_ge(kb, lane, kb_i32(kb, o));
+        V up = shfl_i32(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
+        inc = kb_add(kb, inc, kb_select(kb, has, up, zero));
+    }
+    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 31)));
+    kb_store(kb, inc, kb_gep(kb, kb->i32, tmp, warp));
+    kb_endif(kb);
+    nvvm_bar_sync(kb);
+    /* lane l: warp l's total, scanned over the lanes; this warp's share is lane `warp`'s exclusive sum */
+    V wt = warps < 32 ? kb_select(kb, kb_lt(kb, lane, kb_i32(kb, warps)),
+                                  kb_load(kb, kb->i32, kb_gep(kb, kb->i32, tmp, kb_min(kb, lane, kb_i32(kb, warps - 1)))), zero)
+                      : kb_load(kb, kb->i32, kb_gep(kb, kb->i32, tmp, lane));
+    V winc = wt;
+    for (int o = 1; o < warps; o *= 2) {
+        V has = kb_ge(kb, lane, kb_i32(kb, o));
+        V up = shfl_i32(kb, winc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
+        winc = kb_add(kb, winc, kb_select(kb, has, up, zero));
+    }
+    V before = shfl_i32(kb, kb_sub(kb, winc, wt), warp);
+    *tot = shfl_i32(kb, winc, kb_i32(kb, warps - 1));
+    return kb_sub(kb, kb_add(kb, before, inc), x);
+}
+
 static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, V r, V b, V n, V ctx, V tid,
                       int threads, int64_t H, int64_t D, float scale, V hist0)
 {

@@ -62,6 +62,11 @@ typedef struct IxCompact {
 } IxCompact;
 void ix_compact(KB *kb, const IxCompact *c);
 
+/* Exclusive prefix sum of x over the block's threads in order (`warps`
+ * warps, a power of two <= 32); *tot the block's sum. tmp: smem i32
+ * [warps], untouched by anything else until the next barrier. */
+V ix_block_scan(KB *kb, V x, V tmp, int warps, V *tot);
+
 /* One warp-aggregated shared-memory count: lanes with `in` add 1 to
  * hist[dig] (match.any: the lowest lane holding each digit adds the count). */
 void ix_hist_add(KB *kb, V hist, V dig, V in);

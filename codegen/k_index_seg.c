@@ -94,32 +94,6 @@ static SegBlock seg_block(KB *kb, V keysp, V areap, V posp, V histp, V seq, V ct
 /* Segment s's record in the area: [0] count above T, [1] count in T, [4..] keys. */
 static V seg_rec(KB *kb, V area, V s) { return kb_gep(kb, kb->i32, area, kb_add(kb, kb_i32(kb, 4), kb_mul(kb, s, kb_i32(kb, SG_REC)))); }
 
-/* Exclusive prefix sum of x over the block's threads; *tot the block's sum
- * (tmp: smem i32 [SG_WARPS], untouched by anything else until the next barrier). */
-static V block_scan(KB *kb, V x, V tmp, V *tot)
-{
-    V lane = nvvm_lane(kb), warp = nvvm_warp(kb), inc = x, zero = kb_i32(kb, 0);
-    for (int o = 1; o < 32; o *= 2) {
-        V has = kb_ge(kb, lane, kb_i32(kb, o));
-        V up = shfl_i32(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
-        inc = kb_add(kb, inc, kb_select(kb, has, up, zero));
-    }
-    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 31)));
-    st(kb, inc, tmp, warp);
-    kb_endif(kb);
-    nvvm_bar_sync(kb);
-    V in = kb_lt(kb, lane, kb_i32(kb, SG_WARPS));
-    V wt = kb_select(kb, in, ld(kb, tmp, kb_min(kb, lane, kb_i32(kb, SG_WARPS - 1))), zero), winc = wt;
-    for (int o = 1; o < SG_WARPS; o *= 2) {
-        V has = kb_ge(kb, lane, kb_i32(kb, o));
-        V up = shfl_i32(kb, winc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
-        winc = kb_add(kb, winc, kb_select(kb, has, up, zero));
-    }
-    V before = shfl_i32(kb, kb_sub(kb, winc, wt), warp);
-    *tot = shfl_i32(kb, winc, kb_i32(kb, SG_WARPS - 1));
-    return kb_sub(kb, kb_add(kb, before, inc), x);
-}
-
 bool ix_emit_seg_count(Codegen *cg, int64_t K, int segs, int cands, char **ptx, Diag *d)
 {
     KParamKind pk[7] = {KP_PTR, KP_PTR, KP_PTR, KP_PTR, KP_I32, KP_I32, KP_I32};
@@ -146,7 +120,7 @@ bool ix_emit_seg_count(Codegen *cg, int64_t K, int segs, int cands, char **ptx, 
             st(kb, zero, cnt, zero);
             st(kb, zero, cnt, kb_i32(kb, 1));
             kb_endif(kb);
-            V tot, excl = block_scan(kb, sum, tmp, &tot), rem = kb_i32(kb, (int)K);
+            V tot, excl = ix_block_scan(kb, sum, tmp, SG_WARPS, &tot), rem = kb_i32(kb, (int)K);
             (void)tot;
             kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, kb_add(kb, excl, sum), rem)));
             {

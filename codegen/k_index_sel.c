@@ -70,33 +70,6 @@ static V ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, "
 static V ult(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntULT, a, b, ""); }
 static V shfl_i32(KB *kb, V x, V src) { return kb_bitcast(kb, nvvm_shfl_idx(kb, kb_bitcast(kb, x, kb->f32), src), kb->i32); }
 
-/* Exclusive prefix sum of x over the block's threads in order; *tot the
- * block's sum (warp scans by shuffles, the warps' totals through tmp, smem
- * i32 [SEL_WARPS], which nothing else may touch until the next barrier). */
-static V block_scan(KB *kb, V x, V tmp, V *tot)
-{
-    V lane = nvvm_lane(kb), warp = nvvm_warp(kb), inc = x;
-    for (int o = 1; o < 32; o *= 2) {
-        V has = kb_ge(kb, lane, kb_i32(kb, o));
-        V up = shfl_i32(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
-        inc = kb_add(kb, inc, kb_select(kb, has, up, kb_i32(kb, 0)));
-    }
-    kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 31)));
-    kb_store(kb, inc, kb_gep(kb, kb->i32, tmp, warp));
-    kb_endif(kb);
-    nvvm_bar_sync(kb);
-    /* lane l: warp l's total, scanned over the lanes; this warp's share is lane `warp`'s exclusive sum */
-    V wt = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, tmp, lane)), winc = wt;
-    for (int o = 1; o < 32; o *= 2) {
-        V has = kb_ge(kb, lane, kb_i32(kb, o));
-        V up = shfl_i32(kb, winc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
-        winc = kb_add(kb, winc, kb_select(kb, has, up, kb_i32(kb, 0)));
-    }
-    V before = shfl_i32(kb, kb_sub(kb, winc, wt), warp);
-    *tot = shfl_i32(kb, winc, kb_i32(kb, 31));
-    return kb_sub(kb, kb_add(kb, before, inc), x);
-}
-
 /* The bin of hist (nbins = 1024 or 2048, synced) where the count from the
  * top reaches rem (1 <= rem <= the total): out[0] = the bin, out[1] = rem
  * less the count above it, out[2] = its count. Ends synced. */
@@ -109,7 +82,7 @@ static void find_bin(KB *kb, const SelCtx *c, int nbins, V rem, V tmp, V found, 
         c8[j] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->hist, d8[j]));
         sum = kb_add(kb, sum, c8[j]);
     }
-    V tot, excl = block_scan(kb, sum, tmp, &tot);
+    V tot, excl = ix_block_scan(kb, sum, tmp, SEL_WARPS, &tot);
     (void)tot;
     kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, kb_add(kb, excl, sum), rem)));
     {
@@ -236,13 +209,13 @@ static void compact(KB *kb, const SelCtx *c, V need, V dst, int64_t K, V tmp0, V
         e[i] = kb_select(kb, in, kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->E, at)), zero);
         ne[i] = nvvm_popc(kb, e[i]);
     }
-    V etot, eb = block_scan(kb, kb_add(kb, ne[0], ne[1]), tmp0, &etot);
+    V etot, eb = ix_block_scan(kb, kb_add(kb, ne[0], ne[1]), tmp0, SEL_WARPS, &etot);
     (void)etot;
     V take = kb_max(kb, kb_min(kb, kb_sub(kb, need, eb), kb_add(kb, ne[0], ne[1])), zero); /* ties this thread takes */
     V t0 = kb_min(kb, take, ne[0]);
     V m[2] = {kb_or(kb, g[0], low_bits(kb, e[0], t0)), kb_or(kb, g[1], low_bits(kb, e[1], kb_sub(kb, take, t0)))};
     V np0 = nvvm_popc(kb, m[0]);
-    V tot, ob = block_scan(kb, kb_add(kb, np0, nvvm_popc(kb, m[1])), tmp1, &tot);
+    V tot, ob = ix_block_scan(kb, kb_add(kb, np0, nvvm_popc(kb, m[1])), tmp1, SEL_WARPS, &tot);
     for (int i = 0; i < 2; i++) {
         KVar y = kb_var(kb, kb->i32, m[i]);
         V at0 = i ? kb_add(kb, ob, np0) : ob;
