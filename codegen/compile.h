@@ -47,6 +47,10 @@ typedef struct CompileOptions {
      * rows (passes.h), which the runtime takes from that batch on. true:
      * one decode program (msac compile --one-decode, msac tune's plans). */
     bool no_batch_classes;
+    /* Threads that emit a program's distinct kernels through LLVM at once
+     * (codegen/emit_parallel.c); 0: one per online CPU, at most 8; 1: none
+     * besides the caller's. The plan is the same for any count. */
+    int threads;
 } CompileOptions;
 
 void compile_options_init(CompileOptions *o);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "compile.h"
+#include "emit_parallel.h"
 #include "emit_plan.h"
 #include "kernel_memo.h"
 #include "kernels.h"
@@ -241,6 +242,7 @@ static bool emit_program(PB *b, Codegen *cg, const char *name, const Graph *g, c
     p->programs = grow(p->programs, p->nprograms, sizeof *p->programs);
     PlanProgram *prog = &p->programs[p->nprograms++];
     prog->name = dup(name);
+    emit_parallel(cg->target, b->memo, g, emit_thread_count(o->threads)); /* every new kernel into the memo */
     for (int i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
         const char *kname = node_str(n, "kernel", NULL);

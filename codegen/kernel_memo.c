@@ -63,19 +63,28 @@ static char *full_key(const char *target, const char *key, uint64_t *hash)
     return k;
 }
 
-bool kernel_memo_get(const KernelMemo *m, const char *target, const char *key, KOut *ko)
+/* The entry for (target, key), or NULL. */
+static const Emitted *find(const KernelMemo *m, const char *target, const char *key)
 {
     uint64_t h;
     char *k = full_key(target, key, &h);
-    bool found = false;
-    for (int i = 0; i < m->n && !found; i++)
-        if (m->e[i].hash == h && !strcmp(m->e[i].key, k)) {
-            kout_copy(ko, &m->e[i].ko);
-            found = true;
-        }
+    const Emitted *e = NULL;
+    for (int i = 0; i < m->n && !e; i++)
+        if (m->e[i].hash == h && !strcmp(m->e[i].key, k))
+            e = &m->e[i];
     free(k);
-    return found;
+    return e;
 }
+
+bool kernel_memo_get(const KernelMemo *m, const char *target, const char *key, KOut *ko)
+{
+    const Emitted *e = find(m, target, key);
+    if (e)
+        kout_copy(ko, &e->ko);
+    return e != NULL;
+}
+
+bool kernel_memo_has(const KernelMemo *m, const char *target, const char *key) { return find(m, target, key) != NULL; }
 
 void kernel_memo_put(KernelMemo *m, const char *target, const char *key, const KOut *ko)
 {

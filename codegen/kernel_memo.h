@@ -16,5 +16,7 @@ void kernel_memo_free(KernelMemo *m); /* NULL is fine */
 /* Copies the launches remembered for (target, key) into *ko (with PTX of its
  * own, to free); false when there are none. */
 bool kernel_memo_get(const KernelMemo *m, const char *target, const char *key, struct KOut *ko);
+/* Whether launches are remembered for (target, key). */
+bool kernel_memo_has(const KernelMemo *m, const char *target, const char *key);
 /* Remembers a copy of ko's launches for (target, key). */
 void kernel_memo_put(KernelMemo *m, const char *target, const char *key, const struct KOut *ko);

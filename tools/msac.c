@@ -18,6 +18,7 @@ static const char usage_text[] =
     "  msac compile MODEL.yaml -o PLAN [--target sm_90a|sm_80] [--emit-ptx DIR]\n"
     "               [--dump=after-PASS | --dump=all] [--schedule KERNEL:key=val,...] [-q]\n"
     "               [--tuning FILE | --no-tuning] [--tune-class PREFILL_TOKENS,DECODE_BATCH] [--one-decode]\n"
+    "               [-j THREADS]\n"
     "      Lower the model to IR, run the passes, generate PTX (LLVM NVPTX) and write\n"
     "      the plan file. --dump prints the IR after a pass (all: after every pass).\n"
     "      --schedule overrides a kernel template's schedule (repeatable), e.g.\n"
@@ -28,7 +29,8 @@ static const char usage_text[] =
     "      tuned batch class, the runtime picking by batch size. --schedule beats both.\n"
     "      Without tuned decode classes the plan has two decode programs: \"decode\" and\n"
     "      \"decode@33\" (from batch 33 on: matmul schedules for many rows); --one-decode\n"
-    "      keeps only the first.\n"
+    "      keeps only the first. -j: threads emitting kernels through LLVM (default one per\n"
+    "      CPU, at most 8; the plan is the same for any count).\n"
     "  msac info PLAN [--memory BATCH CTX [--seq S]]\n"
     "      Kernels, launch programs, buffer plan and weight table of a plan. With\n"
     "      --memory: the device memory a session of BATCH sequences and CTX tokens needs\n"
@@ -102,6 +104,12 @@ static int cmd_compile(int argc, char **argv)
             no_tuning = true;
         else if (!strcmp(a, "--one-decode"))
             o.no_batch_classes = true;
+        else if (!strcmp(a, "-j") && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], 1, 256, &o.threads)) {
+                fprintf(stderr, "msac compile: -j must be a thread count from 1 to 256, got '%s'\n", argv[i]);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--tune-class") && i + 1 < argc) {
             int32_t *v = NULL;
             int nv = 0;

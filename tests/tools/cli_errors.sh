@@ -76,6 +76,10 @@ expect 1 info bad.yaml
 line 1 "msac: bad.yaml: plan: not an msac plan file (bad magic)"
 expect 0 info tiny.msac
 
+# ---- compile: -j takes a thread count ----
+expect 2 compile "$models/tiny-mamba2.yaml" -o j.msac -j 0
+line 1 "msac compile: -j must be a thread count from 1 to 256, got '0'"
+[ -e j.msac ] && fail "-j 0 wrote a plan"
 # ---- run: prompt tokens are checked against the plan's vocabulary ----
 expect 1 run tiny.msac --prompt 1,256 -n 1
 line 1 "msac run: prompt token 256 is outside the vocabulary (size 256)"
