@@ -122,6 +122,36 @@ void bench_print_program(FILE *f, const BenchReport *r, const BenchProgram *p)
                 flops / 1e9, bytes / 1e6, 100 * roof_s / (p->total_ms / 1e3));
 }
 
+int bench_print_kernel(FILE *f, const BenchReport *r, const BenchProgram *p, const char *prefix)
+{
+    double sum_ms = bench_launch_sum_ms(p), ms = 0, flops = 0, bytes = 0;
+    size_t plen = strlen(prefix);
+    int n = 0;
+    for (int j = 0; j < p->nlaunch; j++)
+        n += !strncmp(p->launch[j].kernel, prefix, plen);
+    fprintf(f, "\n%s: batch %d, seq %d (cost model at ctx %d): %d of %d launches are %s*; median of %d runs after %d "
+               "warm-up\n",
+            p->name, p->batch, p->seq, p->ctx, n, p->nlaunch, prefix, r->iters, r->warmup);
+    if (!n)
+        return 0;
+    print_header(f, "#");
+    for (int j = 0; j < p->nlaunch; j++) {
+        const BenchLaunch *l = &p->launch[j];
+        if (strncmp(l->kernel, prefix, plen))
+            continue;
+        char idx[16];
+        snprintf(idx, sizeof idx, "%d", j);
+        print_row(f, r, idx, l->kernel, l->ms, sum_ms, l->flops, l->bytes);
+        ms += l->ms;
+        flops += l->flops;
+        bytes += l->bytes;
+    }
+    if (n > 1)
+        print_row(f, r, "sum", prefix, ms, sum_ms, flops, bytes);
+    fprintf(f, "  (%% prog: of the sum of the program's launch medians, %.4f ms)\n", sum_ms);
+    return n;
+}
+
 bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t errlen)
 {
     AtomicStream out;

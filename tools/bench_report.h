@@ -50,6 +50,10 @@ double bench_roofline_s(const BenchReport *r, double flops, double bytes, bool *
 /* The text report of program p (its launch table, the kernels summed over
  * launches, and its totals). */
 void bench_print_program(FILE *f, const BenchReport *r, const BenchProgram *p);
+/* msac bench --kernel: the launches of p whose kernel name starts with
+ * `prefix`, and their sum against the roofline; returns how many matched
+ * (0: one line saying so). */
+int bench_print_kernel(FILE *f, const BenchReport *r, const BenchProgram *p, const char *prefix);
 /* Writes the JSON report to path atomically (atomic_file.h); false with the
  * reason in err on failure. */
 bool bench_write_json(const char *path, const BenchReport *r, char *err, size_t errlen);

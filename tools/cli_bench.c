@@ -2,6 +2,9 @@
  * decode programs on GPU 0 with msac_session_bench and reports every launch
  * against the roofline of the plan's cost model (bench_report.c prints).
  *
+ * --kernel NAME reports only the launches whose kernel name starts with
+ * NAME; without a PLAN or YAML it benches a generated one-layer Mamba2 model
+ * of the shape options (kernel_model).
  * A .yaml/.yml argument is compiled in memory first. Each program gets a
  * session sized for it (prefill: batch × seq; decode: decode batch × 1, ctx
  * = seq), seeded weights, and one prefill call with a deterministic
@@ -41,10 +44,17 @@ typedef struct BenchArgs {
     bool zero_caches;    /* leave the per-token caches zero at a position > 0 (else: pseudo-random rows) */
     const char *tuning;  /* tuning cache for a YAML input (NULL: msac compile's default) */
     bool no_tuning;      /* compile a YAML input with the default schedules only */
+    const char *kernel;  /* --kernel: report only the launches whose kernel name starts with this */
+    /* The one-layer Mamba2 model benched when --kernel has no PLAN or YAML
+     * (issue 3's SSD shapes): heads × headdim = 2·d_model (expand 2). */
+    int heads, headdim, d_state, ngroups, chunk;
+    bool shaped;         /* one of those was given */
 } BenchArgs;
 
 static const char synopsis[] =
-    "usage: msac bench PLAN|MODEL.yaml [--batch B] [--seq S] [--decode-batch B]\n"
+    "usage: msac bench PLAN|MODEL.yaml [--kernel NAME] [--batch B] [--seq S] [--decode-batch B]\n"
+    "       msac bench --kernel NAME [--heads H] [--headdim P] [--d-state N] [--ngroups G] [--chunk C]\n"
+    "                  [--batch B] [--seq S] [--decode-batch B] ...\n"
     "                  [--program prefill|decode|all] [--warmup N] [--iters N]\n"
     "                  [--target sm_90a|sm_80] [--schedule KERNEL:key=val,...]\n"
     "                  [--tuning FILE | --no-tuning] [--position P]\n"
@@ -67,6 +77,13 @@ static void usage(FILE *f)
             "top-k selects scattered rows as in a real context; --zero-caches leaves them\n"
             "zero: every indexer score then ties and top-k takes the first rows).\n"
             "Defaults: batch 1, seq 2048, decode batch = batch, program all, warmup 10, iters 50.\n"
+            "\n"
+            "--kernel NAME reports only the launches whose kernel name starts with NAME (e.g.\n"
+            "mamba2_scan, mamba2_step, gemv, index_select) and their sum. Without a PLAN or\n"
+            "MODEL.yaml it benches a generated one-layer Mamba2 model (d_model = heads * headdim\n"
+            "/ 2, expand 2, vocabulary 256): --heads 80 --headdim 64 --d-state 128 --ngroups 1\n"
+            "--chunk 256 by default, issue 3's SSD shapes (e.g. msac bench --kernel mamba2_scan\n"
+            "--batch 8 --seq 4096 --program prefill).\n"
             "\n"
             "Per launch it prints the median µs, the share of the sum of launch medians, the\n"
             "TFLOP/s and GB/s achieved by the plan's cost model (flops, fewest bytes moved), and\n"
@@ -96,7 +113,8 @@ static bool parse_pos(const char *s, double *out)
 static int parse_args(int argc, char **argv, BenchArgs *a)
 {
     *a = (BenchArgs){.batch = 1, .seq = 2048, .prefill = true, .decode = true, .warmup = 10, .iters = 50,
-                     .peak_tflops = DEFAULT_PEAK_TFLOPS, .peak_gbs = DEFAULT_PEAK_GBS, .graphs = true};
+                     .peak_tflops = DEFAULT_PEAK_TFLOPS, .peak_gbs = DEFAULT_PEAK_GBS, .graphs = true,
+                     .heads = 80, .headdim = 64, .d_state = 128, .ngroups = 1, .chunk = 256};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true, takes = v != NULL;
@@ -124,7 +142,8 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
         }
         static const char *const valued[] = {"--batch",  "--seq",         "--decode-batch", "--warmup", "--iters",
                                              "--target", "--peak-tflops", "--peak-gbs",     "--json",   "--program",
-                                             "--schedule", "--position", "--tuning"};
+                                             "--schedule", "--position", "--tuning", "--kernel", "--heads",
+                                             "--headdim", "--d-state", "--ngroups", "--chunk"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(o, valued[k]);
@@ -154,6 +173,18 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
             a->json = v;
         else if (!strcmp(o, "--tuning"))
             a->tuning = v;
+        else if (!strcmp(o, "--kernel"))
+            ok = *v ? (a->kernel = v, true) : false;
+        else if (!strcmp(o, "--heads"))
+            ok = cli_parse_int(v, 1, 4096, &a->heads), a->shaped = true;
+        else if (!strcmp(o, "--headdim"))
+            ok = cli_parse_int(v, 1, 4096, &a->headdim), a->shaped = true;
+        else if (!strcmp(o, "--d-state"))
+            ok = cli_parse_int(v, 1, 4096, &a->d_state), a->shaped = true;
+        else if (!strcmp(o, "--ngroups"))
+            ok = cli_parse_int(v, 1, 4096, &a->ngroups), a->shaped = true;
+        else if (!strcmp(o, "--chunk"))
+            ok = cli_parse_int(v, 1, 1 << 16, &a->chunk), a->shaped = true;
         else if (!strcmp(o, "--target"))
             ok = !strcmp(v, "sm_90a") || !strcmp(v, "sm_80") ? (a->target = v, true) : false;
         else if (!strcmp(o, "--position"))
@@ -176,8 +207,18 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
         }
         i++;
     }
-    if (!a->input) {
+    if (!a->input && !a->kernel) {
         fprintf(stderr, "msac bench: no PLAN or MODEL.yaml given\n");
+        return 2;
+    }
+    if (a->input && a->shaped) {
+        fprintf(stderr, "msac bench: --heads, --headdim, --d-state, --ngroups and --chunk shape the generated "
+                        "model of --kernel without a PLAN or MODEL.yaml\n");
+        return 2;
+    }
+    if (!a->input && (a->heads * a->headdim) % 2) {
+        fprintf(stderr, "msac bench: --heads %d × --headdim %d must be even (d_model = heads * headdim / 2)\n",
+                a->heads, a->headdim);
         return 2;
     }
     if (!a->dbatch)
@@ -194,11 +235,26 @@ static bool report(msac_status st)
     return false;
 }
 
-/* Compiles a model YAML in memory and loads the plan. */
+/* The one-layer Mamba2 model of --kernel without an input (malloc'd YAML). */
+static char *kernel_model(const BenchArgs *a)
+{
+    char *t = NULL;
+    if (asprintf(&t,
+                 "# generated by msac bench --kernel\nname: kernel-mamba2-h%d-p%d-n%d\nvocab_size: 256\n"
+                 "d_model: %d\ntie_embeddings: true\nmamba2: {d_state: %d, headdim: %d, expand: 2, ngroups: %d, "
+                 "d_conv: 4, chunk_size: %d}\nlayers:\n  - kind: mamba2\n",
+                 a->heads, a->headdim, a->d_state, a->heads * a->headdim / 2, a->d_state, a->headdim, a->ngroups,
+                 a->chunk) < 0)
+        abort();
+    return t;
+}
+
+/* Compiles a model YAML (the input, or kernel_model's) in memory and loads the plan. */
 static bool compile_yaml(const BenchArgs *a, msac_plan **out)
 {
     Diag d = {0};
-    char *text = frontend_read_file(a->input, &d);
+    const char *file = a->input ? a->input : "(msac bench --kernel model)";
+    char *text = a->input ? frontend_read_file(a->input, &d) : kernel_model(a);
     if (!text) {
         fprintf(stderr, "msac bench: %s\n", d.msg);
         return false;
@@ -218,7 +274,7 @@ static bool compile_yaml(const BenchArgs *a, msac_plan **out)
     uint8_t *bytes = NULL;
     size_t len = 0;
     bool ok = false;
-    if (!msac_compile(text, a->input, &o, &p, &d))
+    if (!msac_compile(text, file, &o, &p, &d))
         diag_print(&d, d.file ? text : NULL, stderr);
     else if (!plan_write(p, &bytes, &len))
         fprintf(stderr, "msac bench: out of memory writing the plan\n");
@@ -317,7 +373,7 @@ int cli_bench(int argc, char **argv)
         fprintf(stderr, "%s(msac bench --help for more)\n", synopsis);
         return 2;
     }
-    bool yaml = cli_is_yaml(a.input);
+    bool yaml = !a.input || cli_is_yaml(a.input); /* no input: --kernel's generated model */
     if (a.target && !yaml) {
         fprintf(stderr, "msac bench: --target applies to a MODEL.yaml; %s is a compiled plan\n", a.input);
         return 2;
@@ -358,8 +414,17 @@ int cli_bench(int argc, char **argv)
         goto out;
     if (a.decode && !time_program(dev, plan, &a, "decode", a.dbatch, 1, &r.prog[r.nprograms++]))
         goto out;
+    int matched = 0;
     for (int i = 0; i < r.nprograms; i++)
-        bench_print_program(stdout, &r, &r.prog[i]);
+        if (a.kernel)
+            matched += bench_print_kernel(stdout, &r, &r.prog[i], a.kernel);
+        else
+            bench_print_program(stdout, &r, &r.prog[i]);
+    if (a.kernel && !matched) {
+        fprintf(stderr, "msac bench: no launch of a kernel named %s* in the timed programs (msac info lists the "
+                        "plan's kernels)\n", a.kernel);
+        goto out;
+    }
     char why[1024];
     if (a.json && !bench_write_json(a.json, &r, why, sizeof why)) {
         fprintf(stderr, "msac bench: %s\n", why);
