@@ -275,8 +275,13 @@ static bool compile_yaml(const BenchArgs *a, msac_plan **out)
     uint8_t *bytes = NULL;
     size_t len = 0;
     bool ok = false;
-    if (!msac_compile(text, file, &o, &p, &d))
+    if (!msac_compile(text, file, &o, &p, &d)) {
         diag_print(&d, d.file ? text : NULL, stderr);
+        if (!a->input)
+            fprintf(stderr, "msac bench: the model --kernel generates from --heads %d --headdim %d --d-state %d "
+                            "--ngroups %d --chunk %d does not compile (above)\n",
+                    a->heads, a->headdim, a->d_state, a->ngroups, a->chunk);
+    }
     else if (!plan_write(p, &bytes, &len))
         fprintf(stderr, "msac bench: out of memory writing the plan\n");
     else

@@ -39,6 +39,7 @@ expect 2 "shape the generated model of --kernel" x.yaml --kernel gemv --heads 8
 expect 2 "must be even" --kernel mamba2_scan --heads 3 --headdim 5
 expect 2 "bad value '' for --kernel" x.yaml --kernel ""
 expect 0 "benches a generated one-layer Mamba2 model" --help
+expect 1 "the model --kernel generates from --heads 4096 --headdim 4096" --kernel mamba2_scan --heads 4096 --headdim 4096
 expect 1 "cannot open plan /nonexistent.msac" /nonexistent.msac
 expect 1 "cannot open" /nonexistent.yaml
 
