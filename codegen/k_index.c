@@ -50,7 +50,6 @@ enum { IX_THREADS = 256, IX_SELECT_THREADS = 1024, IX_MAX_WARPS = IX_SELECT_THRE
 static int topk_threads(const Node *n, int64_t H) { return (int)node_int(n, "threads", H <= 2 ? 1024 : 512); }
 
 
-static V kb_ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
 static V kb_uge(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGE, a, b, ""); }
 
 /* The query row r (and its head weights) into shared memory as f32. */
@@ -386,7 +385,7 @@ static V warp_umax(KB *kb, V x)
 {
     for (int m = 16; m >= 1; m /= 2) {
         V o = kb_bitcast(kb, nvvm_shfl_xor(kb, kb_bitcast(kb, x, kb->f32), m), kb->i32);
-        x = kb_select(kb, kb_ugt(kb, o, x), o, x);
+        x = kb_select(kb, ix_ugt(kb, o, x), o, x);
     }
     return x;
 }
@@ -412,7 +411,7 @@ void ix_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V tid, int t
     KVar s = kb_for(kb, tid, n, kb_i32(kb, threads));
     {
         V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, kb_get(kb, s)));
-        kb_set(kb, mk, kb_select(kb, kb_ugt(kb, key, kb_get(kb, mk)), key, kb_get(kb, mk)));
+        kb_set(kb, mk, kb_select(kb, ix_ugt(kb, key, kb_get(kb, mk)), key, kb_get(kb, mk)));
     }
     kb_endfor(kb);
     V wm = warp_umax(kb, kb_get(kb, mk));
@@ -423,7 +422,7 @@ void ix_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V tid, int t
     V mkey = kb_i32(kb, 0);
     for (int w = 0; w < warps; w++) {
         V v = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, cnt_a, kb_i32(kb, w)));
-        mkey = kb_select(kb, kb_ugt(kb, v, mkey), v, mkey);
+        mkey = kb_select(kb, ix_ugt(kb, v, mkey), v, mkey);
     }
     V mx = key_to_f32(kb, mkey);
     /* Z */
@@ -447,7 +446,7 @@ void ix_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V tid, int t
         V target = kb_mul(kb, kb_f32(kb, sl->p), Z);
         V m = kb_min(kb, n, kb_i32(kb, (int)sl->K));
         /* mass of the picks whose key is >= lo (ge) or > lo (!ge), over the warp */
-#define PICK_MASS(lo, ge, res)                                                                                         do {                                                                                                                   KVar acc_ = kb_var(kb, kb->f32, zero);                                                                             KVar i_ = kb_for(kb, lane, m, kb_i32(kb, 32));                                                                     {                                                                                                                      V sv_ = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, kb_get(kb, i_)))));             V key_ = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, sv_));                                                     V in_ = (ge) ? kb_uge(kb, key_, lo) : kb_ugt(kb, key_, lo);                                                    V w_ = kb_exp(kb, kb_sub(kb, key_to_f32(kb, key_), mx));                                                           kb_set(kb, acc_, kb_add(kb, kb_get(kb, acc_), kb_select(kb, in_, w_, zero)));                                  }                                                                                                                  kb_endfor(kb);                                                                                                     res = nvvm_warp_sum(kb, kb_get(kb, acc_));                                                                     } while (0)
+#define PICK_MASS(lo, ge, res)                                                                                         do {                                                                                                                   KVar acc_ = kb_var(kb, kb->f32, zero);                                                                             KVar i_ = kb_for(kb, lane, m, kb_i32(kb, 32));                                                                     {                                                                                                                      V sv_ = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, selp, kb_add(kb, out, kb_to_i64(kb, kb_get(kb, i_)))));             V key_ = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, keys, sv_));                                                     V in_ = (ge) ? kb_uge(kb, key_, lo) : ix_ugt(kb, key_, lo);                                                    V w_ = kb_exp(kb, kb_sub(kb, key_to_f32(kb, key_), mx));                                                           kb_set(kb, acc_, kb_add(kb, kb_get(kb, acc_), kb_select(kb, in_, w_, zero)));                                  }                                                                                                                  kb_endfor(kb);                                                                                                     res = nvvm_warp_sum(kb, kb_get(kb, acc_));                                                                     } while (0)
         KVar T = kb_var(kb, kb->i32, kb_i32(kb, 0));
         KVar bit = kb_for(kb, kb_i32(kb, 0), kb_i32(kb, 32), kb_i32(kb, 1));
         {
@@ -479,7 +478,7 @@ void ix_adaptive(KB *kb, const Sel *sl, V keys, V selp, V out, V n, V tid, int t
             V iseq = kb_and(kb, valid, kb_eq(kb, key, Tv));
             V eqm = nvvm_ballot(kb, iseq);
             V eq_rank = kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, kb_and(kb, eqm, lt)));
-            V keep = kb_or(kb, kb_and(kb, valid, kb_ugt(kb, key, Tv)), kb_and(kb, iseq, kb_lt(kb, eq_rank, eq_need)));
+            V keep = kb_or(kb, kb_and(kb, valid, ix_ugt(kb, key, Tv)), kb_and(kb, iseq, kb_lt(kb, eq_rank, eq_need)));
             V km = nvvm_ballot(kb, keep);
             V at = kb_add(kb, kb_get(kb, run), nvvm_popc(kb, kb_and(kb, km, lt)));
             kb_if(kb, keep);
@@ -553,14 +552,12 @@ void ix_hist_add(KB *kb, V hist, V dig, V in)
     kb_endif(kb);
 }
 
-static V shfl_i32(KB *kb, V x, V src) { return kb_bitcast(kb, nvvm_shfl_idx(kb, kb_bitcast(kb, x, kb->f32), src), kb->i32); }
-
 V ix_block_scan(KB *kb, V x, V tmp, int warps, V *tot)
 {
     V lane = nvvm_lane(kb), warp = nvvm_warp(kb), inc = x, zero = kb_i32(kb, 0);
     for (int o = 1; o < 32; o *= 2) {
         V has = kb_ge(kb, lane, kb_i32(kb, o));
-        V up = shfl_i32(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
+        V up = ix_shfl_i32(kb, inc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
         inc = kb_add(kb, inc, kb_select(kb, has, up, zero));
     }
     kb_if(kb, kb_eq(kb, lane, kb_i32(kb, 31)));
@@ -574,12 +571,45 @@ V ix_block_scan(KB *kb, V x, V tmp, int warps, V *tot)
     V winc = wt;
     for (int o = 1; o < warps; o *= 2) {
         V has = kb_ge(kb, lane, kb_i32(kb, o));
-        V up = shfl_i32(kb, winc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
+        V up = ix_shfl_i32(kb, winc, kb_select(kb, has, kb_sub(kb, lane, kb_i32(kb, o)), lane));
         winc = kb_add(kb, winc, kb_select(kb, has, up, zero));
     }
-    V before = shfl_i32(kb, kb_sub(kb, winc, wt), warp);
-    *tot = shfl_i32(kb, winc, kb_i32(kb, warps - 1));
+    V before = ix_shfl_i32(kb, kb_sub(kb, winc, wt), warp);
+    *tot = ix_shfl_i32(kb, winc, kb_i32(kb, warps - 1));
     return kb_sub(kb, kb_add(kb, before, inc), x);
+}
+
+void ix_find_bin(KB *kb, V hist, int nbins, V rem, V tid, int threads, V tmp, V found, V out[3])
+{
+    int bpt = nbins / threads; /* bins per thread, descending from the top */
+    V c8[8], d8[8], sum = kb_i32(kb, 0);
+    assert(bpt >= 1 && bpt <= 8 && bpt * threads == nbins);
+    for (int j = 0; j < bpt; j++) {
+        d8[j] = kb_sub(kb, kb_i32(kb, nbins - 1), kb_add(kb, kb_mul(kb, tid, kb_i32(kb, bpt)), kb_i32(kb, j)));
+        c8[j] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, hist, d8[j]));
+        sum = kb_add(kb, sum, c8[j]);
+    }
+    V tot, excl = ix_block_scan(kb, sum, tmp, threads / 32, &tot);
+    (void)tot;
+    kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, kb_add(kb, excl, sum), rem)));
+    {
+        V acc = excl, dsel = kb_i32(kb, -1), rnew = rem, cnt = kb_i32(kb, 0);
+        for (int j = 0; j < bpt; j++) {
+            V before = acc;
+            acc = kb_add(kb, acc, c8[j]);
+            V hit = kb_and(kb, kb_lt(kb, dsel, kb_i32(kb, 0)), kb_ge(kb, acc, rem));
+            dsel = kb_select(kb, hit, d8[j], dsel);
+            rnew = kb_select(kb, hit, kb_sub(kb, rem, before), rnew);
+            cnt = kb_select(kb, hit, c8[j], cnt);
+        }
+        kb_store(kb, dsel, kb_gep(kb, kb->i32, found, kb_i32(kb, 0)));
+        kb_store(kb, rnew, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
+        kb_store(kb, cnt, kb_gep(kb, kb->i32, found, kb_i32(kb, 2)));
+    }
+    kb_endif(kb);
+    nvvm_bar_sync(kb);
+    for (int i = 0; i < 3; i++)
+        out[i] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, i)));
 }
 
 static void load_keys(KB *kb, bool split, V qp, V wp, V kc, V keys, V qs, V ws, V r, V b, V n, V ctx, V tid,
@@ -786,7 +816,7 @@ void ix_compact(KB *kb, const IxCompact *c)
         V sv = kb_add(kb, kb_get(kb, c1), lane);
         V inb = kb_lt(kb, sv, hi);
         V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->keys, kb_min(kb, sv, last)));
-        kb_set(kb, wgt, kb_add(kb, kb_get(kb, wgt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_ugt(kb, key, T))))));
+        kb_set(kb, wgt, kb_add(kb, kb_get(kb, wgt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, ix_ugt(kb, key, T))))));
         kb_set(kb, weq, kb_add(kb, kb_get(kb, weq), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, inb, kb_eq(kb, key, T))))));
     }
     kb_endfor(kb);
@@ -808,7 +838,7 @@ void ix_compact(KB *kb, const IxCompact *c)
         V sv = kb_add(kb, kb_get(kb, c0), lane);
         V inb = kb_lt(kb, sv, hi);
         V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->keys, kb_min(kb, sv, last)));
-        V isgt = kb_and(kb, inb, kb_ugt(kb, key, T)), iseq = kb_and(kb, inb, kb_eq(kb, key, T));
+        V isgt = kb_and(kb, inb, ix_ugt(kb, key, T)), iseq = kb_and(kb, inb, kb_eq(kb, key, T));
         V eqm = nvvm_ballot(kb, iseq);
         V eq_rank = kb_add(kb, kb_get(kb, run_eq), nvvm_popc(kb, kb_and(kb, eqm, lt)));
         V take = kb_or(kb, isgt, kb_and(kb, iseq, kb_lt(kb, eq_rank, need)));

@@ -15,6 +15,14 @@ enum { IX_HIST_BITS = 11, IX_HIST_BINS = 1 << IX_HIST_BITS };
 /* The one-pass select's candidate capacity (schedule `cands`, default and most). */
 enum { IX_SELECT_CANDS = 16384 };
 
+/* Unsigned a > b (keys are order-preserving u32). */
+static inline V ix_ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
+/* x (i32) from lane src of the warp. */
+static inline V ix_shfl_i32(KB *kb, V x, V src)
+{
+    return kb_bitcast(kb, nvvm_shfl_idx(kb, kb_bitcast(kb, x, kb->f32), src), kb->i32);
+}
+
 /* The selection a template emits (attrs of index_topk, ops.def topk). */
 typedef struct Sel {
     int64_t K;  /* top_k */
@@ -66,6 +74,13 @@ void ix_compact(KB *kb, const IxCompact *c);
  * warps, a power of two <= 32); *tot the block's sum. tmp: smem i32
  * [warps], untouched by anything else until the next barrier. */
 V ix_block_scan(KB *kb, V x, V tmp, int warps, V *tot);
+
+/* The bin of hist (nbins counts, shared or global, complete) where the
+ * count from the top reaches rem (1 <= rem <= the total), thread t holding
+ * bins nbins-1-bpt·t down (bpt = nbins / threads <= 8): out[0] = the bin,
+ * out[1] = rem less the count above it, out[2] = its count (found: smem
+ * i32 [3]; tmp as ix_block_scan's). Ends synced. */
+void ix_find_bin(KB *kb, V hist, int nbins, V rem, V tid, int threads, V tmp, V found, V out[3]);
 
 /* One warp-aggregated shared-memory count: lanes with `in` add 1 to
  * hist[dig] (match.any: the lowest lane holding each digit adds the count). */

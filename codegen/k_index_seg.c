@@ -60,8 +60,6 @@ static int seg_max(int segs) { return (INDEX_MAX_CTX + 32 * segs - 1) / (32 * se
 unsigned ix_seg_count_smem(void) { return C_END; }
 unsigned ix_seg_write_smem(int segs, int cands) { return (unsigned)(W_CAND + 4 * segs * cands + 4 * seg_max(segs)); }
 
-static V ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
-static V shfl_i32(KB *kb, V x, V src) { return kb_bitcast(kb, nvvm_shfl_idx(kb, kb_bitcast(kb, x, kb->f32), src), kb->i32); }
 static V ld(KB *kb, V p, V i) { return kb_load(kb, kb->i32, kb_gep(kb, kb->i32, p, i)); }
 static void st(KB *kb, V v, V p, V i) { kb_store(kb, v, kb_gep(kb, kb->i32, p, i)); }
 
@@ -108,36 +106,14 @@ bool ix_emit_seg_count(Codegen *cg, int64_t K, int segs, int cands, char **ptx, 
         V tid = b.tid, lane = nvvm_lane(kb), warp = nvvm_warp(kb);
         kb_if(kb, kb_gt(kb, b.n, kb_i32(kb, (int)K))); /* n <= K: index_seg_write takes every key */
         {
-            /* the histogram, 8 bins a thread from the top; the bin T where the count reaches K */
-            enum { BPT = IX_HIST_BINS / SG_THREADS };
-            V c8[BPT], d8[BPT], sum = zero;
-            for (int j = 0; j < BPT; j++) {
-                d8[j] = kb_sub(kb, kb_i32(kb, IX_HIST_BINS - 1), kb_add(kb, kb_mul(kb, tid, kb_i32(kb, BPT)), kb_i32(kb, j)));
-                c8[j] = ld(kb, b.histrow, d8[j]);
-                sum = kb_add(kb, sum, c8[j]);
-            }
-            kb_if(kb, kb_eq(kb, tid, zero));
+            kb_if(kb, kb_eq(kb, tid, zero)); /* the counters, before the barriers below */
             st(kb, zero, cnt, zero);
             st(kb, zero, cnt, kb_i32(kb, 1));
             kb_endif(kb);
-            V tot, excl = ix_block_scan(kb, sum, tmp, SG_WARPS, &tot), rem = kb_i32(kb, (int)K);
-            (void)tot;
-            kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, kb_add(kb, excl, sum), rem)));
-            {
-                V acc = excl, dsel = kb_i32(kb, -1), rnew = rem;
-                for (int j = 0; j < BPT; j++) {
-                    V before = acc;
-                    acc = kb_add(kb, acc, c8[j]);
-                    V hit = kb_and(kb, kb_lt(kb, dsel, zero), kb_ge(kb, acc, rem));
-                    dsel = kb_select(kb, hit, d8[j], dsel);
-                    rnew = kb_select(kb, hit, kb_sub(kb, rem, before), rnew);
-                }
-                st(kb, dsel, found, zero);
-                st(kb, rnew, found, kb_i32(kb, 1));
-            }
-            kb_endif(kb);
-            nvvm_bar_sync(kb);
-            V T = ld(kb, found, zero);
+            /* the bin T of the histogram where the count from the top reaches K, and how many of its keys */
+            V f[3];
+            ix_find_bin(kb, b.histrow, IX_HIST_BINS, kb_i32(kb, (int)K), tid, SG_THREADS, tmp, found, f);
+            V T = f[0];
             V rec = seg_rec(kb, b.area, b.s), ck = kb_gep(kb, kb->i32, rec, kb_i32(kb, 4));
             /* one pass over the segment: chunk c of 32 keys at lo + 32c; warp w takes chunks w·U .. w·U+U-1,
              * then the next SG_WARPS·U */
@@ -162,7 +138,7 @@ bool ix_emit_seg_count(Codegen *cg, int64_t K, int segs, int cands, char **ptx, 
                         kb_set(kb, base, LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, cnt, nvvm_popc(kb, gm),
                                                             LLVMAtomicOrderingMonotonic, 0));
                         kb_endif(kb);
-                        V at = kb_add(kb, shfl_i32(kb, kb_get(kb, base), zero), nvvm_popc(kb, kb_and(kb, gm, lt)));
+                        V at = kb_add(kb, ix_shfl_i32(kb, kb_get(kb, base), zero), nvvm_popc(kb, kb_and(kb, gm, lt)));
                         kb_if(kb, kb_and(kb, grp, kb_lt(kb, at, kb_i32(kb, cands))));
                         st(kb, key[u], ck, at);
                         kb_endif(kb);
@@ -182,7 +158,7 @@ bool ix_emit_seg_count(Codegen *cg, int64_t K, int segs, int cands, char **ptx, 
                 st(kb, ld(kb, cnt, zero), rec, kb_i32(kb, 1));
                 kb_if(kb, kb_eq(kb, b.s, zero));
                 st(kb, T, b.area, zero);
-                st(kb, ld(kb, found, kb_i32(kb, 1)), b.area, kb_i32(kb, 1));
+                st(kb, f[1], b.area, kb_i32(kb, 1));
                 kb_endif(kb);
             }
             kb_endif(kb);
@@ -210,7 +186,7 @@ static void count_around(KB *kb, V keys, V m, V Ts, V ctr, int unroll)
         }
         for (int u = 0; u < unroll; u++) {
             V in = kb_lt(kb, iv[u], m);
-            kb_set(kb, gt, kb_add(kb, kb_get(kb, gt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, in, ugt(kb, key[u], Ts))))));
+            kb_set(kb, gt, kb_add(kb, kb_get(kb, gt), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, in, ix_ugt(kb, key[u], Ts))))));
             kb_set(kb, eq, kb_add(kb, kb_get(kb, eq), nvvm_popc(kb, nvvm_ballot(kb, kb_and(kb, in, kb_eq(kb, key[u], Ts))))));
         }
     }

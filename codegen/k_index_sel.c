@@ -34,7 +34,7 @@
 enum { SEL_THREADS = 1024, SEL_WARPS = SEL_THREADS / 32, SEL_UNROLL = 16, SEL_WORDS = INDEX_MAX_CTX / 32 };
 
 /* Shared memory: hist i32 [IX_HIST_BINS] | G, E u32 [SEL_WORDS] | 4 scan
- * areas i32 [SEL_WARPS] | found i32 [16] (find_bin's 3, the radix's 2, the
+ * areas i32 [SEL_WARPS] | found i32 [16] (ix_find_bin's 3, the radix's 2, the
  * candidate count, the group's min and max key) | candidate keys u32
  * [cands] | their positions i32 [cands]. */
 enum {
@@ -66,44 +66,7 @@ typedef enum {
     PASS_EQ,      /* full keys: G = keys above P, E = keys equal to P */
 } PassMode;
 
-static V ugt(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntUGT, a, b, ""); }
 static V ult(KB *kb, V a, V b) { return LLVMBuildICmp(kb->b, LLVMIntULT, a, b, ""); }
-static V shfl_i32(KB *kb, V x, V src) { return kb_bitcast(kb, nvvm_shfl_idx(kb, kb_bitcast(kb, x, kb->f32), src), kb->i32); }
-
-/* The bin of hist (nbins = 1024 or 2048, synced) where the count from the
- * top reaches rem (1 <= rem <= the total): out[0] = the bin, out[1] = rem
- * less the count above it, out[2] = its count. Ends synced. */
-static void find_bin(KB *kb, const SelCtx *c, int nbins, V rem, V tmp, V found, V out[3])
-{
-    int bpt = nbins / SEL_THREADS; /* bins per thread, descending from the top */
-    V c8[2], d8[2], sum = kb_i32(kb, 0);
-    for (int j = 0; j < bpt; j++) {
-        d8[j] = kb_sub(kb, kb_i32(kb, nbins - 1), kb_add(kb, kb_mul(kb, c->tid, kb_i32(kb, bpt)), kb_i32(kb, j)));
-        c8[j] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->hist, d8[j]));
-        sum = kb_add(kb, sum, c8[j]);
-    }
-    V tot, excl = ix_block_scan(kb, sum, tmp, SEL_WARPS, &tot);
-    (void)tot;
-    kb_if(kb, kb_and(kb, kb_lt(kb, excl, rem), kb_ge(kb, kb_add(kb, excl, sum), rem)));
-    {
-        V acc = excl, dsel = kb_i32(kb, -1), rnew = rem, cnt = kb_i32(kb, 0);
-        for (int j = 0; j < bpt; j++) {
-            V before = acc;
-            acc = kb_add(kb, acc, c8[j]);
-            V hit = kb_and(kb, kb_lt(kb, dsel, kb_i32(kb, 0)), kb_ge(kb, acc, rem));
-            dsel = kb_select(kb, hit, d8[j], dsel);
-            rnew = kb_select(kb, hit, kb_sub(kb, rem, before), rnew);
-            cnt = kb_select(kb, hit, c8[j], cnt);
-        }
-        kb_store(kb, dsel, kb_gep(kb, kb->i32, found, kb_i32(kb, 0)));
-        kb_store(kb, rnew, kb_gep(kb, kb->i32, found, kb_i32(kb, 1)));
-        kb_store(kb, cnt, kb_gep(kb, kb->i32, found, kb_i32(kb, 2)));
-    }
-    kb_endif(kb);
-    nvvm_bar_sync(kb);
-    for (int i = 0; i < 3; i++)
-        out[i] = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, found, kb_i32(kb, i)));
-}
 
 /* One pass over the keys: warp w takes the 32-key chunks w·U, w·U+1, …
  * (U = SEL_UNROLL chunks' loads in flight), then the next SEL_WARPS·U. The
@@ -136,13 +99,13 @@ static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, in
                 ix_hist_add(kb, c->hist, dig, grp);
                 if (minmax) {
                     kb_set(kb, kmin, kb_select(kb, kb_and(kb, grp, ult(kb, key[u], kb_get(kb, kmin))), key[u], kb_get(kb, kmin)));
-                    kb_set(kb, kmax, kb_select(kb, kb_and(kb, grp, ugt(kb, key[u], kb_get(kb, kmax))), key[u], kb_get(kb, kmax)));
+                    kb_set(kb, kmax, kb_select(kb, kb_and(kb, grp, ix_ugt(kb, key[u], kb_get(kb, kmax))), key[u], kb_get(kb, kmax)));
                 }
                 if (!minmax)
                     continue;
             }
             /* G: the keys above the group; E: the group (final should its keys all be equal), or none */
-            V g = nvvm_ballot(kb, kb_and(kb, in, ugt(kb, hi, P)));
+            V g = nvvm_ballot(kb, kb_and(kb, in, ix_ugt(kb, hi, P)));
             V gm = nvvm_ballot(kb, grp);
             kb_if(kb, store_word);
             kb_store(kb, g, kb_gep(kb, kb->i32, c->G, ch));
@@ -156,7 +119,7 @@ static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, in
                     kb_set(kb, base, LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpAdd, c->cnt, nvvm_popc(kb, gm),
                                                         LLVMAtomicOrderingMonotonic, 0));
                     kb_endif(kb);
-                    V at = kb_add(kb, shfl_i32(kb, kb_get(kb, base), zero), nvvm_popc(kb, kb_and(kb, gm, lt)));
+                    V at = kb_add(kb, ix_shfl_i32(kb, kb_get(kb, base), zero), nvvm_popc(kb, kb_and(kb, gm, lt)));
                     kb_if(kb, kb_and(kb, grp, kb_lt(kb, at, kb_i32(kb, c->cands))));
                     kb_store(kb, key[u], kb_gep(kb, kb->i32, c->ck, at));
                     kb_store(kb, j[u], kb_gep(kb, kb->i32, c->ci, at));
@@ -173,7 +136,7 @@ static void sel_pass(KB *kb, const SelCtx *c, PassMode m, int s, V P, int s2, in
             V lo2 = kb_bitcast(kb, nvvm_shfl_xor(kb, kb_bitcast(kb, lo, kb->f32), o), kb->i32);
             V hi2 = kb_bitcast(kb, nvvm_shfl_xor(kb, kb_bitcast(kb, hi, kb->f32), o), kb->i32);
             lo = kb_select(kb, ult(kb, lo2, lo), lo2, lo);
-            hi = kb_select(kb, ugt(kb, hi2, hi), hi2, hi);
+            hi = kb_select(kb, ix_ugt(kb, hi2, hi), hi2, hi);
         }
         kb_if(kb, kb_eq(kb, lane, zero));
         LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpUMin, kb_gep(kb, kb->i32, c->mm, zero), lo, LLVMAtomicOrderingMonotonic, 0);
@@ -249,7 +212,7 @@ static V rank_candidates(KB *kb, const SelCtx *c, int s, V P, V rem, V rfound)
         V iv = kb_get(kb, i);
         V key = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->ck, iv)), pos = kb_load(kb, kb->i32, kb_gep(kb, kb->i32, c->ci, iv));
         V word = LLVMBuildLShr(kb->b, pos, kb_i32(kb, 5), ""), bit = kb_shl(kb, kb_i32(kb, 1), kb_and(kb, pos, kb_i32(kb, 31)));
-        kb_if(kb, ugt(kb, key, Tf));
+        kb_if(kb, ix_ugt(kb, key, Tf));
         LLVMBuildAtomicRMW(kb->b, LLVMAtomicRMWBinOpOr, kb_gep(kb, kb->i32, c->G, word), bit, LLVMAtomicOrderingMonotonic, 0);
         kb_endif(kb);
         kb_if(kb, kb_eq(kb, key, Tf));
@@ -329,7 +292,7 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
             }
             nvvm_bar_sync(kb);
             V f[3];
-            find_bin(kb, &c, IX_HIST_BINS, kb_i32(kb, (int)K), tmp[0], found, f);
+            ix_find_bin(kb, c.hist, IX_HIST_BINS, kb_i32(kb, (int)K), tid, SEL_THREADS, tmp[0], found, f);
             KVar P = kb_var(kb, kb->i32, f[0]), rem = kb_var(kb, kb->i32, f[1]), cT = kb_var(kb, kb->i32, f[2]);
             /* done: 0 refining, 1 ranked as candidates, 2 the group's keys all equal (G, E final) */
             KVar need = kb_var(kb, kb->i32, zero), done = kb_var(kb, kb->i32, zero);
@@ -357,7 +320,7 @@ bool ix_emit_select1(Codegen *cg, int64_t H, int64_t D, const Sel *sl, int hist_
                     kb_set(kb, need, kb_get(kb, rem));
                     kb_set(kb, done, kb_i32(kb, 2));
                     kb_else(kb);
-                    find_bin(kb, &c, 1 << lv_nb[L], kb_get(kb, rem), tmp[L + 1], found, f);
+                    ix_find_bin(kb, c.hist, 1 << lv_nb[L], kb_get(kb, rem), tid, SEL_THREADS, tmp[L + 1], found, f);
                     kb_set(kb, P, kb_or(kb, kb_shl(kb, kb_get(kb, P), kb_i32(kb, lv_nb[L])), f[0]));
                     kb_set(kb, rem, f[1]);
                     kb_set(kb, cT, f[2]);
