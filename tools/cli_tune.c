@@ -471,7 +471,7 @@ bool cli_use_tuning(const char *who, const char *path, bool progress, TuneCache 
         if (progress)
             fprintf(stderr, "msac: tuning cache %s: using its entries for %s (%d SMs, driver %d)\n", file, tdev->name,
                     tdev->sm_count, tdev->driver);
-    } else if (cache->n) {
+    } else if (cache->n && progress) {
         fprintf(stderr, "msac: tuning cache %s has entries for several GPUs and none for GPU 0: default schedules\n",
                 file);
     } else if (path && progress) {
