@@ -86,14 +86,15 @@ void emit_parallel(const TargetDesc *t, KernelMemo *memo, const Graph *g, int th
     }
     if (js.n >= 2) {
         int nt = threads < js.n ? threads : js.n, started = 0;
-        pthread_t tid[EMIT_MAX_THREADS * 4];
-        if (nt > (int)(sizeof tid / sizeof tid[0]))
-            nt = (int)(sizeof tid / sizeof tid[0]);
+        pthread_t *tid = malloc((size_t)nt * sizeof *tid);
+        if (!tid)
+            abort();
         atomic_init(&js.next, 0);
         for (int i = 0; i < nt; i++)
             started += pthread_create(&tid[started], NULL, worker, &js) == 0;
         for (int i = 0; i < started; i++)
             pthread_join(tid[i], NULL);
+        free(tid);
     }
     for (int i = 0; i < js.n; i++) {
         Job *j = &js.job[i];
